@@ -569,6 +569,15 @@ class Project:
                 ids.append(sid)
         return ids
 
+    def sample_ids_by_key(self, source_id: int, keys: Sequence[str]) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for i in range(0, len(keys), 500):
+            chunk = list(keys[i:i + 500])
+            out.update(self.conn.execute(
+                f"SELECT key, id FROM samples WHERE source_id = ? AND key IN ({','.join('?' * len(chunk))})",
+                [source_id, *chunk]).fetchall())
+        return out
+
     _SAMPLE_SQL = (
         "SELECT s.id, s.source_id, s.key, s.path, s.width, s.height, s.box, s.split,"
         " s.content_hash, s.review_status, src.root FROM samples s"

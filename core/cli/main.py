@@ -1,0 +1,63 @@
+"""The ``gumshoe`` command line (headless: no Qt is imported here).
+
+Each sub-command lives in its own module of ``core.cli`` with
+``add_parser(subparsers)`` and ``run(args) -> int``. ``gumshoe`` with no
+argument, and ``gumshoe open``, start the GUI through a hook that
+``app.entry`` passes in, so ``core`` never imports Qt.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sqlite3
+import sys
+from collections.abc import Callable, Sequence
+
+from core import __version__
+from core.formats.base import FormatError
+from core.images import ImageError
+from core.project import ProjectError
+
+COMMANDS = ["open", "demo", "imports", "info", "export"]
+
+GuiHook = Callable[[str | None], int]
+
+
+def build_parser(gui: GuiHook | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gumshoe",
+        description="Find and fix bad labels in landmark and age datasets. "
+        "With no command, opens the GUI on the demo project.",
+    )
+    parser.add_argument("--version", action="version", version=f"gumshoe {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        module = importlib.import_module(f"core.cli.{name}")
+        p = module.add_parser(sub)
+        p.set_defaults(func=module.run, gui=gui)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, gui: GuiHook | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(gui)
+    if not argv:
+        argv = ["open"]
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except (ProjectError, FormatError, ImageError, ValueError, OSError, sqlite3.Error) as exc:
+        print(f"gumshoe: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("gumshoe: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
