@@ -1,0 +1,68 @@
+"""Dataset formats: a reader per published layout and a writer per export format.
+
+Readers (see :mod:`core.formats.base` for the contract) are instances in
+``READERS``, keyed by their ``--format`` name. Writers share one signature::
+
+    write(out: Path, schema: LabelSchema, records: Iterable[tuple[Sample, Label]]) -> int
+
+``out`` is the file (csv, coco) or new folder (pts) to create; ``records`` are the
+samples with the label to write; the return value is how many were written. A
+writer raises ValueError for a task its format cannot hold (ages in COCO or .pts).
+Image paths are written relative to the output's folder (csv, coco) or the
+images are copied (pts), so reading the output back gives the same labels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from core.formats import coco, csv_format, pts
+from core.formats.base import FormatError, RawItem, Reader, Skip
+from core.formats.coco import CocoReader
+from core.formats.csv_format import CsvReader
+from core.formats.dlib_xml import DlibReader
+from core.formats.fgnet import FgnetReader
+from core.formats.lsp import LspReader
+from core.formats.pts import PtsReader
+from core.formats.utkface import UtkfaceReader
+from core.project import Label, LabelSchema, Sample
+
+Writer = Callable[[Path, LabelSchema, Iterable[tuple[Sample, Label]]], int]
+
+# In the order detect_format tries them: the most specific layouts first.
+READERS: dict[str, Reader] = {r.name: r for r in (
+    FgnetReader(), LspReader(), DlibReader(), CocoReader(), CsvReader(), UtkfaceReader(),
+    PtsReader(),
+)}
+
+WRITERS: dict[str, Writer] = {"csv": csv_format.write, "coco": coco.write, "pts": pts.write}
+
+__all__ = ["READERS", "WRITERS", "FormatError", "RawItem", "Reader", "Skip", "Writer",
+           "detect_format", "get_reader", "get_writer"]
+
+
+def get_reader(name: str) -> Reader:
+    try:
+        return READERS[name]
+    except KeyError:
+        raise ValueError(f"unknown format {name!r} (known: {', '.join(READERS)})") from None
+
+
+def get_writer(name: str) -> Writer:
+    try:
+        return WRITERS[name]
+    except KeyError:
+        raise ValueError(f"cannot write {name!r} (writers: {', '.join(WRITERS)})") from None
+
+
+def detect_format(source: str | Path) -> str:
+    """The name of the first reader whose ``sniff`` accepts ``source``."""
+    source = Path(source)
+    if not source.exists():
+        raise FormatError(f"{source}: no such file or folder")
+    for name, reader in READERS.items():
+        if reader.sniff(source):
+            return name
+    raise FormatError(f"{source}: cannot tell the dataset format; name one of "
+                      f"{', '.join(READERS)}")

@@ -1,0 +1,76 @@
+"""Helpers shared by the readers and writers: file walking, keys, image lookup by
+stem, number parsing and formatting."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+
+# In order of preference when several images share a stem.
+IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".ppm", ".pgm", ".bmp", ".tif", ".tiff", ".webp")
+
+
+def is_image(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_EXTS
+
+
+def walk(root: Path, suffixes: Sequence[str]) -> Iterator[Path]:
+    """Files under ``root`` (recursively, sorted, hidden folders left out) whose suffix,
+    lower-cased, is one of ``suffixes``."""
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for f in sorted(files):
+            if os.path.splitext(f)[1].lower() in suffixes:
+                yield Path(folder) / f
+
+
+def rel_key(path: Path, root: Path) -> str:
+    """``path`` relative to ``root`` with forward slashes (``..`` where it lies outside)."""
+    return Path(os.path.relpath(path, root)).as_posix()
+
+
+class ImageFinder:
+    """Finds the image that goes with a label file by stem, ignoring case (FG-NET pairs
+    ``001a02.pts`` with ``001A02.JPG``). An exact-case stem wins, then IMAGE_EXTS order."""
+
+    def __init__(self) -> None:
+        self._dirs: dict[Path, dict[str, list[Path]]] = {}
+
+    def find(self, folder: Path, stem: str) -> Path | None:
+        index = self._dirs.get(folder)
+        if index is None:
+            index = {}
+            for p in sorted(folder.iterdir()) if folder.is_dir() else ():
+                if is_image(p) and p.is_file():
+                    index.setdefault(p.stem.lower(), []).append(p)
+            self._dirs[folder] = index
+        found = index.get(stem.lower(), [])
+        if not found:
+            return None
+        return min(found, key=lambda p: (p.stem != stem, IMAGE_EXTS.index(p.suffix.lower())))
+
+
+def number(text: str, what: str) -> float:
+    """A finite float, else ValueError naming ``what``."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise ValueError(f"{what}: not a number: {text.strip()[:40]!r}") from None
+    if not math.isfinite(v):
+        raise ValueError(f"{what}: not a finite number: {text.strip()[:40]!r}")
+    return v
+
+
+def visibility_of(points: np.ndarray) -> np.ndarray:
+    """2 where a point is present, 0 where it is missing."""
+    return np.where(np.isfinite(points).all(axis=1), 2, 0).astype(np.int8)
+
+
+def fmt(v: float) -> str:
+    """A number as text that reads back exactly (integers without a trailing .0)."""
+    v = float(v)
+    return str(int(v)) if v.is_integer() and abs(v) < 1e15 else repr(v)
