@@ -391,12 +391,17 @@ class ImageCache:
         self._entries[sample_id] = _Entry(slot, content_hash, stat[0], stat[1], _lb_key(lb))
         self._dirty = True
 
-    def put(self, sample_id: int, content_hash: str, image: np.ndarray, lb: Letterbox,
+    def put(self, sample_id: int, content_hash: str, crop: np.ndarray, lb: Letterbox,
             path: str | os.PathLike[str] | None = None) -> None:
-        """Store a decoded full-size RGB image (the importer's, so import decodes once).
-        ``path``: the source file, whose size and mtime let :meth:`ensure` skip it later."""
+        """Store a sample's letterboxed (S, S, 3) crop, ``letterbox(image, lb)``, made by
+        the importer right after decoding (so import decodes each image once).
+        ``path``: the source file, whose size and mtime let :meth:`ensure` skip it later
+        without reading it (without it, ensure re-reads and hashes it once)."""
+        if crop.shape != (self.size, self.size, 3) or crop.dtype != np.uint8:
+            raise ValueError(f"{self.data_path}: crop of shape {crop.shape} {crop.dtype}, "
+                             f"expected ({self.size}, {self.size}, 3) uint8")
         stat = _stat(Path(path)) if path is not None else (-1, -1)
-        self._store(sample_id, content_hash, letterbox(image, lb), lb, stat)
+        self._store(sample_id, content_hash, crop, lb, stat)
 
     def _fresh(self, sample: Sample, lb: Letterbox) -> bool:
         e = self._entries.get(sample.id)

@@ -317,7 +317,10 @@ def test_cache_put_then_ensure_decodes_nothing(tmp_path: Path) -> None:
     cache = ImageCache(tmp_path / "cache", 24)
     for s in samples:
         img, h = load_image(s.image_path)
-        cache.put(s.id, h, img, cache.transform(s), path=s.image_path)
+        lb = cache.transform(s)
+        cache.put(s.id, h, letterbox(img, lb), lb, path=s.image_path)
+    with pytest.raises(ValueError, match="expected \\(24, 24, 3\\) uint8"):
+        cache.put(9, "x", img, lb)
     cache.flush()
     slots_before = cache._used
     progress: list[tuple[int, int]] = []
