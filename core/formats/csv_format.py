@@ -6,7 +6,8 @@ for a present point) and ``box_x0,box_y0,box_x1,box_y1`` (the sample's box).
 Ages: ``image,age`` (plus the optional box columns). Other columns are ignored.
 
 Keys are the ``image`` cell; an image named on several rows (several faces) gets
-``image#0``, ``image#1``... in row order. A broken row is one Skip naming
+``image#0``, ``image#1``... in row order (counting broken rows too, so that
+fixing one does not renumber the others). A broken row is one Skip naming
 ``file.csv:line``; a header that fits neither layout makes the file unreadable.
 """
 
@@ -170,6 +171,10 @@ class CsvReader:
                 yield Skip(where, row)
                 continue
             image = row[0].strip()
+            key = Path(image).as_posix()
+            if names[image] > 1:
+                key = f"{key}#{seen[image]}"
+                seen[image] += 1
             try:
                 if not image:
                     raise ValueError("empty image cell")
@@ -181,10 +186,6 @@ class CsvReader:
             if not path.is_file():
                 yield Skip(where, f"image missing: {image}")
                 continue
-            key = Path(image).as_posix()
-            if names[image] > 1:
-                key = f"{key}#{seen[image]}"
-                seen[image] += 1
             yield RawItem(key, path, points, vis, age, box)
 
 

@@ -4,6 +4,9 @@
 too, so keys stay put when a box is ignored). Image paths are relative to the XML
 file. Parts are numbered by name ('00'..'67'); parts absent from a box are missing.
 
+The number of points is the most common highest part name + 1 over all boxes:
+``ibug68`` for 68, ``landmarksN`` otherwise.
+
 The source is one XML file, or a folder whose XML files are all read (files whose
 boxes have no parts, such as dlib's detection-only ``training.xml``, are reported
 once each and left out).
@@ -12,6 +15,7 @@ once each and left out).
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -40,9 +44,14 @@ def _boxes(doc: ET.Element) -> Iterator[tuple[ET.Element, int, ET.Element]]:
                 yield image, i, box
 
 
-def _part_count(doc: ET.Element) -> int:
-    names = [p.get("name", "") for _, _, box in _boxes(doc) for p in box.iter("part")]
-    return max((int(n) + 1 for n in names if n.isdigit()), default=0)
+def _part_counts(doc: ET.Element) -> Counter[int]:
+    """How many boxes have each number of parts (highest part name + 1)."""
+    counts: Counter[int] = Counter()
+    for _, _, box in _boxes(doc):
+        names = [int(n) for p in box.iter("part") if (n := p.get("name", "")).isdigit()]
+        if names:
+            counts[max(names) + 1] += 1
+    return counts
 
 
 def _box_item(xml: Path, root: Path, image: ET.Element, index: int, box: ET.Element,
@@ -104,10 +113,11 @@ class DlibReader:
     def schema(self, source: Path, task: str) -> LabelSchema:
         if task != "landmarks":
             raise FormatError(f"{source}: dlib XML has landmarks, not {task!r}")
-        n = max((_part_count(d) for _, d in self._docs(source) if isinstance(d, ET.Element)),
-                default=0)
-        if n == 0:
+        counts = sum((_part_counts(d) for _, d in self._docs(source)
+                      if isinstance(d, ET.Element)), Counter())
+        if not counts:
             raise FormatError(f"{source}: no box with landmark parts")
+        n = counts.most_common(1)[0][0]  # boxes with other counts are skipped
         return IBUG68 if n == 68 else landmarks_schema(n)
 
     def read(self, source: Path, task: str) -> Iterator[RawItem | Skip]:
@@ -117,7 +127,7 @@ class DlibReader:
         for xml, doc in self._docs(source):
             if isinstance(doc, FormatError):
                 yield Skip(rel_key(xml, root), str(doc).removeprefix(f"{xml}: "))
-            elif _part_count(doc) == 0:
+            elif not _part_counts(doc):
                 yield Skip(rel_key(xml, root), "no box has landmark parts (a detection-only file)")
             else:
                 for image, index, box in _boxes(doc):

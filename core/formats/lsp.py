@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 from scipy.io import loadmat
+from scipy.io.matlab import MatReadError
 
 from core.formats.base import FormatError, RawItem, Skip
 from core.formats.common import rel_key
@@ -61,7 +62,7 @@ def load_joints(path: Path) -> np.ndarray:
     """(N, 14, 3) float64: x, y, flag."""
     try:
         mat = loadmat(str(path))
-    except (OSError, ValueError, TypeError, NotImplementedError) as exc:
+    except (OSError, ValueError, TypeError, NotImplementedError, MatReadError) as exc:
         raise FormatError(f"{path}: cannot read as a MATLAB file ({exc})") from None
     joints = mat.get("joints")
     if joints is None:

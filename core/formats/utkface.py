@@ -31,7 +31,7 @@ class UtkfaceReader:
         if not Path(source).is_dir():
             return False
         names = [p.name for p in islice(walk(Path(source), IMAGE_EXTS), 50)]
-        return bool(names) and sum(bool(FULL_NAME.match(n)) for n in names) >= 0.8 * len(names)
+        return bool(names) and sum(bool(FULL_NAME.match(n)) for n in names) > len(names) / 2
 
     def schema(self, source: Path, task: str) -> LabelSchema:
         if task != "age":
