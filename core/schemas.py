@@ -140,7 +140,7 @@ def get_schema(name: str) -> LabelSchema:
     key = name.lower()
     if key in BUILTIN:
         return BUILTIN[key]
-    if key.startswith("landmarks") and key[len("landmarks"):].isdigit():
+    if key.startswith("landmarks") and key[len("landmarks"):].isdecimal():
         return landmarks_schema(int(key[len("landmarks"):]))
     raise KeyError(f"unknown label schema {name!r} (built-in: {', '.join(BUILTIN)}, landmarksN)")
 

@@ -53,7 +53,7 @@ class Layout:
             if f"x{k}" not in cols or f"y{k}" not in cols:
                 raise ValueError(f"point {k} needs both x{k} and y{k}")
             k += 1
-        if any(c.startswith(("x", "y")) and c[1:].isdigit() and int(c[1:]) >= k for c in cols):
+        if any(c.startswith(("x", "y")) and c[1:].isdecimal() and int(c[1:]) >= k for c in cols):
             raise ValueError(f"point columns must run x0, y0 ... without gaps (stopped at {k})")
         box = tuple(cols[c] for c in BOX if c in cols)
         if len(box) not in (0, 4):

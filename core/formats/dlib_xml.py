@@ -48,7 +48,7 @@ def _part_counts(doc: ET.Element) -> Counter[int]:
     """How many boxes have each number of parts (highest part name + 1)."""
     counts: Counter[int] = Counter()
     for _, _, box in _boxes(doc):
-        names = [int(n) for p in box.iter("part") if (n := p.get("name", "")).isdigit()]
+        names = [int(n) for p in box.iter("part") if (n := p.get("name", "")).isdecimal()]
         if names:
             counts[max(names) + 1] += 1
     return counts
@@ -67,7 +67,7 @@ def _box_item(xml: Path, root: Path, image: ET.Element, index: int, box: ET.Elem
         points = np.full((n, 2), np.nan)
         for part in box.iter("part"):
             name = part.get("name", "")
-            if not name.isdigit() or int(name) >= n:
+            if not name.isdecimal() or int(name) >= n:
                 raise ValueError(f"part name {name!r} is not one of 00..{n - 1:02d}")
             points[int(name)] = [number(part.get(a, ""), f"part {name} {a}") for a in "xy"]
     except ValueError as exc:

@@ -498,8 +498,14 @@ def test_csv_rows_fuzz_yield_only_items_and_skips(tmp_path, body):
 
 @settings(max_examples=200, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.binary(max_size=300))
+@given(st.one_of(st.binary(max_size=300),
+                st.text(alphabet=CSV_ALPHABET + "imgxyvbo_\n", max_size=300).map(str.encode),
+                st.lists(st.sampled_from(["image", "age", "x0", "y0", "x1", "y1", "v0", "v1",
+                                          "box_x0", "box_y0", "box_x1", "box_y1", "a.jpg", "1",
+                                          "", "2.5", "-1", "nan", '"'])).map(
+                    lambda cells: (",".join(cells) + "\na.jpg,1,2,3,4\n").encode())))
 def test_csv_file_fuzz_raises_only_format_error(tmp_path, data):
+    (tmp_path / "a.jpg").write_bytes(IMG)
     path = tmp_path / "f.csv"
     path.write_bytes(data)
     for task in ("landmarks", "age"):
