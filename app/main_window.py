@@ -1,0 +1,368 @@
+"""The main window (thin: it builds widgets and wires signals; logic is in core/)
+and ``run_gui``, the entry point ``gumshoe`` / ``gumshoe open PROJECT`` call."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QByteArray, Qt, QTimer
+from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
+from PySide6.QtWidgets import (
+    QApplication,
+    QDockWidget,
+    QFileDialog,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QWidget,
+)
+
+from app import errors, theme, workers
+from app.review.editor import EditorWidget
+from app.review.queue_panel import QueuePanel
+from app.settings import data_dir, log_dir, settings
+from app.training.panel import TrainingPanel
+from core.project import SUFFIX, Project, ProjectError
+
+log = logging.getLogger(__name__)
+
+
+class MainWindow(QMainWindow):
+    def __init__(self) -> None:
+        super().__init__()
+        self.project: Project | None = None
+        self.setWindowTitle("Gumshoe")
+        self.setWindowIcon(theme.app_icon())
+        self.resize(1280, 800)
+        self.confirm_close = True  # tests turn the question off
+        self._demo_worker: workers.Worker | None = None
+        self._setup_widgets()
+        self._setup_actions()
+        self._setup_menus()
+        self._setup_toolbar()
+        self._setup_docks()
+        self._setup_statusbar()
+        self._setup_wiring()
+        self._restore_state()
+
+    # ------------------------------------------------------------------ setup
+    def _setup_widgets(self) -> None:
+        self.editor = EditorWidget(lambda: settings().annotator)
+        self.setCentralWidget(self.editor)
+        self.queue = QueuePanel()
+        self.training = TrainingPanel()
+
+    def _act(self, text: str, slot: Any, icon: str = "", keys: str | QKeySequence = "",
+             tip: str = "") -> QAction:
+        a = QAction(theme.icon(icon) if icon else theme.icon("none"), text, self)
+        if keys:
+            a.setShortcut(QKeySequence(keys))
+        if tip:
+            a.setToolTip(tip)
+        a.triggered.connect(slot)
+        return a
+
+    def _setup_actions(self) -> None:
+        self.act_new = self._act("&New project…", self.new_project, "new",
+                                 QKeySequence.StandardKey.New)
+        self.act_open = self._act("&Open project…", self.choose_project, "open",
+                                  QKeySequence.StandardKey.Open)
+        self.act_import = self._act("&Import dataset…", self.import_dataset, "import", "Ctrl+I",
+                                    "Import a dataset into this project")
+        self.act_export = self._act("&Export…", self.export_dataset, "export", "Ctrl+E",
+                                    "Export the clean dataset and the change report")
+        self.act_prefs = self._act("&Preferences…", self.preferences, "settings", "Ctrl+,")
+        self.act_quit = self._act("&Quit", self.close, "", QKeySequence.StandardKey.Quit)
+
+    def _setup_menus(self) -> None:
+        mb = self.menuBar()
+        m = mb.addMenu("&File")
+        m.addActions([self.act_new, self.act_open])
+        self.recent_menu = m.addMenu("Open &recent")
+        self.recent_menu.aboutToShow.connect(self._fill_recent)
+        m.addSeparator()
+        m.addActions([self.act_import, self.act_export])
+        m.addSeparator()
+        m.addAction(self.act_prefs)
+        m.addSeparator()
+        m.addAction(self.act_quit)
+        e = mb.addMenu("&Review")
+        a = self.editor.actions_by_name
+        for name in ("next", "previous", None, "accept", "accept_all", "confirm", "exclude",
+                     None, "undo", "redo", None, "fit", "zoom_in", "zoom_out"):
+            if name is None:
+                e.addSeparator()
+            else:
+                e.addAction(a[name])
+        self.view_menu = mb.addMenu("&View")
+        h = mb.addMenu("&Help")
+        h.addAction(self._act("&Keyboard shortcuts", self._show_keys))
+        h.addAction(self._act("Show &log file", self._show_log))
+
+    def _setup_toolbar(self) -> None:
+        tb = self.addToolBar("Main")
+        tb.setObjectName("main-toolbar")
+        tb.setMovable(False)
+        tb.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        tb.addActions([self.act_open, self.act_import, self.act_export])
+        tb.addSeparator()
+        tb.addAction(self.act_prefs)
+        self.toolbar = tb
+
+    def _dock(self, title: str, widget: QWidget, name: str,
+              area: Qt.DockWidgetArea) -> QDockWidget:
+        d = QDockWidget(title, self)
+        d.setObjectName(name)
+        d.setWidget(widget)
+        d.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable
+                      | QDockWidget.DockWidgetFeature.DockWidgetFloatable
+                      | QDockWidget.DockWidgetFeature.DockWidgetClosable)
+        self.addDockWidget(area, d)
+        self.view_menu.addAction(d.toggleViewAction())
+        return d
+
+    def _setup_docks(self) -> None:
+        self.setCorner(Qt.Corner.BottomLeftCorner, Qt.DockWidgetArea.LeftDockWidgetArea)
+        self.queue_dock = self._dock("Review queue", self.queue, "queue-dock",
+                                     Qt.DockWidgetArea.LeftDockWidgetArea)
+        self.training_dock = self._dock("Training", self.training, "training-dock",
+                                        Qt.DockWidgetArea.BottomDockWidgetArea)
+        self.queue_dock.toggleViewAction().setIcon(theme.icon("queue"))
+        self.training_dock.toggleViewAction().setIcon(theme.icon("train"))
+        self.toolbar.addSeparator()
+        self.toolbar.addAction(self.queue_dock.toggleViewAction())
+        self.toolbar.addAction(self.training_dock.toggleViewAction())
+        self._size_docks()
+
+    def _size_docks(self) -> None:
+        w, h = self.width(), self.height()
+        self.resizeDocks([self.queue_dock], [max(390, min(540, int(w * 0.3)))],
+                         Qt.Orientation.Horizontal)
+        self.resizeDocks([self.training_dock], [max(250, min(340, int(h * 0.32)))],
+                         Qt.Orientation.Vertical)
+
+    def _setup_statusbar(self) -> None:
+        sb = self.statusBar()
+        self.st_project = QLabel("No project")
+        self.st_annotator = QLabel("")
+        self.st_run = QLabel("")
+        self.st_run.setProperty("role", "muted")
+        sb.addWidget(self.st_project, 1)
+        sb.addPermanentWidget(self.st_run)
+        sb.addPermanentWidget(self.st_annotator)
+        self._refresh_annotator()
+
+    def _setup_wiring(self) -> None:
+        self.queue.sample_selected.connect(
+            lambda sid, row: self.editor.show_sample(sid, prefetch=self.queue.neighbours(row)))
+        self.editor.next_requested.connect(lambda: self.queue.step(+1))
+        self.editor.previous_requested.connect(lambda: self.queue.step(-1))
+        self.editor.edited.connect(self.queue.model.set_status)
+        self.training.scores_written.connect(self._on_new_scores)
+        self.training.run_state_changed.connect(self.st_run.setText)
+        self.queue.model.counts_changed.connect(lambda _c: self._update_title())
+
+    def _restore_state(self) -> None:
+        st = settings()
+        geo = st.value("window/geometry")
+        if isinstance(geo, QByteArray | bytes) and geo:
+            self.restoreGeometry(geo)
+        state = st.value("window/state")
+        if isinstance(state, QByteArray | bytes) and state:
+            self.restoreState(state)
+
+    # ------------------------------------------------------------------ project
+    def open_project(self, path: str | Path) -> bool:
+        try:
+            project = Project.open(path)
+        except ProjectError as exc:
+            QMessageBox.warning(self, "Cannot open project", str(exc))
+            return False
+        self.close_project()
+        self.project = project
+        schema = project.schema
+        self.queue.model.set_project(project.path, () if schema is None else schema.keypoints)
+        self.editor.set_project(project)
+        self.training.set_project(project)
+        st = settings()
+        st.add_recent(project.path)
+        self._update_title()
+        log.info("opened %s", project.path)
+        return True
+
+    def close_project(self) -> None:
+        self.training.shutdown()
+        self.queue.model.close()
+        if self.project is not None:
+            self.editor.set_project(None)
+            self.training.set_project(None)
+            self.project.close()
+            self.project = None
+
+    def _update_title(self) -> None:
+        if self.project is None:
+            self.setWindowTitle("Gumshoe")
+            self.st_project.setText("No project: File ▸ Open or New")
+            return
+        name = self.project.path.name
+        self.setWindowTitle(f"{name} — Gumshoe")
+        counts = self.queue.model.counts
+        total = sum(counts.values())
+        schema = self.project.schema
+        task = "no labels yet" if schema is None else (
+            f"{schema.n_keypoints} landmarks" if schema.task == "landmarks" else "age")
+        done = total - counts.get("unreviewed", 0)
+        self.st_project.setText(f"{self.project.path}  ·  {total} samples, {task}  ·  "
+                                f"{done} reviewed")
+
+    def _on_new_scores(self, run_id: int) -> None:
+        self.editor.run_id = None
+        self.queue.model.refresh()
+        self.statusBar().showMessage(f"Re-ranked by the scores of run {run_id}", 4000)
+
+    def _refresh_annotator(self) -> None:
+        self.st_annotator.setText(f"annotator: {settings().annotator}")
+
+    # ------------------------------------------------------------------ file actions
+    def new_project(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "New project", str(Path.home()),
+                                              f"Gumshoe project (*{SUFFIX})")
+        if not path:
+            return
+        if not path.endswith(SUFFIX):
+            path += SUFFIX
+        try:
+            Project.create(path).close()
+        except ProjectError as exc:
+            QMessageBox.warning(self, "Cannot create project", str(exc))
+            return
+        if self.open_project(path):
+            self.import_dataset()
+
+    def choose_project(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open project", str(Path.home()),
+                                              f"Gumshoe project (*{SUFFIX});;All files (*)")
+        if path:
+            self.open_project(path)
+
+    def _fill_recent(self) -> None:
+        self.recent_menu.clear()
+        recent = settings().recent_projects
+        for p in recent:
+            a = self.recent_menu.addAction(p)
+            a.setEnabled(Path(p).exists())
+            a.triggered.connect(lambda _=False, p=p: self.open_project(p))
+        if not recent:
+            self.recent_menu.addAction("(none)").setEnabled(False)
+
+    def import_dataset(self) -> None:
+        if self.project is None:
+            return
+        from app.dialogs.import_dialog import ImportDialog
+
+        dlg = ImportDialog(self.project.path, self)
+        dlg.imported.connect(lambda _r: self._after_import())
+        dlg.exec()
+
+    def _after_import(self) -> None:
+        if self.project is not None:
+            self.open_project(self.project.path)  # the schema may be new
+
+    def export_dataset(self) -> None:
+        if self.project is None:
+            return
+        from app.dialogs.export_dialog import ExportDialog
+
+        ExportDialog(self.project.path, self).exec()
+
+    def preferences(self) -> None:
+        from app.dialogs.settings_dialog import SettingsDialog
+
+        dlg = SettingsDialog(self)
+        if dlg.exec():
+            dlg.save()
+            app = QApplication.instance()
+            theme.apply(app, settings().theme)
+            self._refresh_annotator()
+
+    def _show_keys(self) -> None:
+        lines = [f"{a.text():<24} {', '.join(k.toString() for k in a.shortcuts())}"
+                 for a in self.editor.actions_by_name.values()]
+        QMessageBox.information(self, "Keyboard shortcuts", "\n".join(lines))
+
+    def _show_log(self) -> None:
+        QMessageBox.information(self, "Log file", str(errors.log_file() or "logging is off"))
+
+    # ------------------------------------------------------------------ demo
+    def open_demo(self) -> None:
+        """Open the demo project in the user data folder, creating it first if needed
+        (in a worker: drawing the faces takes a few seconds)."""
+        path = data_dir() / f"demo{SUFFIX}"
+        if path.exists():
+            self.open_project(path)
+            return
+        self.st_project.setText("Creating the demo project…")
+
+        def make(ctx: workers.WorkerContext, p: str) -> str:
+            from core.demo import make_demo
+
+            try:
+                make_demo(p, progress=lambda n: ctx.emit(n))
+            except BaseException:
+                Path(p).unlink(missing_ok=True)  # a half-made demo is made again next time
+                raise
+            return p
+
+        self._demo_worker = workers.Worker(make, str(path), name="demo")
+        self._demo_worker.progress.connect(
+            lambda n: self.st_project.setText(f"Creating the demo project… {n} faces"))
+        self._demo_worker.done.connect(self.open_project)
+        self._demo_worker.start()
+
+    # ------------------------------------------------------------------ closing
+    def closeEvent(self, event: QCloseEvent) -> None:
+        if self.training.training_here and self.confirm_close:
+            ans = QMessageBox.question(
+                self, "Training is running",
+                "A training run is in progress. Stop it and quit?\n"
+                "(The run keeps its checkpoint; you can resume it later.)",
+                QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+                QMessageBox.StandardButton.No)
+            if ans != QMessageBox.StandardButton.Yes:
+                event.ignore()
+                return
+        st = settings()
+        st.set_value("window/geometry", self.saveGeometry())
+        st.set_value("window/state", self.saveState())
+        st.sync()
+        self.close_project()
+        self.editor.images.close()
+        workers.stop_all()
+        event.accept()
+
+
+def run_gui(project_path: str | None) -> int:
+    """Create the application, open ``project_path`` (None: the demo) and run."""
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    app.setApplicationName("Gumshoe")
+    app.setOrganizationName("Gumshoe")
+    app.setDesktopFileName("gumshoe")
+    errors.setup_logging(log_dir())
+    errors.install()
+    st = settings()
+    theme.apply(app, st.theme)
+    theme.follow_system(app, lambda: settings().theme)
+    app.setWindowIcon(theme.app_icon())
+    win = MainWindow()
+    errors.sink().parent_widget = win
+    win.show()
+    if project_path:
+        QTimer.singleShot(0, lambda: win.open_project(project_path))
+    else:
+        QTimer.singleShot(0, win.open_demo)
+    rc = app.exec()
+    workers.stop_all()
+    return int(rc)

@@ -1,0 +1,363 @@
+"""The landmark canvas: a QGraphicsView with the image, the stored landmarks
+(coloured by their own outlier score), the model's predictions as ghost markers
+joined to the stored point, and the schema's skeleton.
+
+Scene coordinates are original image pixels (the pixmap item is scaled when
+the decoded image was downsized), so a drag yields sub-pixel image coordinates
+directly. Markers ignore the view transform: they keep their size on screen
+while zooming. Dragging a marker moves it; dragging elsewhere pans; the wheel
+zooms at the cursor.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from PySide6.QtCore import QPointF, QRectF, Qt, Signal
+from PySide6.QtGui import QBrush, QColor, QPainter, QPen, QPixmap
+from PySide6.QtWidgets import (
+    QGraphicsEllipseItem,
+    QGraphicsItem,
+    QGraphicsLineItem,
+    QGraphicsPixmapItem,
+    QGraphicsRectItem,
+    QGraphicsScene,
+    QGraphicsSimpleTextItem,
+    QGraphicsView,
+    QWidget,
+)
+
+from app import theme
+from app.review.queue_model import score_color
+
+RADIUS = 5.0
+
+
+class Marker(QGraphicsEllipseItem):
+    def __init__(self, index: int, radius: float = RADIUS) -> None:
+        super().__init__(-radius, -radius, 2 * radius, 2 * radius)
+        self.index = index
+        self.setFlag(QGraphicsItem.GraphicsItemFlag.ItemIgnoresTransformations)
+        self.setAcceptHoverEvents(True)
+        self.setZValue(10)
+        self.setCursor(Qt.CursorShape.OpenHandCursor)
+
+    def hoverEnterEvent(self, event) -> None:  # noqa: ANN001
+        view = self.scene().views()[0] if self.scene() and self.scene().views() else None
+        if isinstance(view, LandmarkCanvas):
+            view._hover(self.index)
+        super().hoverEnterEvent(event)
+
+    def hoverLeaveEvent(self, event) -> None:  # noqa: ANN001
+        view = self.scene().views()[0] if self.scene() and self.scene().views() else None
+        if isinstance(view, LandmarkCanvas):
+            view._hover(-1)
+        super().hoverLeaveEvent(event)
+
+
+class LandmarkCanvas(QGraphicsView):
+    landmark_moved = Signal(int, float, float)  # index, x, y in image pixels (on release)
+    selection_changed = Signal(int)  # -1: none
+    hovered = Signal(int)  # -1: none
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setScene(QGraphicsScene(self))
+        self.setRenderHints(QPainter.RenderHint.Antialiasing
+                            | QPainter.RenderHint.SmoothPixmapTransform)
+        self.setDragMode(QGraphicsView.DragMode.ScrollHandDrag)
+        self.setTransformationAnchor(QGraphicsView.ViewportAnchor.AnchorUnderMouse)
+        self.setViewportUpdateMode(QGraphicsView.ViewportUpdateMode.SmartViewportUpdate)
+        self.setFrameShape(QGraphicsView.Shape.NoFrame)
+        self.setMinimumSize(200, 200)
+        self._pixmap_item = QGraphicsPixmapItem()
+        self._pixmap_item.setTransformationMode(Qt.TransformationMode.SmoothTransformation)
+        self._pixmap_item.setZValue(0)
+        self.scene().addItem(self._pixmap_item)
+        self._frame = QGraphicsRectItem()
+        self._frame.setZValue(-1)
+        self.scene().addItem(self._frame)
+        self._label = QGraphicsSimpleTextItem()
+        self._label.setFlag(QGraphicsItem.GraphicsItemFlag.ItemIgnoresTransformations)
+        self._label.setZValue(20)
+        self._label.hide()
+        self.scene().addItem(self._label)
+        self._label_bg = QGraphicsRectItem(self._label)
+        self._label_bg.setFlag(QGraphicsItem.GraphicsItemFlag.ItemStacksBehindParent)
+        self._markers: list[Marker] = []
+        self._ghosts: list[QGraphicsEllipseItem | None] = []
+        self._links: list[QGraphicsLineItem | None] = []
+        self._bones: list[tuple[int, int, QGraphicsLineItem]] = []
+        self.points = np.zeros((0, 2))
+        self.prediction: np.ndarray | None = None
+        self.names: tuple[str, ...] = ()
+        self.scores: list[float] | None = None
+        self.probs: list[float] | None = None
+        self.selected = -1
+        self._drag: int | None = None
+        self._drag_moved = False
+        self._image_rect = QRectF(0, 0, 1, 1)
+        self.editable = True
+        self.apply_theme()
+
+    # ------------------------------------------------------------------ content
+    def apply_theme(self) -> None:
+        c = theme.colors()
+        self.setBackgroundBrush(QBrush(QColor("#101114" if c.dark else "#e7e9ee")))
+        self._frame.setPen(QPen(Qt.PenStyle.NoPen))
+        self._frame.setBrush(QBrush(QColor("#2a2d33" if c.dark else "#d0d4dc")))
+        self._label.setBrush(QBrush(QColor("#ffffff")))
+        self._label_bg.setBrush(QBrush(QColor(0, 0, 0, 170)))
+        self._label_bg.setPen(QPen(Qt.PenStyle.NoPen))
+
+    def set_image(self, pixmap: QPixmap | None, scale: float = 1.0,
+                  size: tuple[int, int] | None = None) -> None:
+        """Show ``pixmap`` (decoded at ``scale`` of the original); None: a placeholder
+        of the original ``size`` (w, h) until the image arrives."""
+        if pixmap is None:
+            self._pixmap_item.setPixmap(QPixmap())
+        else:
+            self._pixmap_item.setPixmap(pixmap)
+            self._pixmap_item.setScale(1.0 / scale)
+        if size is not None:
+            w, h = size
+        elif pixmap is not None:
+            w, h = pixmap.width() / scale, pixmap.height() / scale
+        else:
+            w, h = self._image_rect.width(), self._image_rect.height()
+        rect = QRectF(0, 0, float(w), float(h))
+        changed = rect != self._image_rect
+        self._image_rect = rect
+        self._frame.setRect(rect)
+        margin = 0.25 * max(w, h)
+        self.scene().setSceneRect(rect.adjusted(-margin, -margin, margin, margin))
+        if changed:
+            self.fit()
+
+    @property
+    def has_image(self) -> bool:
+        return not self._pixmap_item.pixmap().isNull()
+
+    def set_landmarks(self, points: np.ndarray | None, names: tuple[str, ...] = (),
+                      scores: list[float] | None = None, probs: list[float] | None = None,
+                      prediction: np.ndarray | None = None,
+                      skeleton: tuple[tuple[int, int], ...] = ()) -> None:
+        scene = self.scene()
+        for item in [*self._markers, *self._ghosts, *self._links, *(b[2] for b in self._bones)]:
+            if item is not None:
+                scene.removeItem(item)
+        self._markers, self._ghosts, self._links, self._bones = [], [], [], []
+        self._label.hide()
+        self.selected = -1
+        self.points = np.zeros((0, 2)) if points is None else np.array(points, dtype=np.float64)
+        self.names, self.scores, self.probs = names, scores, probs
+        self.prediction = None if prediction is None else np.array(prediction, dtype=np.float64)
+        if points is None:
+            return
+        c = theme.colors()
+        bone_pen = QPen(QColor(c.skeleton))
+        bone_pen.setCosmetic(True)
+        bone_pen.setWidthF(1.5)
+        bone_color = QColor(c.skeleton)
+        bone_color.setAlpha(150)
+        bone_pen.setColor(bone_color)
+        for a, b in skeleton:
+            if a < len(self.points) and b < len(self.points):
+                line = QGraphicsLineItem()
+                line.setPen(bone_pen)
+                line.setZValue(2)
+                scene.addItem(line)
+                self._bones.append((a, b, line))
+        ghost_pen = QPen(QColor(c.ghost))
+        ghost_pen.setWidthF(1.6)
+        ghost_pen.setStyle(Qt.PenStyle.DashLine)
+        ghost_pen.setCosmetic(True)
+        link_pen = QPen(QColor(c.ghost))
+        link_pen.setWidthF(1.2)
+        link_pen.setCosmetic(True)
+        link_pen.setStyle(Qt.PenStyle.DotLine)
+        for i in range(len(self.points)):
+            pred_ok = (self.prediction is not None and i < len(self.prediction)
+                       and np.isfinite(self.prediction[i]).all())
+            if pred_ok:
+                g = QGraphicsEllipseItem(-4, -4, 8, 8)
+                g.setFlag(QGraphicsItem.GraphicsItemFlag.ItemIgnoresTransformations)
+                g.setPen(ghost_pen)
+                g.setBrush(QBrush(Qt.BrushStyle.NoBrush))
+                g.setZValue(5)
+                g.setPos(QPointF(*self.prediction[i]))
+                g.setToolTip(f"{self._name(i)}: model's estimate")
+                scene.addItem(g)
+                link = QGraphicsLineItem()
+                link.setPen(link_pen)
+                link.setZValue(4)
+                scene.addItem(link)
+                self._ghosts.append(g)
+                self._links.append(link)
+            else:
+                self._ghosts.append(None)
+                self._links.append(None)
+            m = Marker(i)
+            scene.addItem(m)
+            self._markers.append(m)
+            self._style_marker(i)
+            self._place(i)
+
+    def _name(self, i: int) -> str:
+        return self.names[i] if i < len(self.names) else f"landmark {i}"
+
+    def outlier_prob(self, i: int) -> float | None:
+        if self.probs is not None and i < len(self.probs) and not math.isnan(self.probs[i]):
+            return float(self.probs[i])
+        if self.scores is not None and i < len(self.scores) and not math.isnan(self.scores[i]):
+            return 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, self.scores[i]))))
+        return None
+
+    def flagged(self) -> list[int]:
+        """Landmarks whose label is more likely wrong than right and have a prediction."""
+        out = []
+        for i in range(len(self.points)):
+            p = self.outlier_prob(i)
+            if p is not None and p > 0.5 and self._ghosts[i] is not None:
+                out.append(i)
+        return out
+
+    def _style_marker(self, i: int) -> None:
+        m = self._markers[i]
+        p = self.outlier_prob(i)
+        fill = QColor(score_color(p) if p is not None else theme.colors().accent)
+        pen = QPen(QColor("#ffffff"))
+        pen.setWidthF(2.5 if i == self.selected else 1.2)
+        if i == self.selected:
+            pen.setColor(QColor("#ffd24a"))
+        m.setPen(pen)
+        m.setBrush(QBrush(fill))
+        r = RADIUS + (2 if i == self.selected else 0) + (1 if p is not None and p > 0.5 else 0)
+        m.setRect(-r, -r, 2 * r, 2 * r)
+        tip = self._name(i)
+        if self.scores is not None and i < len(self.scores) and not math.isnan(self.scores[i]):
+            tip += f"\noutlier score {self.scores[i]:.2f}"
+        if p is not None:
+            tip += f"  (P(wrong) {p:.0%})"
+        m.setToolTip(tip)
+
+    def _place(self, i: int) -> None:
+        x, y = self.points[i]
+        ok = bool(np.isfinite([x, y]).all())
+        m = self._markers[i]
+        m.setVisible(ok)
+        if ok:
+            m.setPos(QPointF(x, y))
+        link = self._links[i]
+        if link is not None:
+            px, py = self.prediction[i]
+            link.setVisible(ok)
+            if ok:
+                link.setLine(x, y, px, py)
+        for a, b, line in self._bones:
+            if a == i or b == i:
+                pa, pb = self.points[a], self.points[b]
+                vis = bool(np.isfinite(pa).all() and np.isfinite(pb).all())
+                line.setVisible(vis)
+                if vis:
+                    line.setLine(pa[0], pa[1], pb[0], pb[1])
+
+    def set_point(self, i: int, x: float, y: float) -> None:
+        self.points[i] = (x, y)
+        self._place(i)
+
+    def select(self, i: int) -> None:
+        old, self.selected = self.selected, i
+        for j in (old, i):
+            if 0 <= j < len(self._markers):
+                self._style_marker(j)
+        if old != i:
+            self.selection_changed.emit(i)
+
+    def marker_scene_pos(self, i: int) -> QPointF:
+        return self._markers[i].pos()
+
+    # ------------------------------------------------------------------ view
+    def fit(self) -> None:
+        r = self._image_rect
+        m = 0.03 * max(r.width(), r.height())
+        self.fitInView(r.adjusted(-m, -m, m, m), Qt.AspectRatioMode.KeepAspectRatio)
+
+    def zoom(self, factor: float) -> None:
+        cur = self.transform().m11()
+        factor = max(0.02 / cur, min(64.0 / cur, factor))
+        self.scale(factor, factor)
+
+    def wheelEvent(self, event) -> None:  # noqa: ANN001
+        delta = event.angleDelta().y()
+        if delta:
+            self.zoom(1.0015 ** delta)
+        event.accept()
+
+    def resizeEvent(self, event) -> None:  # noqa: ANN001
+        super().resizeEvent(event)
+        self.fit()
+
+    def _hover(self, i: int) -> None:
+        self.hovered.emit(i)
+        if i < 0 or self._drag is not None:
+            self._label.hide()
+            return
+        text = self._name(i)
+        p = self.outlier_prob(i)
+        if p is not None:
+            text += f"  {p:.0%}"
+        self._label.setText(text)
+        br = self._label.boundingRect()
+        self._label_bg.setRect(br.adjusted(-4, -2, 4, 2))
+        self._label.setPos(self._markers[i].pos())
+        # offset in screen pixels: the label ignores transformations
+        self._label.setTransform(self._label.transform().fromTranslate(10, -br.height() - 8))
+        self._label.show()
+
+    def _marker_at(self, pos) -> int | None:  # noqa: ANN001
+        for item in self.items(pos):
+            if isinstance(item, Marker):
+                return item.index
+        return None
+
+    def mousePressEvent(self, event) -> None:  # noqa: ANN001
+        if event.button() == Qt.MouseButton.LeftButton:
+            i = self._marker_at(event.position().toPoint())
+            if i is not None:
+                self.select(i)
+                if self.editable:
+                    self._drag, self._drag_moved = i, False
+                    self._label.hide()
+                    self.viewport().setCursor(Qt.CursorShape.ClosedHandCursor)
+                event.accept()
+                return
+        super().mousePressEvent(event)
+
+    def mouseMoveEvent(self, event) -> None:  # noqa: ANN001
+        if self._drag is not None:
+            # sub-pixel: map the exact float position through the viewport transform
+            p = self.viewportTransform().inverted()[0].map(event.position())
+            self.set_point(self._drag, p.x(), p.y())
+            self._drag_moved = True
+            event.accept()
+            return
+        super().mouseMoveEvent(event)
+
+    def mouseReleaseEvent(self, event) -> None:  # noqa: ANN001
+        if self._drag is not None and event.button() == Qt.MouseButton.LeftButton:
+            i, moved = self._drag, self._drag_moved
+            self._drag = None
+            self.viewport().unsetCursor()
+            if moved:
+                x, y = self.points[i]
+                self.landmark_moved.emit(i, float(x), float(y))
+            event.accept()
+            return
+        super().mouseReleaseEvent(event)
+
+    def mouseDoubleClickEvent(self, event) -> None:  # noqa: ANN001
+        if self._marker_at(event.position().toPoint()) is None:
+            self.fit()
+        super().mouseDoubleClickEvent(event)

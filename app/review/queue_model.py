@@ -1,0 +1,348 @@
+"""The review queue as a lazy Qt table model over ``Project.queue``.
+
+Rows are fetched a page at a time by a background worker with its own project
+connection (a deep ``OFFSET`` over 100 000 samples costs ~0.2 s, too long for
+the GUI thread). ``rowCount`` comes from ``queue_count``; rows not loaded yet
+show a placeholder and request their page; the most recent requests are served
+first, so the rows on screen fill in while scrolling. Pages are kept in a
+bounded LRU cache. A filter change or new scores reset the model.
+"""
+
+from __future__ import annotations
+
+import math
+import queue
+from collections import OrderedDict
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, QObject, Qt, Signal
+from PySide6.QtGui import QBrush, QColor
+
+from app import theme
+from app.workers import Worker, WorkerContext
+
+PAGE = 200
+MAX_PAGES = 300
+MAX_PENDING = 8
+
+COLUMNS = ("#", "Sample", "Split", "Status", "Score", "P(wrong)", "Worst point")
+STATUS_LABELS = {"unreviewed": "to review", "confirmed": "confirmed", "fixed": "fixed",
+                 "excluded": "excluded"}
+
+
+@dataclass(frozen=True)
+class QueueFilter:
+    statuses: tuple[str, ...] = ()
+    min_score: float | None = None
+    max_score: float | None = None
+    split: str | None = None
+    search: str = ""
+
+    def kwargs(self) -> dict[str, Any]:
+        return {"statuses": list(self.statuses) or None, "min_score": self.min_score,
+                "max_score": self.max_score, "split": self.split or None,
+                "search": self.search or None}
+
+
+@dataclass(frozen=True)
+class QueueRow:
+    sample_id: int
+    path: str
+    split: str
+    status: str
+    score: float | None
+    outlier_prob: float | None
+    worst_landmark: int | None
+    worst_score: float | None
+
+
+# ------------------------------------------------------------------ worker side
+
+
+def _worst(landmark_scores: list[float] | None) -> tuple[int | None, float | None]:
+    if not landmark_scores:
+        return None, None
+    best_i, best = None, -math.inf
+    for i, v in enumerate(landmark_scores):
+        if v is not None and not math.isnan(v) and v > best:
+            best_i, best = i, v
+    return best_i, (None if best_i is None else best)
+
+
+def _fetch_rows(project: Any, flt: QueueFilter, run_id: int | None, page: int) -> list[QueueRow]:
+    raw = project.queue(run_id=run_id, limit=PAGE, offset=page * PAGE, **flt.kwargs())
+    out = []
+    for sid, path, split, status, score, prob in raw:
+        wi = ws = None
+        if run_id is not None and score is not None:
+            sc = project.sample_score(int(sid), run_id)
+            if sc is not None:
+                wi, ws = _worst(sc.get("landmark_scores"))
+        out.append(QueueRow(int(sid), path, split, status, score, prob, wi, ws))
+    return out
+
+
+def _serve(ctx: WorkerContext, requests: queue.Queue) -> None:
+    """Worker loop: newest request first; stale generations dropped."""
+    project = ctx.project()
+    resets: list[tuple] = []
+    pages: list[tuple] = []
+    while not ctx.should_stop():
+        try:
+            while True:
+                req = requests.get(timeout=0.05 if not (resets or pages) else 0.0)
+                (resets if req[0] in ("reset", "counts") else pages).append(req)
+        except queue.Empty:
+            pass
+        if resets:
+            req = resets.pop()
+            if req[0] == "counts":
+                ctx.emit(("counts", project.review_counts()), force=True)
+                continue
+            _, gen, flt = req
+            resets.clear()
+            pages = [p for p in pages if p[1] > gen]
+            run_id = project.scored_run()
+            count = project.queue_count(run_id=run_id, **flt.kwargs())
+            rows = _fetch_rows(project, flt, run_id, 0)
+            run = project.run(run_id) if run_id is not None else None
+            ctx.emit(("reset", gen, run_id, run["method"] if run else None, count, rows,
+                      project.review_counts()), force=True)
+            continue
+        if pages:
+            while len(pages) > MAX_PENDING:  # forget the oldest requests
+                _, gen, _f, _r, page = pages.pop(0)
+                ctx.emit(("dropped", gen, page), force=True)
+            _, gen, flt, run_id, page = pages.pop()
+            ctx.emit(("page", gen, page, _fetch_rows(project, flt, run_id, page)), force=True)
+
+
+# ------------------------------------------------------------------ the model
+
+
+class QueueModel(QAbstractTableModel):
+    reset_done = Signal()  # rows 0..PAGE are loaded and counts known
+    page_loaded = Signal(int)
+    counts_changed = Signal(dict)
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._filter = QueueFilter()
+        self._gen = 0
+        self._loaded_gen = -1
+        self._count = 0
+        self._pages: OrderedDict[int, list[QueueRow]] = OrderedDict()
+        self._pending: set[int] = set()
+        self._requests: queue.Queue = queue.Queue()
+        self._worker: Worker | None = None
+        self._keypoints: tuple[str, ...] = ()
+        self.run_id: int | None = None
+        self.run_method: str | None = None
+        self.counts: dict[str, int] = {}
+
+    # ---------------------------------------------------------- lifecycle
+    def set_project(self, path: str | Path | None, keypoints: tuple[str, ...] = ()) -> None:
+        self.close()
+        self._keypoints = keypoints
+        self.beginResetModel()
+        self._count = 0
+        self._pages.clear()
+        self._pending.clear()
+        self.endResetModel()
+        if path is None:
+            return
+        self._requests = queue.Queue()
+        self._worker = Worker(_serve, self._requests, name="queue-pages", project_path=path)
+        self._worker.progress.connect(self._on_reply)
+        self._worker.start()
+        self.refresh()
+
+    def close(self) -> None:
+        if self._worker is not None:
+            self._worker.stop_and_join()
+            self._worker.deleteLater()
+            self._worker = None
+
+    @property
+    def filter(self) -> QueueFilter:
+        return self._filter
+
+    def set_filter(self, flt: QueueFilter) -> None:
+        if flt != self._filter:
+            self._filter = flt
+            self.refresh()
+
+    def update_filter(self, **changes: Any) -> None:
+        self.set_filter(replace(self._filter, **changes))
+
+    def refresh(self) -> None:
+        """Re-run the query (filters changed, new scores): the model resets when it returns."""
+        if self._worker is None:
+            return
+        self._gen += 1
+        self._requests.put(("reset", self._gen, self._filter))
+
+    def refresh_counts(self) -> None:
+        if self._worker is not None:
+            self._requests.put(("counts",))
+
+    @property
+    def loaded(self) -> bool:
+        return self._loaded_gen == self._gen
+
+    # ---------------------------------------------------------- replies (GUI thread)
+    def _on_reply(self, msg: tuple) -> None:
+        kind = msg[0]
+        if kind == "counts":
+            self.counts = msg[1]
+            self.counts_changed.emit(self.counts)
+            return
+        if kind == "reset":
+            _, gen, run_id, method, count, rows, counts = msg
+            if gen != self._gen:
+                return
+            self.beginResetModel()
+            self.run_id, self.run_method = run_id, method
+            self._count = count
+            self._pages = OrderedDict({0: rows})
+            self._pending.clear()
+            self._loaded_gen = gen
+            self.endResetModel()
+            self.counts = counts
+            self.counts_changed.emit(counts)
+            self.reset_done.emit()
+            return
+        if kind == "dropped":
+            self._pending.discard(msg[2])
+            return
+        _, gen, page, rows = msg
+        if gen != self._loaded_gen:
+            return
+        self._pending.discard(page)
+        self._pages[page] = rows
+        while len(self._pages) > MAX_PAGES:
+            self._pages.popitem(last=False)
+        first = page * PAGE
+        last = min(first + len(rows), self._count) - 1
+        if last >= first:
+            self.dataChanged.emit(self.index(first, 0), self.index(last, len(COLUMNS) - 1))
+        self.page_loaded.emit(page)
+
+    # ---------------------------------------------------------- row access
+    def row(self, r: int) -> QueueRow | None:
+        """The row if loaded; otherwise requests its page and returns None."""
+        if not 0 <= r < self._count:
+            return None
+        page, i = divmod(r, PAGE)
+        rows = self._pages.get(page)
+        if rows is None:
+            self.request_page(page)
+            return None
+        self._pages.move_to_end(page)
+        return rows[i] if i < len(rows) else None
+
+    def request_page(self, page: int) -> None:
+        if page in self._pages or page in self._pending or self._worker is None:
+            return
+        self._pending.add(page)
+        self._requests.put(("page", self._loaded_gen, self._filter, self.run_id, page))
+
+    def sample_id(self, r: int) -> int | None:
+        row = self.row(r)
+        return None if row is None else row.sample_id
+
+    def find_row(self, sample_id: int) -> int | None:
+        """Row of a sample among the loaded pages."""
+        for page, rows in self._pages.items():
+            for i, row in enumerate(rows):
+                if row.sample_id == sample_id:
+                    return page * PAGE + i
+        return None
+
+    def set_status(self, sample_id: int, status: str) -> None:
+        """Show an edit's new status at once (the row keeps its place until refresh)."""
+        for page, rows in self._pages.items():
+            for i, row in enumerate(rows):
+                if row.sample_id == sample_id:
+                    rows[i] = replace(row, status=status)
+                    r = page * PAGE + i
+                    self.dataChanged.emit(self.index(r, 0), self.index(r, len(COLUMNS) - 1))
+        self.refresh_counts()
+
+    # ---------------------------------------------------------- Qt API
+    def rowCount(self, parent: QModelIndex = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else self._count
+
+    def columnCount(self, parent: QModelIndex = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else len(COLUMNS)
+
+    def headerData(self, section: int, orientation: Qt.Orientation,
+                   role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
+            return COLUMNS[section]
+        return None
+
+    def data(self, index: QModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if not index.isValid():
+            return None
+        r, c = index.row(), index.column()
+        row = self.row(r)
+        if role == Qt.ItemDataRole.DisplayRole:
+            if c == 0:
+                return str(r + 1)
+            if row is None:
+                return "…" if c == 1 else ""
+            return self._display(row, c)
+        if row is None:
+            return None
+        if role == Qt.ItemDataRole.ForegroundRole:
+            if c == 3:
+                return QBrush(QColor(_status_color(row.status)))
+            if c in (4, 5) and row.outlier_prob is not None:
+                return QBrush(QColor(score_color(row.outlier_prob)))
+        if role == Qt.ItemDataRole.TextAlignmentRole and c in (0, 4, 5):
+            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return f"{row.path}\nsample {row.sample_id}"
+        if role == Qt.ItemDataRole.UserRole:
+            return row.sample_id
+        return None
+
+    def _display(self, row: QueueRow, c: int) -> str:
+        if c == 1:
+            return row.path
+        if c == 2:
+            return row.split
+        if c == 3:
+            return STATUS_LABELS.get(row.status, row.status)
+        if c == 4:
+            return "" if row.score is None else f"{row.score:.2f}"
+        if c == 5:
+            return "" if row.outlier_prob is None else f"{row.outlier_prob:.0%}"
+        if c == 6:
+            if row.worst_landmark is None:
+                return ""
+            name = (self._keypoints[row.worst_landmark]
+                    if row.worst_landmark < len(self._keypoints) else str(row.worst_landmark))
+            return f"{name} ({row.worst_score:.1f})" if row.worst_score is not None else name
+        return ""
+
+
+def _status_color(status: str) -> str:
+    c = theme.colors()
+    return {"unreviewed": c.text, "confirmed": c.inlier, "fixed": c.accent,
+            "excluded": c.muted}.get(status, c.text)
+
+
+def score_color(prob: float) -> str:
+    """Green (inlier) -> amber -> red (outlier) for an outlier probability."""
+    p = min(max(prob, 0.0), 1.0)
+    stops = [(0.0, (34, 160, 107)), (0.5, (232, 160, 32)), (1.0, (229, 72, 77))]
+    for (p0, c0), (p1, c1) in zip(stops[:-1], stops[1:], strict=True):
+        if p <= p1:
+            t = (p - p0) / (p1 - p0)
+            r, g, b = (round(a + (b_ - a) * t) for a, b_ in zip(c0, c1, strict=True))
+            return f"#{r:02x}{g:02x}{b:02x}"
+    return "#e5484d"

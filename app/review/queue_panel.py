@@ -1,0 +1,224 @@
+"""The queue dock: filters, per-status counts and the ranked table."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QItemSelectionModel, Qt, QTimer, Signal
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QComboBox,
+    QDoubleSpinBox,
+    QGridLayout,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QMenu,
+    QTableView,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app import theme
+from app.review.queue_model import QueueModel
+from core.project import SPLITS
+
+STATUS_FILTERS = [("All statuses", ()), ("To review", ("unreviewed",)),
+                  ("Confirmed", ("confirmed",)), ("Fixed", ("fixed",)),
+                  ("Excluded", ("excluded",))]
+
+
+class QueuePanel(QWidget):
+    sample_selected = Signal(int, int)  # sample_id, row
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.model = QueueModel(self)
+        self.model.modelAboutToBeReset.connect(self._remember_filter)
+        self._want_row: int | None = None
+        self.current_sample: int | None = None
+        self._filter_changed = True
+        self._setup_ui()
+        self.model.reset_done.connect(self._on_reset)
+        self.model.page_loaded.connect(self._on_page)
+        self.model.counts_changed.connect(self._on_counts)
+
+    def _setup_ui(self) -> None:
+        v = QVBoxLayout(self)
+        v.setContentsMargins(8, 8, 8, 4)
+        v.setSpacing(6)
+
+        grid = QGridLayout()
+        grid.setHorizontalSpacing(6)
+        grid.setVerticalSpacing(6)
+        self.search = QLineEdit()
+        self.search.setPlaceholderText("Search paths…")
+        self.search.addAction(theme.icon("search"), QLineEdit.ActionPosition.LeadingPosition)
+        self.search.setClearButtonEnabled(True)
+        self._search_timer = QTimer(self, singleShot=True, interval=250)
+        self._search_timer.timeout.connect(
+            lambda: self.model.update_filter(search=self.search.text().strip()))
+        self.search.textChanged.connect(lambda _t: self._search_timer.start())
+        grid.addWidget(self.search, 0, 0, 1, 3)
+
+        self.status = QComboBox()
+        for text, statuses in STATUS_FILTERS:
+            self.status.addItem(text, statuses)
+        self.status.currentIndexChanged.connect(
+            lambda _i: self.model.update_filter(statuses=tuple(self.status.currentData())))
+        grid.addWidget(self.status, 1, 0)
+
+        self.split = QComboBox()
+        self.split.addItem("All splits", None)
+        for s in SPLITS:
+            self.split.addItem(s, s)
+        self.split.currentIndexChanged.connect(
+            lambda _i: self.model.update_filter(split=self.split.currentData()))
+        grid.addWidget(self.split, 1, 1)
+
+        self.min_score = QDoubleSpinBox()
+        self.min_score.setRange(-1000.0, 1000.0)
+        self.min_score.setDecimals(1)
+        self.min_score.setSingleStep(0.5)
+        self.min_score.setSpecialValueText("any score")
+        self.min_score.setValue(-1000.0)
+        self.min_score.setPrefix("score ≥ ")
+        self.min_score.setToolTip("Only samples whose outlier score is at least this "
+                                  "(DeepGUM: 0 means 50% likely wrong)")
+        self.min_score.valueChanged.connect(self._on_min_score)
+        grid.addWidget(self.min_score, 1, 2)
+        grid.setColumnStretch(0, 1)
+        grid.setColumnStretch(1, 1)
+        grid.setColumnStretch(2, 1)
+        v.addLayout(grid)
+
+        row = QHBoxLayout()
+        self.counts = QLabel("")
+        self.counts.setProperty("role", "muted")
+        self.counts.setWordWrap(True)
+        row.addWidget(self.counts, 1)
+        self.refresh_btn = QToolButton()
+        self.refresh_btn.setIcon(theme.icon("refresh"))
+        self.refresh_btn.setToolTip("Re-rank by the latest scores")
+        self.refresh_btn.setAutoRaise(True)
+        self.refresh_btn.clicked.connect(self.model.refresh)
+        row.addWidget(self.refresh_btn)
+        v.addLayout(row)
+
+        self.table = QTableView()
+        self.table.setModel(self.model)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.setAlternatingRowColors(True)
+        self.table.setShowGrid(False)
+        self.table.setWordWrap(False)
+        self.table.setTextElideMode(Qt.TextElideMode.ElideMiddle)
+        self.table.verticalHeader().hide()
+        self.table.verticalHeader().setDefaultSectionSize(24)
+        self.table.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
+        hh = self.table.horizontalHeader()
+        hh.setHighlightSections(False)
+        hh.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        hh.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
+        hh.setMinimumSectionSize(36)
+        for col, w in ((0, 40), (2, 48), (3, 74), (4, 50), (5, 64), (6, 104)):
+            self.table.setColumnWidth(col, w)
+        for col in (2, 5):  # split and P(wrong): off by default, the header menu shows them
+            hh.setSectionHidden(col, True)
+        hh.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        hh.customContextMenuRequested.connect(self._header_menu)
+        self.table.selectionModel().currentRowChanged.connect(self._on_current)
+        v.addWidget(self.table, 1)
+
+    def _header_menu(self, pos) -> None:  # noqa: ANN001
+        hh = self.table.horizontalHeader()
+        menu = QMenu(self)
+        for col in range(1, self.model.columnCount()):
+            a = menu.addAction(self.model.headerData(col, Qt.Orientation.Horizontal))
+            a.setCheckable(True)
+            a.setChecked(not hh.isSectionHidden(col))
+            a.toggled.connect(lambda on, c=col: hh.setSectionHidden(c, not on))
+        menu.exec(hh.mapToGlobal(pos))
+
+    # ------------------------------------------------------------------ state
+    def _remember_filter(self) -> None:
+        flt = self.model.filter
+        if flt != getattr(self, "_last_filter", None):
+            self._filter_changed = True
+            self._last_filter = flt
+
+    def _on_min_score(self, value: float) -> None:
+        self.model.update_filter(min_score=None if value <= -1000.0 else value)
+
+    def _on_counts(self, counts: dict) -> None:
+        total = sum(counts.values())
+        for i, (text, statuses) in enumerate(STATUS_FILTERS):
+            n = total if not statuses else sum(counts.get(s, 0) for s in statuses)
+            self.status.setItemText(i, f"{text} ({n})")
+        done = total - counts.get("unreviewed", 0)
+        run = (f"ranked by run {self.model.run_id} ({self.model.run_method})"
+               if self.model.run_id is not None else "no scores yet: train to rank")
+        self.counts.setText(f"{self.model.rowCount()} shown · {done} of {total} reviewed "
+                            f"({counts.get('fixed', 0)} fixed, {counts.get('excluded', 0)} "
+                            f"excluded)\n{run}")
+
+    def _on_reset(self) -> None:
+        """After a filter change select the top row; after a re-rank keep the sample
+        being edited (select it if it is on the first page, else leave the editor alone)."""
+        self._on_counts(self.model.counts)
+        filter_changed, self._filter_changed = self._filter_changed, False
+        if not self.model.rowCount():
+            return
+        row = None if self.current_sample is None else self.model.find_row(self.current_sample)
+        if row is not None:
+            self.select_row(row)
+        elif filter_changed or self.current_sample is None:
+            self.select_row(0)
+
+    def _on_page(self, _page: int) -> None:
+        if self._want_row is not None and self.model.sample_id(self._want_row) is not None:
+            self.select_row(self._want_row)
+
+    def current_row(self) -> int:
+        idx = self.table.selectionModel().currentIndex()
+        return idx.row() if idx.isValid() else -1
+
+    def select_row(self, row: int) -> None:
+        if not 0 <= row < self.model.rowCount():
+            return
+        sid = self.model.sample_id(row)
+        if sid is None:  # page on its way: select when it lands
+            self._want_row = row
+            return
+        self._want_row = None
+        self.current_sample = sid
+        idx = self.model.index(row, 0)
+        sm = self.table.selectionModel()
+        if sm.currentIndex().row() == row:
+            self.sample_selected.emit(sid, row)
+        else:
+            sm.setCurrentIndex(idx, QItemSelectionModel.SelectionFlag.ClearAndSelect
+                               | QItemSelectionModel.SelectionFlag.Rows)
+        self.table.scrollTo(idx)
+
+    def _on_current(self, current, _previous) -> None:  # noqa: ANN001
+        if not current.isValid():
+            return
+        sid = self.model.sample_id(current.row())
+        if sid is None:
+            self._want_row = current.row()
+            return
+        self.current_sample = sid
+        self.sample_selected.emit(sid, current.row())
+
+    def step(self, delta: int) -> None:
+        row = self.current_row()
+        self.select_row(max(0, min(self.model.rowCount() - 1, row + delta)))
+
+    def neighbours(self, row: int, n: int = 2) -> list[int]:
+        out = []
+        for r in (row + 1, row - 1, *range(row + 2, row + n + 1)):
+            sid = self.model.sample_id(r) if 0 <= r < self.model.rowCount() else None
+            if sid is not None:
+                out.append(sid)
+        return out

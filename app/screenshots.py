@@ -1,0 +1,92 @@
+"""Regenerate the screenshots in docs/ (offscreen): the main window on the demo
+project at 1280x800 and 1920x1080, light and dark, and the age editor.
+
+    QT_QPA_PLATFORM=offscreen python -m app.screenshots [--out docs] [--train]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+
+def _demo(path: Path, n: int) -> Path:
+    from core.demo import make_demo
+
+    if not path.exists():
+        make_demo(path, n=n)
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "docs")
+    ap.add_argument("--project", type=Path, help="project to show (default: a fresh demo)")
+    ap.add_argument("-n", type=int, default=120, help="demo size")
+    ap.add_argument("--train", action="store_true", help="train 3 epochs first (live plots)")
+    args = ap.parse_args(argv)
+
+    from PySide6.QtCore import QEventLoop, QTimer
+    from PySide6.QtWidgets import QApplication
+
+    from app import errors, settings, theme, workers
+
+    tmp = Path(tempfile.mkdtemp(prefix="gumshoe-shots-"))
+    settings.configure(tmp / "config")
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    errors.set_sink(errors.ErrorSink(show_dialogs=False))
+    st = settings.settings()
+    st.annotator = "ana"
+    project = args.project or _demo(tmp / "demo.gumshoe", args.n)
+
+    from app.main_window import MainWindow
+
+    def wait(ms: int) -> None:
+        loop = QEventLoop()
+        QTimer.singleShot(ms, loop.quit)
+        loop.exec()
+
+    def wait_until(cond, timeout_ms: int = 30_000) -> None:  # noqa: ANN001
+        waited = 0
+        while not cond() and waited < timeout_ms:
+            wait(50)
+            waited += 50
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    shots = []
+    for mode in ("light", "dark"):
+        theme.apply(app, mode)
+        win = MainWindow()
+        win.confirm_close = False
+        win.resize(1280, 800)
+        win.show()
+        win.open_project(project)
+        wait_until(lambda w=win: w.editor.sample is not None and w.editor.canvas.has_image)
+        if args.train and mode == "light":
+            w = win.training.start(epochs=3, image_size=64)
+            wait_until(lambda w=w: w is not None and not w.isRunning(), 300_000)
+            wait_until(lambda win=win: win.queue.model.loaded)
+        win.queue.step(+1)
+        wait_until(lambda w=win: w.editor.canvas.has_image)
+        wait(300)
+        for size in ((1280, 800), (1920, 1080)) if mode == "light" else ((1280, 800),):
+            win.resize(*size)
+            win._size_docks()
+            wait(400)
+            name = f"main-{mode}-{size[0]}x{size[1]}.png"
+            win.grab().save(str(args.out / name))
+            shots.append(name)
+        win.close()
+        wait(100)
+    workers.stop_all()
+    print("\n".join(str(args.out / s) for s in shots))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

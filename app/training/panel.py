@@ -1,0 +1,390 @@
+"""The training dock: settings, start/pause/stop/resume, live plots.
+
+The panel follows a run *from the project file*: every second it asks for the
+runs and for the epochs after the last one it has (a few rows), so a run
+started by ``gumshoe train`` in another process shows live too. A run started
+here runs in a :class:`app.workers.Worker`; its throttled events add detail the
+file does not hold (per-batch loss, per-EM-step inlier fraction, the
+responsibility histogram).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import numpy as np
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtWidgets import (
+    QComboBox,
+    QFormLayout,
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app import theme
+from app.settings import DEVICES, settings
+from app.training import runner
+from app.training.plots import TrainingPlots
+from app.workers import Worker
+
+METHOD_LABELS = {"deepgum": "DeepGUM (robust, default)", "l2": "L2 (baseline)",
+                 "huber": "Huber", "tukey": "Tukey biweight", "barron": "Barron adaptive"}
+ACTIVE = ("running", "paused")
+
+
+def _fmt_time(s: float | None) -> str:
+    if s is None or not math.isfinite(s):
+        return "–"
+    s = int(round(s))
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+
+
+class TrainingPanel(QWidget):
+    run_state_changed = Signal(str)  # one line for the status bar
+    scores_written = Signal(int)  # run id whose scores changed
+    worker_finished = Signal()
+
+    POLL_MS = 1000
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.project: Any = None
+        self.worker: Worker | None = None
+        self.run_id: int | None = None  # the run the plots show
+        self._run_status = ""
+        self._last_epoch = -1
+        self._em_step = 0
+        self._batch_x = 0.0
+        self._seen_updated: str | None = None
+        self._last_scored: tuple[int | None, str] = (None, "")
+        self._started_here: int | None = None
+        self._setup_ui()
+        self.timer = QTimer(self)
+        self.timer.setInterval(self.POLL_MS)
+        self.timer.timeout.connect(self.poll)
+
+    # ------------------------------------------------------------------ ui
+    def _setup_ui(self) -> None:
+        root = QHBoxLayout(self)
+        root.setContentsMargins(8, 8, 8, 8)
+        root.setSpacing(10)
+
+        side = QFrame()
+        side.setProperty("role", "card")
+        side.setFixedWidth(270)
+        sv = QVBoxLayout(side)
+        sv.setContentsMargins(12, 10, 12, 10)
+        sv.setSpacing(8)
+        form = QFormLayout()
+        form.setVerticalSpacing(6)
+        st = settings()
+        self.method = QComboBox()
+        for m in runner.methods():
+            self.method.addItem(METHOD_LABELS.get(m, m), m)
+        i = self.method.findData(st.method)
+        self.method.setCurrentIndex(max(i, 0))
+        self.epochs = QSpinBox()
+        self.epochs.setRange(1, 1000)
+        self.epochs.setValue(st.epochs)
+        self.image_size = QSpinBox()
+        self.image_size.setRange(32, 512)
+        self.image_size.setSingleStep(32)
+        self.image_size.setSuffix(" px")
+        self.image_size.setValue(st.image_size)
+        self.device = QComboBox()
+        for d in DEVICES:
+            self.device.addItem({"auto": "Auto", "cpu": "CPU", "cuda": "CUDA (GPU)"}[d], d)
+        self.device.setCurrentIndex(max(self.device.findData(st.device), 0))
+        form.addRow("Method", self.method)
+        form.addRow("Epochs", self.epochs)
+        form.addRow("Image size", self.image_size)
+        form.addRow("Device", self.device)
+        sv.addLayout(form)
+
+        buttons = QHBoxLayout()
+        buttons.setSpacing(6)
+        self.start_btn = QPushButton(theme.icon("play"), "Start")
+        self.start_btn.setProperty("primary", True)
+        self.start_btn.clicked.connect(self.start_or_resume)
+        self.pause_btn = QPushButton(theme.icon("pause"), "Pause")
+        self.pause_btn.clicked.connect(self.toggle_pause)
+        self.stop_btn = QPushButton(theme.icon("stop"), "Stop")
+        self.stop_btn.clicked.connect(self.stop)
+        for b in (self.start_btn, self.pause_btn, self.stop_btn):
+            buttons.addWidget(b)
+        sv.addLayout(buttons)
+
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+        self.progress.setFormat("no run")
+        sv.addWidget(self.progress)
+        self.run_label = QLabel("No run yet")
+        self.run_label.setWordWrap(True)
+        self.run_label.setProperty("role", "muted")
+        sv.addWidget(self.run_label)
+        self.stats = QLabel("")
+        self.stats.setWordWrap(True)
+        self.stats.setTextFormat(Qt.TextFormat.RichText)
+        sv.addWidget(self.stats)
+        sv.addStretch(1)
+        root.addWidget(side)
+
+        self.plots = TrainingPlots()
+        root.addWidget(self.plots, 1)
+        self._update_buttons()
+
+    # ------------------------------------------------------------------ project
+    def set_project(self, project: Any) -> None:
+        self.project = project
+        self.run_id = None
+        self._last_epoch = -1
+        self._seen_updated = None
+        self._last_scored = (None, "")
+        self.plots.clear()
+        if project is None:
+            self.timer.stop()
+            return
+        self._last_scored = (project.scored_run(), "")
+        self.poll()
+        self.timer.start()
+
+    def shutdown(self, timeout_s: float = 30.0) -> None:
+        """Stop polling; stop and join the training worker (if any)."""
+        self.timer.stop()
+        if self.worker is not None:
+            self.worker.stop_and_join(timeout_s)
+
+    @property
+    def training_here(self) -> bool:
+        return self.worker is not None and self.worker.isRunning()
+
+    # ------------------------------------------------------------------ following the file
+    def poll(self) -> None:
+        """Cheap: the runs (a few rows) and the epochs after the last one shown."""
+        if self.project is None:
+            return
+        runs = self.project.runs()
+        if not runs:
+            self._show_run(None)
+            return
+        latest = runs[-1]
+        if self.run_id != latest["id"]:
+            self._follow(latest["id"])
+        run = next(r for r in runs if r["id"] == self.run_id)
+        if run["updated_at"] != self._seen_updated:
+            self._seen_updated = run["updated_at"]
+            rows = self.project.epochs(self.run_id, after=self._last_epoch)
+            for row in rows:
+                self._add_epoch(row)
+            if rows:
+                self.plots.flush()
+        self._show_run(run)
+        scored = (self.project.scored_run(), run["status"] if run["id"] == self.project.scored_run() else "")
+        if scored != self._last_scored:
+            self._last_scored = scored
+            if scored[0] is not None:
+                self.scores_written.emit(scored[0])
+
+    def _follow(self, run_id: int) -> None:
+        self.run_id = run_id
+        self._last_epoch = -1
+        self._em_step = 0
+        self._batch_x = 0.0
+        self._seen_updated = None
+        self.plots.clear()
+
+    def _add_epoch(self, row: dict[str, Any]) -> None:
+        e = int(row["epoch"])
+        x = e + 1
+        self._last_epoch = e
+        for s in self.plots.series.values():
+            if s is not self.plots.inlier and s is not self.plots.batch_loss:
+                s.replace_from(x)
+        self.plots.loss.append(x, row.get("train_loss"))
+        self.plots.val.append(x, row.get("val_error"))
+        self.plots.speed.append(x, row.get("images_per_s"))
+        metrics = row.get("metrics") or {}
+        if self._started_here != self.run_id:  # from the file only: one EM point per epoch
+            steps = metrics.get("inlier_fraction_steps")
+            if steps:
+                for v in steps:
+                    self._em_step += 1
+                    self.plots.inlier.append(self._em_step, v)
+            elif row.get("inlier_fraction") is not None:
+                self._em_step += 1
+                self.plots.inlier.append(self._em_step, row["inlier_fraction"])
+            hist = metrics.get("r_hist") or metrics.get("responsibility_hist")
+            if isinstance(hist, dict) and "counts" in hist:
+                self.plots.set_histogram(hist["edges"], hist["counts"])
+            elif isinstance(hist, list) and hist:
+                n = len(hist)
+                self.plots.set_histogram(np.linspace(0, 1, n + 1), np.asarray(hist))
+        self._epoch_seconds = row.get("seconds")
+
+    def _show_run(self, run: dict[str, Any] | None) -> None:
+        if run is None:
+            self._run_status = ""
+            self.run_label.setText("No run yet. Pick a method and press Start, or run "
+                                   "`gumshoe train` on this project elsewhere: it shows here.")
+            self.progress.setRange(0, 1)
+            self.progress.setValue(0)
+            self.progress.setFormat("no run")
+            self.stats.setText("")
+            self._update_buttons()
+            self.run_state_changed.emit("no run")
+            return
+        status = run["status"]
+        self._run_status = status
+        total = int(run["params"].get("epochs") or 0)
+        done = self._last_epoch + 1
+        where = "this window" if self._started_here == run["id"] else \
+            f"pid {run.get('pid')} on {run.get('host') or '?'}"
+        self.run_label.setText(f"Run {run['id']} · {run['method']} · {status}"
+                               f"{' · ' + run['device'] if run.get('device') else ''}\n"
+                               f"started by {where}")
+        self.progress.setRange(0, max(total, 1))
+        self.progress.setValue(min(done, max(total, 1)))
+        self.progress.setFormat(f"epoch {done}/{total or '?'}")
+        secs = [s for s in self.plots.speed.y] if self.plots.speed.y else []
+        ips = secs[-1] if secs else None
+        left = None
+        if status in ACTIVE and total and done:
+            per_epoch = self._mean_epoch_seconds()
+            if per_epoch:
+                left = per_epoch * (total - done)
+        loss = self.plots.loss.y[-1] if self.plots.loss.y else None
+        val = self.plots.val.y[-1] if self.plots.val.y else None
+        inl = self.plots.inlier.y[-1] if self.plots.inlier.y else None
+        c = theme.colors()
+
+        def cell(name: str, v: str) -> str:
+            return (f"<tr><td style='color:{c.muted};padding-right:8px'>{name}</td>"
+                    f"<td><b>{v}</b></td></tr>")
+
+        self.stats.setText(
+            "<table>"
+            + cell("loss", "–" if loss is None else f"{loss:.4g}")
+            + cell("val error", "–" if val is None else f"{val:.4g}")
+            + cell("inliers", "–" if inl is None else f"{inl:.1%}")
+            + cell("images/s", "–" if ips is None else f"{ips:.0f}")
+            + cell("time left", _fmt_time(left) if status in ACTIVE else "–")
+            + "</table>")
+        if run.get("message") and status == "failed":
+            self.stats.setText(self.stats.text() + f"<p style='color:{c.outlier}'>"
+                               f"{run['message']}</p>")
+        self._update_buttons()
+        self.run_state_changed.emit(f"run {run['id']} {run['method']}: {status}, "
+                                    f"epoch {done}/{total or '?'}")
+
+    def _mean_epoch_seconds(self) -> float | None:
+        if self.project is None or self.run_id is None:
+            return None
+        sp = self.plots.speed.y
+        n_train = self._n_train()
+        if sp and n_train:
+            return n_train / max(np.mean(sp[-3:]), 1e-9)
+        return None
+
+    def _n_train(self) -> int:
+        if not hasattr(self, "_n_train_cache") or self._n_train_cache[0] is not self.project:
+            info = self.project.info()
+            self._n_train_cache = (self.project, int(info["splits"].get("train", 0)))
+        return self._n_train_cache[1]
+
+    def _update_buttons(self) -> None:
+        here = self.training_here
+        has = self.project is not None
+        can_resume = (not here and self.run_id is not None
+                      and self._run_status in ("stopped", "paused", "failed"))
+        self.start_btn.setEnabled(has and not here and self._run_status not in ACTIVE
+                                  or can_resume)
+        self.start_btn.setText("Resume" if can_resume else "Start")
+        self.start_btn.setToolTip("Continue the stopped run from its last checkpoint"
+                                  if can_resume else "Start a new training run")
+        self.pause_btn.setEnabled(here)
+        self.pause_btn.setText("Resume" if here and self.worker.is_paused else "Pause")
+        self.pause_btn.setIcon(theme.icon("play" if here and self.worker.is_paused else "pause"))
+        self.stop_btn.setEnabled(here)
+        for w in (self.method, self.epochs, self.image_size, self.device):
+            w.setEnabled(has and not here)
+
+    # ------------------------------------------------------------------ training here
+    def params(self) -> dict[str, Any]:
+        return {"method": self.method.currentData(), "epochs": self.epochs.value(),
+                "image_size": self.image_size.value(), "device": self.device.currentData()}
+
+    def start_or_resume(self) -> None:
+        can_resume = self.run_id is not None and self._run_status in ("stopped", "paused", "failed")
+        if can_resume and self.start_btn.text() == "Resume":
+            self.start(resume_run=self.run_id)
+        else:
+            self.start()
+
+    def start(self, resume_run: int | None = None, **overrides: Any) -> Worker | None:
+        if self.project is None or self.training_here:
+            return None
+        p = {**self.params(), **overrides}
+        st = settings()
+        st.method, st.epochs, st.image_size, st.device = (p["method"], p["epochs"],
+                                                          p["image_size"], p["device"])
+        self.worker = Worker(runner.train_in_worker, p, resume_run, name="training",
+                             project_path=self.project.path, max_rate=10.0)
+        self.worker.progress.connect(self._on_event)
+        self.worker.finished.connect(self._on_finished)
+        self._started_here = None
+        self.worker.start()
+        self._update_buttons()
+        return self.worker
+
+    def toggle_pause(self) -> None:
+        if not self.training_here:
+            return
+        if self.worker.is_paused:
+            self.worker.resume()
+        else:
+            self.worker.pause()
+        self._update_buttons()
+        self.run_state_changed.emit("training paused" if self.worker.is_paused else "training")
+
+    def stop(self) -> None:
+        if self.training_here:
+            self.worker.request_stop()
+            self.run_label.setText("Stopping after the current batch…")
+
+    def _on_finished(self) -> None:
+        self.poll()
+        self._update_buttons()
+        self.worker_finished.emit()
+
+    def _on_event(self, ev: runner.Event) -> None:
+        """Plain values from the worker (see app.training.runner)."""
+        kind = ev.kind
+        if kind == "run":
+            self._started_here = ev.run_id
+            if self.run_id != ev.run_id:
+                self._follow(ev.run_id)
+            self._started_at = time.monotonic()
+            return
+        if ev.run_id is not None and ev.run_id != self.run_id:
+            return
+        if kind == "batch" and ev.value is not None:
+            self.plots.batch_loss.append(ev.x, ev.value)
+            self.plots.batch_loss.flush()
+        elif kind == "em":
+            self._em_step += 1
+            self.plots.inlier.append(self._em_step, ev.value)
+            self.plots.inlier.flush()
+            if ev.hist is not None:
+                edges, counts = ev.hist
+                self.plots.set_histogram(edges, counts)
+        elif kind == "epoch":
+            self.poll()

@@ -1,0 +1,127 @@
+"""Live training plots: one pyqtgraph item per series, updated with setData."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtWidgets import QGridLayout, QWidget
+
+from app import theme
+
+
+class Series:
+    """Growing x/y arrays behind one PlotDataItem."""
+
+    def __init__(self, item: pg.PlotDataItem) -> None:
+        self.item = item
+        self.x: list[float] = []
+        self.y: list[float] = []
+
+    def append(self, x: float, y: float | None) -> None:
+        if y is None or not np.isfinite(y):
+            return
+        self.x.append(float(x))
+        self.y.append(float(y))
+
+    def replace_from(self, x: float) -> None:
+        """Drop points at or after ``x`` (an epoch re-sent after resume)."""
+        while self.x and self.x[-1] >= x:
+            self.x.pop()
+            self.y.pop()
+
+    def flush(self) -> None:
+        self.item.setData(np.asarray(self.x), np.asarray(self.y))
+
+    def clear(self) -> None:
+        self.x.clear()
+        self.y.clear()
+        self.item.setData([], [])
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+
+class TrainingPlots(QWidget):
+    """Loss, validation error, inlier fraction, responsibility histogram, throughput."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._grid = QGridLayout(self)
+        self._grid.setContentsMargins(0, 0, 0, 0)
+        self._grid.setSpacing(6)
+        c = theme.colors()
+        self.plots: dict[str, pg.PlotWidget] = {}
+
+        def plot(name: str, title: str, xlabel: str) -> pg.PlotWidget:
+            w = pg.PlotWidget()
+            w.setBackground(c.base)
+            pi = w.getPlotItem()
+            pi.setTitle(f"<span style='color:{c.text};font-size:9pt'>{title}</span>")
+            pi.showGrid(x=True, y=True, alpha=0.15)
+            w.setToolTip(xlabel)
+            pi.getAxis("bottom").setTextPen(c.muted)
+            pi.getAxis("left").setTextPen(c.muted)
+            pi.setMenuEnabled(False)
+            pi.hideButtons()
+            w.setMinimumSize(110, 110)
+            self.plots[name] = w
+            return w
+
+        def pen(color: str, width: float = 2.0, style=None) -> pg.mkPen:  # noqa: ANN001
+            return pg.mkPen(color, width=width) if style is None else \
+                pg.mkPen(color, width=width, style=style)
+
+        p = plot("loss", "Loss", "training loss per epoch (thin: per batch)")
+        self.batch_loss = Series(p.plot(pen=pen(c.muted, 1.0), name="batches"))
+        self.loss = Series(p.plot(pen=pen(c.accent), symbol="o", symbolSize=5,
+                                  symbolBrush=c.accent, symbolPen=None, name="epoch"))
+        p = plot("val", "Val. error", "validation error per epoch")
+        self.val = Series(p.plot(pen=pen(c.outlier), symbol="o", symbolSize=5,
+                                 symbolBrush=c.outlier, symbolPen=None))
+        p = plot("inlier", "Inliers", "inlier fraction per EM step")
+        p.setYRange(0, 1, padding=0.02)
+        self.inlier = Series(p.plot(pen=pen(c.inlier), symbol="o", symbolSize=4,
+                                    symbolBrush=c.inlier, symbolPen=None))
+        p = plot("hist", "r histogram", "responsibilities r of the training units (1 = inlier)")
+        p.setXRange(0, 1, padding=0.02)
+        self.hist = pg.PlotDataItem(stepMode="center", fillLevel=0, brush=c.accent_soft,
+                                    pen=pen(c.accent, 1.2))
+        p.addItem(self.hist)
+        p = plot("speed", "Images/s", "training throughput per epoch")
+        self.speed = Series(p.plot(pen=pen(c.ghost), symbol="o", symbolSize=5,
+                                   symbolBrush=c.ghost, symbolPen=None))
+        self.series = {"batch_loss": self.batch_loss, "loss": self.loss, "val": self.val,
+                       "inlier": self.inlier, "speed": self.speed}
+        self._columns = 0
+        self.reflow(5)
+
+    def reflow(self, columns: int) -> None:
+        if columns == self._columns:
+            return
+        self._columns = columns
+        for w in self.plots.values():
+            self._grid.removeWidget(w)
+        for i, w in enumerate(self.plots.values()):
+            self._grid.addWidget(w, i // columns, i % columns)
+
+    def resizeEvent(self, event) -> None:  # noqa: ANN001
+        self.reflow(5 if event.size().width() >= 560 else 3)
+        super().resizeEvent(event)
+
+    def set_histogram(self, edges: np.ndarray, counts: np.ndarray) -> None:
+        self.hist.setData(np.asarray(edges, dtype=float), np.asarray(counts, dtype=float))
+
+    def clear(self) -> None:
+        for s in self.series.values():
+            s.clear()
+        self.hist.setData([], [])
+
+    def flush(self) -> None:
+        for s in self.series.values():
+            s.flush()
+
+    def point_counts(self) -> dict[str, int]:
+        out = {k: len(s) for k, s in self.series.items()}
+        x, _y = self.hist.getData()
+        out["hist"] = 0 if x is None else len(x) - 1
+        return out
