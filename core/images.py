@@ -82,8 +82,11 @@ def _jpeg_header(data: bytes, path: Path) -> tuple[int, int]:
     """Width and height from the frame header; raises if the file is truncated."""
     i, n, size, sos = 2, len(data), None, -1
     while i + 4 <= n:
-        if data[i] != 0xFF:
-            raise ImageError(f"{path}: corrupt JPEG (bad marker at byte {i})")
+        if data[i] != 0xFF:  # stray bytes between segments: libjpeg skips them too
+            i = data.find(b"\xff", i)
+            if i < 0:
+                break
+            continue
         marker = data[i + 1]
         if marker == 0xFF:  # fill byte
             i += 1

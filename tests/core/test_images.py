@@ -136,7 +136,10 @@ def test_truncated_jpeg_is_refused(tmp_path: Path) -> None:
     (tmp_path / "head.jpg").write_bytes(data[:300])
     with pytest.raises(ImageError, match=r"head\.jpg: truncated"):
         load_image(tmp_path / "head.jpg")
-    # trailing bytes after the end marker are harmless
+    # stray bytes between segments (libjpeg skips them) and after the end are harmless
+    after_app0 = 4 + struct.unpack(">H", data[4:6])[0]
+    (tmp_path / "stray.jpg").write_bytes(data[:after_app0] + b"\0\0\0" + data[after_app0:])
+    assert load_image(tmp_path / "stray.jpg")[0].shape == (120, 160, 3)
     (tmp_path / "tail.jpg").write_bytes(data + b"\0" * 100)
     assert load_image(tmp_path / "tail.jpg")[0].shape == (120, 160, 3)
 

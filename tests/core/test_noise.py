@@ -214,3 +214,18 @@ def test_apply_noise_subset(tmp_path: Path) -> None:
     with make_project(tmp_path) as proj:
         truth = apply_noise(proj, "g-ugo:0.5", seed=0, sample_ids=[1, 2, 3, 4, 10])
         assert len(truth) == 2 and set(truth) <= {1, 2, 3, 4}  # 10 is in val
+
+
+def test_apply_noise_on_ages(tmp_path: Path) -> None:
+    with Project.create(tmp_path / "a.gumshoe", AGE) as proj:
+        src = proj.add_source(tmp_path, "test", "age")
+        proj.add_samples(src, [NewSample(key=f"k{i}", path=f"k{i}.jpg", width=10, height=10,
+                                         content_hash=str(i), age=float(i)) for i in range(50)])
+        truth = apply_noise(proj, "age-u:0.1", seed=2)
+        assert len(truth) == 5 and proj.contamination() == truth
+        labels = proj.current_labels()
+        for sid in truth:
+            assert labels[sid].origin == "noise"
+            assert labels[sid].age != proj.original_label(sid).age
+        with pytest.raises(NoiseError, match="l-ugo needs landmarks labels"):
+            apply_noise(proj, "l-ugo:0.1", seed=2)
