@@ -1,0 +1,181 @@
+"""The review queue and the editor, on a real project file."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PySide6.QtCore import QPoint, Qt
+from PySide6.QtTest import QTest
+
+from app.settings import settings
+from core.project import Project
+
+
+def _scores(model) -> list[float]:
+    return [model.row(r).score for r in range(model.rowCount())]
+
+
+def test_queue_sorted_by_score_and_flagged_first(window):
+    m = window.queue.model
+    scores = _scores(m)
+    assert scores == sorted(scores, reverse=True)
+    # every fifth face has a wrong nose: those 8 are the top of the queue
+    top = [m.row(r).path for r in range(8)]
+    assert all(int(p[5:8]) % 5 == 0 for p in top), top
+    assert m.row(0).worst_landmark == 2  # the nose
+    assert m.data(m.index(0, 6)).startswith("nose")
+
+
+def test_queue_filters_and_counts(window, qtbot):
+    panel = window.queue
+    with qtbot.waitSignal(panel.model.reset_done, timeout=5000):
+        panel.search.setText("face_01")
+    assert panel.model.rowCount() == 10
+    with qtbot.waitSignal(panel.model.reset_done, timeout=5000):
+        panel.search.setText("")
+    with qtbot.waitSignal(panel.model.reset_done, timeout=5000):
+        panel.split.setCurrentIndex(panel.split.findData("val"))
+    assert panel.model.rowCount() == 4
+    assert {panel.model.row(r).split for r in range(4)} == {"val"}
+    with qtbot.waitSignal(panel.model.reset_done, timeout=5000):
+        panel.split.setCurrentIndex(0)
+    with qtbot.waitSignal(panel.model.reset_done, timeout=5000):
+        panel.min_score.setValue(0.0)
+    assert panel.model.rowCount() == 8
+    assert panel.model.counts["unreviewed"] == 40
+
+
+def _marker_viewport_pos(canvas, i: int) -> QPoint:
+    return canvas.mapFromScene(canvas.marker_scene_pos(i))
+
+
+def test_drag_landmark_commits_a_new_label_version(window, qtbot, project_path):
+    ed = window.editor
+    sid = ed.sample.id
+    before = ed.label.points.copy()
+    canvas = ed.canvas
+    vp = canvas.viewport()
+    start = _marker_viewport_pos(canvas, 2)
+    end = start + QPoint(30, 12)
+    QTest.mousePress(vp, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, start)
+    QTest.mouseMove(vp, start + QPoint(10, 4))
+    QTest.mouseMove(vp, end)
+    QTest.mouseRelease(vp, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, end)
+    # a second connection, app still open: the edit is in the file (kill-safe)
+    with Project.open(project_path) as other:
+        hist = other.label_history(sid)
+        assert len(hist) == 2
+        new = hist[-1]
+        assert new.origin == "annotator" and new.author == settings().annotator
+        moved = new.points[2] - before[2]
+        scale = canvas.transform().m11()
+        assert moved[0] == pytest.approx(30 / scale, abs=1.0 / scale + 0.01)
+        assert moved[1] == pytest.approx(12 / scale, abs=1.0 / scale + 0.01)
+        np.testing.assert_allclose(np.delete(new.points, 2, 0), np.delete(before, 2, 0))
+        assert other.sample(sid).review_status == "fixed"
+    assert window.queue.model.row(window.queue.current_row()).status == "fixed"
+
+
+def test_move_undo_redo_across_samples(window, qtbot, project_path):
+    ed = window.editor
+    first = ed.sample.id
+    orig = ed.label.points.copy()
+    ed.move_landmark(0, 11.25, 22.5)  # sub-pixel
+    QTest.keyClick(window, Qt.Key.Key_J)  # next sample
+    assert ed.sample.id != first
+    second = ed.sample.id
+    ed.move_landmark(1, 33.0, 44.0)
+    QTest.keyClick(window, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    QTest.keyClick(window, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    assert ed.sample.id == first  # the undo brought us back to the first sample
+    with Project.open(project_path) as p:
+        h1 = p.label_history(first)
+        assert [lab.origin for lab in h1] == ["import", "annotator", "annotator"]
+        np.testing.assert_allclose(h1[1].points[0], (11.25, 22.5))
+        np.testing.assert_allclose(h1[-1].points, orig)  # restored, history kept
+        assert h1[-1].note.startswith("undo")
+        assert p.sample(first).review_status == "unreviewed"
+        assert len(p.label_history(second)) == 3
+    QTest.keyClick(window, Qt.Key.Key_Z,
+                   Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier)
+    with Project.open(project_path) as p:
+        np.testing.assert_allclose(p.current_label(first).points[0], (11.25, 22.5))
+        assert p.sample(first).review_status == "fixed"
+
+
+def test_accept_suggestion_and_accept_all(window, project_path):
+    ed = window.editor
+    sid = ed.sample.id
+    assert ed.canvas.selected == 2  # the worst flagged landmark is preselected
+    pred = ed.canvas.prediction.copy()
+    QTest.keyClick(window, Qt.Key.Key_A)
+    with Project.open(project_path) as p:
+        lab = p.current_label(sid)
+        assert lab.origin == "model"
+        np.testing.assert_allclose(lab.points[2], pred[2], atol=1e-3)
+    ed.show_sample(window.queue.model.sample_id(1))
+    sid2 = ed.sample.id
+    flagged = ed.canvas.flagged()
+    assert flagged == [2]
+    QTest.keyClick(window, Qt.Key.Key_A, Qt.KeyboardModifier.ShiftModifier)
+    with Project.open(project_path) as p:
+        lab = p.current_label(sid2)
+        assert lab.origin == "model" and "flagged" in lab.note
+        np.testing.assert_allclose(lab.points[flagged], ed.canvas.prediction[flagged], atol=1e-3)
+
+
+def test_confirm_and_exclude_advance(window, qtbot, project_path):
+    ed, q = window.editor, window.queue
+    first = ed.sample.id
+    QTest.keyClick(window, Qt.Key.Key_C)
+    assert q.current_row() == 1
+    second = ed.sample.id
+    QTest.keyClick(window, Qt.Key.Key_X)
+    assert q.current_row() == 2
+    with Project.open(project_path) as p:
+        assert p.sample(first).review_status == "confirmed"
+        assert p.sample(second).review_status == "excluded"
+        assert p.review_history(second)[-1]["author"] == settings().annotator
+    qtbot.waitUntil(lambda: q.model.counts.get("confirmed") == 1
+                    and q.model.counts.get("excluded") == 1, timeout=5000)
+    QTest.keyClick(window, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    with Project.open(project_path) as p:
+        assert p.sample(second).review_status == "unreviewed"
+
+
+def test_switching_sample_is_fast(window, qtbot):
+    ed = window.editor
+    times = []
+    for _ in range(8):
+        QTest.keyClick(window, Qt.Key.Key_J)
+        times.append(ed.last_switch_ms)
+        qtbot.waitUntil(lambda: ed.canvas.has_image, timeout=5000)
+    assert sorted(times)[len(times) // 2] < 50
+
+
+def test_age_project(qtbot, tmp_path):
+    from app.main_window import MainWindow
+    from tests.app.fakes import make_project
+
+    path = make_project(tmp_path / "age.gumshoe", n=12, task="age")
+    win = MainWindow()
+    win.confirm_close = False
+    qtbot.addWidget(win)
+    win.show()
+    with qtbot.waitSignal(win.queue.model.reset_done, timeout=10_000):
+        win.open_project(path)
+    qtbot.waitUntil(lambda: win.editor.sample is not None, timeout=5000)
+    ed = win.editor
+    assert ed.side_stack.currentIndex() == 1
+    assert "±" in ed.f_age_pred.text()
+    sid = ed.sample.id
+    ed.age_spin.setValue(42.5)
+    ed.age_spin.setFocus()
+    QTest.keyClick(ed.age_spin, Qt.Key.Key_Return)
+    with Project.open(path) as p:
+        assert p.current_label(sid).age == 42.5
+    ed.accept_selected()
+    with Project.open(path) as p:
+        lab = p.current_label(sid)
+        assert lab.origin == "model"
+    win.close()
