@@ -99,6 +99,9 @@ def pts_items(pts_files: Iterable[Path], image_dir: Path | None, root: Path, n: 
         except ValueError as exc:
             yield Skip(rel_key(p, root), str(exc))
             continue
+        if np.isnan(points).all():
+            yield Skip(rel_key(p, root), "no point present (all 'nan nan')")
+            continue
         image = finder.find(image_dir or p.parent, p.stem)
         if image is None:
             yield Skip(rel_key(p, root), f"no image named {p.stem}.* found")

@@ -161,6 +161,7 @@ def test_pts_reader_skips_each_broken_file_and_reads_the_rest(tmp_path):
         "sub/deep.pts": GOOD68,
         "orphan.pts": GOOD68,
         "binary.pts": b"\xff\xfe\x00",
+        "allnan.pts": "nan nan\n" * 68,
     }
     for name, text in files.items():
         p = tmp_path / name
@@ -175,7 +176,7 @@ def test_pts_reader_skips_each_broken_file_and_reads_the_rest(tmp_path):
     assert np.isfinite(np.delete(holes.points, 3, axis=0)).all()
     reasons = skips_by_file(skips)
     assert reasons.keys() == {"short.pts", "nan.pts", "words.pts", "empty.pts", "truncated.pts",
-                              "liar.pts", "orphan.pts", "binary.pts"}
+                              "liar.pts", "orphan.pts", "binary.pts", "allnan.pts"}
     assert reasons["short.pts"] == "68 points expected, found 67"
     assert "not a finite number" in reasons["nan.pts"]
     assert "not a number: 'three'" in reasons["words.pts"]
@@ -184,6 +185,7 @@ def test_pts_reader_skips_each_broken_file_and_reads_the_rest(tmp_path):
     assert reasons["liar.pts"] == "n_points says 70, found 68 points"
     assert reasons["orphan.pts"].startswith("no image")
     assert reasons["binary.pts"] == "not a text file"
+    assert reasons["allnan.pts"] == "no point present (all 'nan nan')"
 
 
 def test_pts_image_lookup_prefers_exact_case_then_common_extensions(tmp_path):
