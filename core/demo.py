@@ -16,6 +16,7 @@ truth is in the contamination table.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -232,9 +233,17 @@ def _shade(c: tuple[float, ...], k: float) -> tuple[float, ...]:
     return tuple(float(min(255.0, v * k)) for v in c)
 
 
+@functools.cache
+def _grid(size: int) -> tuple[np.ndarray, np.ndarray]:
+    """x and y of every pixel, as fractions of the side (float32, read-only)."""
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
+    xx.flags.writeable = yy.flags.writeable = False
+    return xx, yy
+
+
 def _background(rng: np.random.Generator, size: int) -> np.ndarray:
     base = rng.uniform(40, 220, 3)
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
+    xx, yy = _grid(size)
     a = rng.uniform(0, 2 * np.pi)
     grad = (np.cos(a) * xx + np.sin(a) * yy)[..., None] * rng.uniform(-60, 60, 3)
     img = np.clip(base + grad, 0, 255).astype(np.uint8)
@@ -291,7 +300,7 @@ def draw_face(f: Face, rng: np.random.Generator, size: int = SIZE) -> np.ndarray
         x = np.concatenate([top_x * 1.04, line_x])
         y = np.concatenate([top_y * 1.04 + 0.02, np.minimum(line_y, -0.2)])
         _poly(img, _project(f, x, y, _depth(x, y)), hair)
-    # eyes: white, iris and pupil clipped to the lids, lid line, lashes
+    # eyes: white, iris and pupil clipped to the lids, lid lines
     for side in ("r", "l"):
         eye = np.vstack([pts(f"upper_{side}"), pts(f"lower_{side}")[::-1]])
         layer = img.copy()
@@ -303,8 +312,8 @@ def draw_face(f: Face, rng: np.random.Generator, size: int = SIZE) -> np.ndarray
         _disc(layer, mid + gaze + f.scale * np.array([0.025, -0.025]), f.scale * 0.015,
               (250, 250, 250))
         m = np.zeros(img.shape[:2], np.uint8)
-        _poly(m, eye, (255,))
-        img = np.where(m[..., None] > 127, layer, img)
+        cv2.fillPoly(m, [_fix(eye)], (255,), cv2.LINE_8, _SHIFT)
+        cv2.copyTo(layer, m, img)
         _line(img, pts(f"upper_{side}"), (40, 25, 20), round(f.scale * 0.035))
         _line(img, pts(f"lower_{side}"), _shade(skin, 0.7), 1)
     for side in ("r", "l"):
@@ -333,12 +342,12 @@ def draw_face(f: Face, rng: np.random.Generator, size: int = SIZE) -> np.ndarray
         _line(img, pts("inner_top"), (90, 35, 40), round(f.scale * 0.02))
     _line(img, pts("jaw")[20:-20], _shade(skin, 0.85), 1)
     # lighting gradient, blur, sensor noise
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size - 0.5
+    xx, yy = _grid(size)
     a = rng.uniform(0, 2 * np.pi)
-    light = 1.0 + rng.uniform(0.1, 0.45) * (np.cos(a) * xx + np.sin(a) * yy)
+    light = 1.0 + rng.uniform(0.1, 0.45) * (np.cos(a) * (xx - 0.5) + np.sin(a) * (yy - 0.5))
     img = img.astype(np.float32) * light[..., None] * rng.uniform(0.8, 1.15)
     img = cv2.GaussianBlur(img, (3, 3), 0.7)
-    img += rng.normal(0, rng.uniform(1.0, 6.0), img.shape).astype(np.float32)
+    img += rng.standard_normal(img.shape, dtype=np.float32) * rng.uniform(1.0, 6.0)
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
