@@ -73,6 +73,10 @@ class WorkerContext:
         self._worker.progress.emit(value)
         return True
 
+    @property
+    def project_path(self) -> Path | None:
+        return self._project_path
+
     def project(self) -> Any:
         """This thread's own project connection (opened on first use)."""
         if self._project is None:

@@ -11,7 +11,7 @@ responsibility histogram).
 from __future__ import annotations
 
 import math
-import time
+import os
 from typing import Any
 
 import numpy as np
@@ -33,11 +33,31 @@ from app import theme
 from app.settings import DEVICES, settings
 from app.training import runner
 from app.training.plots import TrainingPlots
-from app.workers import Worker
+from app.workers import Worker, live_workers
 
 METHOD_LABELS = {"deepgum": "DeepGUM (robust, default)", "l2": "L2 (baseline)",
                  "huber": "Huber", "tukey": "Tukey biweight", "barron": "Barron adaptive"}
-ACTIVE = ("running", "paused")
+ACTIVE = ("running",)
+RESUMABLE = ("paused", "failed", "interrupted")
+
+
+def _gone(run: dict[str, Any]) -> bool:
+    """A 'running' run whose process, on this host, no longer exists."""
+    if run.get("host") != os.uname().nodename or not run.get("pid"):
+        return False
+    try:
+        os.kill(int(run["pid"]), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False
+    return int(run["pid"]) == os.getpid() and not any(
+        w.objectName() == "training" for w in live_workers())
+
+
+def _total_epochs(run: dict[str, Any]) -> int:
+    params = run.get("params") or {}
+    return int((params.get("config") or {}).get("epochs") or params.get("epochs") or 0)
 
 
 def _fmt_time(s: float | None) -> str:
@@ -66,6 +86,7 @@ class TrainingPanel(QWidget):
         self._seen_updated: str | None = None
         self._last_scored: tuple[int | None, str] = (None, "")
         self._started_here: int | None = None
+        self._epoch_secs: list[float] = []
         self._setup_ui()
         self.timer = QTimer(self)
         self.timer.setInterval(self.POLL_MS)
@@ -199,6 +220,7 @@ class TrainingPanel(QWidget):
         self._last_epoch = -1
         self._em_step = 0
         self._batch_x = 0.0
+        self._epoch_secs: list[float] = []
         self._seen_updated = None
         self.plots.clear()
 
@@ -222,13 +244,12 @@ class TrainingPanel(QWidget):
             elif row.get("inlier_fraction") is not None:
                 self._em_step += 1
                 self.plots.inlier.append(self._em_step, row["inlier_fraction"])
-            hist = metrics.get("r_hist") or metrics.get("responsibility_hist")
-            if isinstance(hist, dict) and "counts" in hist:
-                self.plots.set_histogram(hist["edges"], hist["counts"])
-            elif isinstance(hist, list) and hist:
+            hist = metrics.get("histogram")
+            if isinstance(hist, list) and hist:
                 n = len(hist)
                 self.plots.set_histogram(np.linspace(0, 1, n + 1), np.asarray(hist))
-        self._epoch_seconds = row.get("seconds")
+        if row.get("seconds") is not None:
+            self._epoch_secs.append(float(row["seconds"]))
 
     def _show_run(self, run: dict[str, Any] | None) -> None:
         if run is None:
@@ -243,8 +264,10 @@ class TrainingPanel(QWidget):
             self.run_state_changed.emit("no run")
             return
         status = run["status"]
+        if status == "running" and run["id"] != self._started_here and _gone(run):
+            status = "interrupted"  # its process ended without saying so (killed)
         self._run_status = status
-        total = int(run["params"].get("epochs") or 0)
+        total = _total_epochs(run)
         done = self._last_epoch + 1
         where = "this window" if self._started_here == run["id"] else \
             f"pid {run.get('pid')} on {run.get('host') or '?'}"
@@ -286,25 +309,14 @@ class TrainingPanel(QWidget):
                                     f"epoch {done}/{total or '?'}")
 
     def _mean_epoch_seconds(self) -> float | None:
-        if self.project is None or self.run_id is None:
-            return None
-        sp = self.plots.speed.y
-        n_train = self._n_train()
-        if sp and n_train:
-            return n_train / max(np.mean(sp[-3:]), 1e-9)
-        return None
-
-    def _n_train(self) -> int:
-        if not hasattr(self, "_n_train_cache") or self._n_train_cache[0] is not self.project:
-            info = self.project.info()
-            self._n_train_cache = (self.project, int(info["splits"].get("train", 0)))
-        return self._n_train_cache[1]
+        secs = self._epoch_secs[-3:]
+        return float(np.mean(secs)) if secs else None
 
     def _update_buttons(self) -> None:
         here = self.training_here
         has = self.project is not None
         can_resume = (not here and self.run_id is not None
-                      and self._run_status in ("stopped", "paused", "failed"))
+                      and self._run_status in RESUMABLE)
         self.start_btn.setEnabled(has and not here and self._run_status not in ACTIVE
                                   or can_resume)
         self.start_btn.setText("Resume" if can_resume else "Start")
@@ -323,8 +335,7 @@ class TrainingPanel(QWidget):
                 "image_size": self.image_size.value(), "device": self.device.currentData()}
 
     def start_or_resume(self) -> None:
-        can_resume = self.run_id is not None and self._run_status in ("stopped", "paused", "failed")
-        if can_resume and self.start_btn.text() == "Resume":
+        if self.start_btn.text() == "Resume":
             self.start(resume_run=self.run_id)
         else:
             self.start()
@@ -348,12 +359,20 @@ class TrainingPanel(QWidget):
     def toggle_pause(self) -> None:
         if not self.training_here:
             return
+        # the file says so too, so a viewer in another window sees the pause
         if self.worker.is_paused:
             self.worker.resume()
+            self._mark(self._started_here, "running", "")
         else:
             self.worker.pause()
+            self._mark(self._started_here, "paused", "paused in the app")
         self._update_buttons()
         self.run_state_changed.emit("training paused" if self.worker.is_paused else "training")
+
+    def _mark(self, run_id: int | None, status: str, message: str) -> None:
+        if run_id is not None and self.project is not None:
+            self.project.update_run(run_id, status=status, message=message)
+            self.poll()
 
     def stop(self) -> None:
         if self.training_here:
@@ -368,13 +387,12 @@ class TrainingPanel(QWidget):
     def _on_event(self, ev: runner.Event) -> None:
         """Plain values from the worker (see app.training.runner)."""
         kind = ev.kind
-        if kind == "run":
+        if self._started_here != ev.run_id:  # the first event names the run
             self._started_here = ev.run_id
             if self.run_id != ev.run_id:
                 self._follow(ev.run_id)
-            self._started_at = time.monotonic()
-            return
-        if ev.run_id is not None and ev.run_id != self.run_id:
+        if kind == "status":
+            self.run_label.setText(f"Run {ev.run_id}: {ev.message}")
             return
         if kind == "batch" and ev.value is not None:
             self.plots.batch_loss.append(ev.x, ev.value)
@@ -388,3 +406,6 @@ class TrainingPanel(QWidget):
                 self.plots.set_histogram(edges, counts)
         elif kind == "epoch":
             self.poll()
+        elif kind == "scores":
+            self._last_scored = (ev.run_id, "")
+            self.scores_written.emit(ev.run_id)

@@ -1,0 +1,83 @@
+"""A short real training run in the worker; following a run from the file."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from core.project import Project, ScoreRow
+
+
+@pytest.fixture
+def demo_window(qtbot, tmp_path):
+    from app.main_window import MainWindow
+    from core.demo import make_demo
+
+    path = make_demo(tmp_path / "demo.gumshoe", n=40)
+    win = MainWindow()
+    win.confirm_close = False
+    qtbot.addWidget(win)
+    win.show()
+    with qtbot.waitSignal(win.queue.model.reset_done, timeout=10_000):
+        win.open_project(path)
+    yield win, path
+    win.close()
+
+
+def test_short_run_feeds_the_plots_and_reranks_the_queue(demo_window, qtbot):
+    win, path = demo_window
+    assert win.queue.model.run_id is None  # nothing ranked before training
+    w = win.training.start(epochs=2, image_size=32)
+    assert w is not None
+    with qtbot.waitSignal(w.finished, timeout=180_000):
+        pass
+    assert w.error is None, w.error
+    qtbot.waitUntil(lambda: win.queue.model.run_id == w.result and win.queue.model.loaded,
+                    timeout=10_000)
+    pts = win.training.plots.point_counts()
+    assert pts["loss"] == 2 and pts["val"] == 2 and pts["speed"] == 2, pts
+    assert pts["batch_loss"] >= 1 and pts["inlier"] >= 1 and pts["hist"] == 20, pts
+    m = win.queue.model
+    scores = [m.row(r).score for r in range(min(m.rowCount(), 40))]
+    assert None not in scores and scores == sorted(scores, reverse=True)
+    assert win.training._run_status == "finished"
+    with Project.open(path) as p:
+        assert p.run(w.result)["status"] == "finished"
+        assert len(p.epochs(w.result)) == 2
+
+
+def test_close_during_training_stops_and_joins(demo_window, qtbot):
+    win, path = demo_window
+    w = win.training.start(epochs=50, image_size=32)
+    qtbot.waitUntil(lambda: win.training._started_here is not None, timeout=60_000)
+    win.close()  # confirm_close is off: the question is answered yes
+    assert not w.isRunning()
+    with Project.open(path) as p:
+        assert p.runs()[-1]["status"] == "paused"  # resumable
+
+
+def test_panel_follows_a_run_written_by_another_process(demo_window, qtbot):
+    """What `gumshoe train` elsewhere writes, the panel shows, and new scores re-rank."""
+    win, path = demo_window
+    panel = win.training
+
+    def headless() -> None:  # another connection, another thread: like another process
+        with Project.open(path) as p:
+            run = p.create_run("deepgum", {"config": {"epochs": 3}}, device="cuda:0")
+            for e in range(2):
+                p.add_epoch(run, e, train_loss=1.0 / (e + 1), val_error=0.1, inlier_fraction=0.8,
+                            images_per_s=500.0, seconds=2.0,
+                            metrics={"histogram": [1] * 19 + [30]})
+            ids = [s.id for s in p.samples()]
+            p.write_scores(run, [ScoreRow(i, float(-i)) for i in ids])
+
+    t = threading.Thread(target=headless)
+    t.start()
+    t.join()
+    with qtbot.waitSignal(win.queue.model.reset_done, timeout=5000):
+        panel.poll()
+    assert panel.plots.point_counts()["loss"] == 2
+    assert panel.plots.point_counts()["hist"] == 20
+    assert "epoch 2/3" in panel.progress.format()
+    assert win.queue.model.row(0).score == -1.0
