@@ -136,12 +136,11 @@ def import_source(
                                                             result), 4 * max(1, workers)):
             handled += 1
             if isinstance(outcome, Exception):
-                result.skipped.append(Skip(str(item.image), str(outcome).split(": ", 1)[-1]))
+                result.skipped.append(Skip(_rel(item.image, root), str(outcome).split(": ", 1)[-1]))
             else:
                 image, digest = outcome  # type: ignore[misc]
                 h, w = image.shape[:2]
-                rel = item.image.resolve().relative_to(root).as_posix() \
-                    if item.image.resolve().is_relative_to(root) else str(item.image.resolve())
+                rel = _rel(item.image, root)
                 pending.append((NewSample(
                     key=item.key, path=rel, width=w, height=h, content_hash=digest,
                     points=item.points, visibility=item.visibility, age=item.age, box=item.box,
@@ -166,6 +165,12 @@ def import_source(
             result.noise = noise
     result.seconds = time.perf_counter() - t0
     return result
+
+
+def _rel(path: Path, root: Path) -> str:
+    """Path relative to the source root (forward slashes), or absolute if outside it."""
+    p = path.resolve()
+    return p.relative_to(root).as_posix() if p.is_relative_to(root) else str(p)
 
 
 def _items(stream: Iterator[RawItem | Skip], known: set[str], schema: LabelSchema,
