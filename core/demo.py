@@ -242,11 +242,12 @@ def _grid(size: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _background(rng: np.random.Generator, size: int) -> np.ndarray:
-    base = rng.uniform(40, 220, 3)
+    base = rng.uniform(40, 220, 3).astype(np.float32)
     xx, yy = _grid(size)
     a = rng.uniform(0, 2 * np.pi)
-    grad = (np.cos(a) * xx + np.sin(a) * yy)[..., None] * rng.uniform(-60, 60, 3)
-    img = np.clip(base + grad, 0, 255).astype(np.uint8)
+    ramp = np.float32(np.cos(a)) * xx + np.float32(np.sin(a)) * yy
+    img = np.clip(base + ramp[..., None] * rng.uniform(-60, 60, 3).astype(np.float32), 0, 255
+                  ).astype(np.uint8)
     for _ in range(int(rng.integers(4, 12))):
         colour = tuple(float(v) for v in rng.uniform(0, 255, 3))
         x, y = rng.uniform(-0.1, 1.1, 2) * size

@@ -39,13 +39,20 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
-import numpy as np
-
-from core.project import Sample
-
 MAX_SIDE = 30_000
 MAX_PIXELS = 200_000_000
+# OpenCV's own size check, for the formats whose header is not parsed here (TIFF, PNM,
+# ...): it reads these once, so they hold if this module is imported before cv2 is.
+os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(MAX_PIXELS))
+os.environ.setdefault("OPENCV_IO_MAX_IMAGE_WIDTH", str(MAX_SIDE))
+os.environ.setdefault("OPENCV_IO_MAX_IMAGE_HEIGHT", str(MAX_SIDE))
+os.environ.setdefault("OPENCV_LOG_LEVEL", "FATAL")  # decode failures become ImageError instead
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+
+from core.project import Sample  # noqa: E402
+
 BOX_MARGIN = 0.25  # of the box's longer side, on every side
 PROGRESS_INTERVAL_S = 0.1
 FLUSH_INTERVAL_S = 10.0
@@ -177,6 +184,9 @@ def decode_image(data: bytes, path: str | os.PathLike[str],
     try:
         img = cv2.imdecode(np.frombuffer(data, np.uint8), _FLAGS[applied])
     except cv2.error as exc:
+        if "validateInputImageSize" in str(exc):
+            raise ImageError(f"{p}: image dimensions over the limit ({MAX_SIDE} px a side, "
+                             f"{MAX_PIXELS // 1_000_000} Mpixel)") from None
         raise ImageError(f"{p}: cannot decode ({str(exc).strip().splitlines()[-1]})") from None
     if img is None:
         raise ImageError(f"{p}: not an image or an unsupported format")

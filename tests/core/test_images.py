@@ -4,6 +4,8 @@ import dataclasses
 import io
 import os
 import struct
+import subprocess
+import sys
 import zlib
 from pathlib import Path
 
@@ -172,6 +174,18 @@ def test_decompression_bomb_header_refused_before_decoding(tmp_path: Path) -> No
     (tmp_path / "bomb.jpg").write_bytes(bytes(jpg))
     with pytest.raises(ImageError, match=r"bomb\.jpg: image claims size 40000x40000"):
         load_image(tmp_path / "bomb.jpg")
+
+
+def test_other_formats_are_size_checked_by_opencv(tmp_path: Path) -> None:
+    # PNM headers are not parsed here: OpenCV's own check, set up by importing
+    # core.images before cv2, refuses 20000 x 15000 (300 Mpixel) before allocating
+    (tmp_path / "big.ppm").write_bytes(b"P6\n20000 15000\n255\n" + b"\0" * 300)
+    code = ("import sys; from core.images import load_image, ImageError\n"
+            "try: load_image(sys.argv[1])\n"
+            "except ImageError as e: print(e)")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "big.ppm")],
+                         capture_output=True, text=True, cwd=Path(__file__).parents[2], check=True)
+    assert "big.ppm: image dimensions over the limit" in out.stdout
 
 
 def test_fgnet_greyscale_images(dataset) -> None:
