@@ -29,13 +29,15 @@ thread-safe (open one per thread, like :class:`core.project.Project`).
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import math
 import os
 import struct
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -448,13 +450,24 @@ class ImageCache:
         last_report = last_flush = time.monotonic()
         if progress is not None:
             progress(done, total)
-        with ThreadPoolExecutor(max(1, workers)) as pool:
-            futures = [(s, lb, pool.submit(self._work, s, lb, self._entries.get(s.id))) for s, lb in todo]
-            for s, lb, fut in futures:
+        workers = max(1, workers)
+        pending = iter(todo)
+        with ThreadPoolExecutor(workers) as pool:
+            # a bounded window of submitted work, so finished crops never pile up in memory
+            window: deque[tuple[Sample, Letterbox, Future]] = deque()
+
+            def submit(n: int) -> None:
+                for s, lb in itertools.islice(pending, n):
+                    window.append((s, lb, pool.submit(self._work, s, lb, self._entries.get(s.id))))
+
+            submit(4 * workers)
+            while window:
                 if should_stop is not None and should_stop():
-                    for _, _, f in futures:
+                    for _, _, f in window:
                         f.cancel()
                     break
+                s, lb, fut = window.popleft()
+                submit(1)
                 try:
                     h, stat, crop = fut.result()
                 except ImageError as exc:

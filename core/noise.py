@@ -20,6 +20,8 @@ term never picks a landmark an earlier term of the same spec already picked (so
 landmarks elsewhere); put image terms first. The selection depends only on the
 labels, spec and seed, and units the project already records as contaminated are
 left alone, so running the same spec and seed again changes nothing.
+:func:`apply_noise` contaminates training-split samples only: the held-out error is
+measured against clean val/test labels.
 """
 
 from __future__ import annotations
