@@ -103,7 +103,7 @@ def _jaw(phi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _cranium(phi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The upper head outline, phi from -pi/2 (image left, ear level) over the top."""
-    return 1.0 * np.sin(phi), -0.12 - 1.33 * np.cos(phi)
+    return np.sin(phi), -0.12 - 1.33 * np.cos(phi)
 
 
 def _grown(curve: tuple[np.ndarray, np.ndarray, np.ndarray],
