@@ -20,7 +20,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app import errors, theme, workers
+from app import errors, qtfix, theme, workers
 from app.review.editor import EditorWidget
 from app.review.queue_panel import QueuePanel
 from app.settings import data_dir, log_dir, settings
@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 class MainWindow(QMainWindow):
     def __init__(self) -> None:
+        qtfix.install()
         super().__init__()
         self.project: Project | None = None
         self.setWindowTitle("Gumshoe")
@@ -346,6 +347,7 @@ class MainWindow(QMainWindow):
 
 def run_gui(project_path: str | None) -> int:
     """Create the application, open ``project_path`` (None: the demo) and run."""
+    qtfix.install()
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("Gumshoe")
     app.setOrganizationName("Gumshoe")

@@ -241,6 +241,8 @@ class QueueModel(QAbstractTableModel):
             self.request_page(page)
             return None
         self._pages.move_to_end(page)
+        if i >= PAGE // 2 and (page + 1) * PAGE < self._count:
+            self.request_page(page + 1)  # scrolling down: have the next page ready
         return rows[i] if i < len(rows) else None
 
     def request_page(self, page: int) -> None:

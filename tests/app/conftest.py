@@ -13,7 +13,10 @@ from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
+from app import qtfix  # noqa: E402
 from tests.app.fakes import make_project  # noqa: E402
+
+qtfix.install()  # PySide6 6.12 on Python 3.11 leaks references to None
 
 
 @pytest.fixture(autouse=True)
