@@ -21,7 +21,7 @@ import numpy as np
 
 from core.formats import detect_format, get_reader
 from core.formats.base import RawItem, Skip
-from core.images import ImageCache, ImageError, letterbox, letterbox_for, load_image
+from core.images import ImageCache, ImageError, Letterbox, letterbox, letterbox_for, load_image
 from core.project import LabelSchema, NewSample, Project
 
 DEFAULT_IMAGE_SIZE = 64
@@ -110,22 +110,24 @@ def import_source(
     result = ImportResult(source_id, fmt, task)
 
     def decode(item: RawItem) -> tuple[RawItem, object]:
+        """In a worker thread: read, hash, decode and letterbox one image."""
         try:
             image, digest = load_image(item.image)
         except ImageError as exc:
             return item, exc
-        return item, (image, digest)
+        h, w = image.shape[:2]
+        lb = letterbox_for(w, h, item.box, size)
+        return item, (w, h, digest, letterbox(image, lb), lb)
 
-    pending: list[tuple[NewSample, np.ndarray]] = []
+    pending: list[tuple[NewSample, np.ndarray, Letterbox, Path]] = []
 
     def flush() -> None:
         if not pending:
             return
-        added = project.add_samples(source_id, [s for s, _ in pending])
-        ids = project.sample_ids_by_key(source_id, [s.key for s, _ in pending])
-        for s, img in pending:
-            lb = letterbox_for(s.width, s.height, s.box, size)
-            cache.put(ids[s.key], s.content_hash, letterbox(img, lb), lb)
+        added = project.add_samples(source_id, [s for s, *_ in pending])
+        ids = project.sample_ids_by_key(source_id, [s.key for s, *_ in pending])
+        for s, crop, lb, path in pending:
+            cache.put(ids[s.key], s.content_hash, crop, lb, path=path)
         cache.flush()
         result.added += len(added)
         pending.clear()
@@ -138,13 +140,11 @@ def import_source(
             if isinstance(outcome, Exception):
                 result.skipped.append(Skip(_rel(item.image, root), str(outcome).split(": ", 1)[-1]))
             else:
-                image, digest = outcome  # type: ignore[misc]
-                h, w = image.shape[:2]
-                rel = _rel(item.image, root)
+                w, h, digest, crop, lb = outcome  # type: ignore[misc]
                 pending.append((NewSample(
-                    key=item.key, path=rel, width=w, height=h, content_hash=digest,
-                    points=item.points, visibility=item.visibility, age=item.age, box=item.box,
-                    split=split_for(item.key)), image))
+                    key=item.key, path=_rel(item.image, root), width=w, height=h,
+                    content_hash=digest, points=item.points, visibility=item.visibility,
+                    age=item.age, box=item.box, split=split_for(item.key)), crop, lb, item.image))
                 if len(pending) >= BATCH:
                     flush()
             if progress is not None:

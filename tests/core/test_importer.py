@@ -160,3 +160,34 @@ def test_real_datasets_import(dataset, tmp_path: Path, name: str, fmt: str, task
             assert res.added == expected
         assert res.added > 0
         assert p.info()["keypoints"] > 0
+
+
+@pytest.mark.parametrize("fmt", ["csv", "coco", "pts"])
+def test_import_export_import_round_trip(tmp_path: Path, fmt: str) -> None:
+    src = tmp_path / "src"
+    make_pts_folder(src, 9)
+    gumshoe("import", tmp_path / "a.gumshoe", src, "--format", "pts")
+    with Project.open(tmp_path / "a.gumshoe") as p:  # an annotator's fix must be exported
+        sid = p.samples()[0].id
+        moved = p.current_label(sid).points.copy()
+        moved[3] = [12.3456, 65.4321]
+        p.add_label(sid, points=moved, author="ann", note="eye corner")
+    out = tmp_path / ("out" if fmt == "pts" else f"out.{fmt if fmt == 'csv' else 'json'}")
+    gumshoe("export", tmp_path / "a.gumshoe", out, "--format", fmt)
+    gumshoe("import", tmp_path / "b.gumshoe", out, "--format", fmt)
+    with Project.open(tmp_path / "a.gumshoe") as a, Project.open(tmp_path / "b.gumshoe") as b:
+        la = {Path(s.path).stem: a.current_label(s.id).points for s in a.samples()}
+        lb = {Path(s.path).stem: b.current_label(s.id).points for s in b.samples()}
+        assert la.keys() == lb.keys() and len(la) == 9
+        for k in la:
+            np.testing.assert_allclose(la[k], lb[k], atol=1e-4)
+    report = out.with_name(out.name.split(".")[0] + ".changes.csv")
+    assert "eye corner" in report.read_text()
+
+
+def test_demo_command_makes_a_flagged_project(tmp_path: Path) -> None:
+    gumshoe("demo", tmp_path / "demo.gumshoe", "-n", "40")
+    info = json.loads(gumshoe("info", tmp_path / "demo.gumshoe", "--json").stdout)
+    assert info["samples"] == 40 and info["keypoints"] == 68 and info["task"] == "landmarks"
+    with Project.open(tmp_path / "demo.gumshoe") as p:
+        assert any(img or lms for img, lms in p.contamination().values())
