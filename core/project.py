@@ -388,9 +388,7 @@ class Project:
         if has_tables and app_id != APP_ID:
             conn.close()
             raise ProjectError(f"{path}: an SQLite file, but not a Gumshoe project")
-        if not has_tables and not create:
-            conn.close()
-            raise ProjectError(f"{path}: empty file, not a Gumshoe project")
+        # a file with no tables (e.g. left by a create that was killed) is set up afresh
         if version > SCHEMA_VERSION:
             conn.close()
             raise FutureProjectError(

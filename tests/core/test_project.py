@@ -58,12 +58,18 @@ def test_refuses_future_version(tmp_path: Path) -> None:
         Project.open(tmp_path / "p.gumshoe")
 
 
-@pytest.mark.parametrize("content", [b"", b"hello, not sqlite at all" * 100])
-def test_refuses_non_projects(tmp_path: Path, content: bytes) -> None:
+def test_refuses_non_projects(tmp_path: Path) -> None:
     f = tmp_path / "x.gumshoe"
-    f.write_bytes(content)
+    f.write_bytes(b"hello, not sqlite at all" * 100)
     with pytest.raises(ProjectError, match="x.gumshoe"):
         Project.open(f)
+
+
+def test_empty_file_from_a_killed_create_opens_as_new_project(tmp_path: Path) -> None:
+    f = tmp_path / "x.gumshoe"
+    f.write_bytes(b"")
+    with Project.open(f) as p:
+        assert p.count_samples() == 0 and p.schema is None
 
 
 def test_refuses_other_sqlite_file(tmp_path: Path) -> None:
