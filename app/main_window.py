@@ -93,7 +93,7 @@ class MainWindow(QMainWindow):
         e = mb.addMenu("&Review")
         a = self.editor.actions_by_name
         for name in ("next", "previous", None, "accept", "accept_all", "confirm", "exclude",
-                     None, "undo", "redo", None, "fit", "zoom_in", "zoom_out"):
+                     None, "undo", "redo", None, "fit", "zoom_in", "zoom_out", "predictions"):
             if name is None:
                 e.addSeparator()
             else:

@@ -146,7 +146,7 @@ def switch(path: Path, n: int) -> None:
                       "painted_ms_max": round(v[-1], 1)}))
 
 
-def stall(path: Path, epochs: int, size: int) -> None:
+def stall(path: Path, epochs: int, size: int, nav_ms: int = 400) -> None:
     app = _app()
     from PySide6.QtCore import QTimer
 
@@ -172,9 +172,20 @@ def stall(path: Path, epochs: int, size: int) -> None:
     t0 = time.perf_counter()
     timer.start()
     nav = QTimer()
-    nav.setInterval(400)  # an annotator working meanwhile: next sample every 0.4 s
+    nav.setInterval(max(nav_ms, 1))  # an annotator working meanwhile: next sample
     nav.timeout.connect(lambda: win.editor.next_requested.emit())
-    nav.start()
+    if nav_ms > 0:
+        nav.start()
+    big: list[tuple[float, float]] = []
+    orig_tick = tick
+
+    def tick() -> None:  # noqa: F811 - wraps the first one to keep the worst ticks' times
+        orig_tick()
+        if late[-1] > 30:
+            big.append((round(time.perf_counter() - t0, 2), round(late[-1], 1)))
+
+    timer.timeout.disconnect()
+    timer.timeout.connect(tick)
     _pump(app, lambda: not w.isRunning(), 3600)
     timer.stop()
     nav.stop()
@@ -185,7 +196,8 @@ def stall(path: Path, epochs: int, size: int) -> None:
     print(json.dumps({"epochs": epochs, "image_size": size, "train_s": round(wall, 1),
                       "ticks": len(s), "lateness_ms_p50": round(s[len(s) // 2], 1),
                       "lateness_ms_p99": round(s[int(len(s) * .99)], 1),
-                      "lateness_ms_max": round(s[-1], 1), "error": w.error}))
+                      "lateness_ms_max": round(s[-1], 1), "over_30ms": big[:20],
+                      "error": w.error}))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -204,6 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     a.add_argument("path", type=Path)
     a.add_argument("--epochs", type=int, default=3)
     a.add_argument("--size", type=int, default=64)
+    a.add_argument("--nav-ms", type=int, default=400, help="next sample every N ms (0: none)")
     args = ap.parse_args(argv)
     if args.cmd == "make-big":
         make_big(args.path, args.n)
@@ -212,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.cmd == "switch":
         switch(args.path, args.n)
     else:
-        stall(args.path, args.epochs, args.size)
+        stall(args.path, args.epochs, args.size, args.nav_ms)
     return 0
 
 

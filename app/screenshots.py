@@ -71,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
             w = win.training.start(epochs=3, image_size=64)
             wait_until(lambda w=w: w is not None and not w.isRunning(), 300_000)
             wait_until(lambda win=win: win.queue.model.loaded)
-        win.queue.step(+1)
+        win.queue.table.scrollToTop()
+        win.queue.select_row(1)
         wait_until(lambda w=win: w.editor.canvas.has_image)
         wait(300)
         for size in ((1280, 800), (1920, 1080)) if mode == "light" else ((1280, 800),):

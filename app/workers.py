@@ -66,10 +66,11 @@ class WorkerContext:
 
     def emit(self, value: Any, force: bool = False) -> bool:
         """Send ``value`` to the GUI; dropped if within the throttle interval."""
-        now = time.monotonic()
-        if not force and now - self._last < self._min_dt:
-            return False
-        self._last = now
+        if not force:
+            now = time.monotonic()
+            if now - self._last < self._min_dt:
+                return False
+            self._last = now
         self._worker.progress.emit(value)
         return True
 

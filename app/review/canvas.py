@@ -99,6 +99,7 @@ class LandmarkCanvas(QGraphicsView):
         self._drag_moved = False
         self._image_rect = QRectF(0, 0, 1, 1)
         self.editable = True
+        self.show_all_predictions = False  # else: flagged landmarks and the selected one
         self.apply_theme()
 
     # ------------------------------------------------------------------ content
@@ -203,6 +204,7 @@ class LandmarkCanvas(QGraphicsView):
             self._markers.append(m)
             self._style_marker(i)
             self._place(i)
+        self._update_ghosts()
 
     def _name(self, i: int) -> str:
         return self.names[i] if i < len(self.names) else f"landmark {i}"
@@ -250,11 +252,9 @@ class LandmarkCanvas(QGraphicsView):
         if ok:
             m.setPos(QPointF(x, y))
         link = self._links[i]
-        if link is not None:
+        if link is not None and ok:
             px, py = self.prediction[i]
-            link.setVisible(ok)
-            if ok:
-                link.setLine(x, y, px, py)
+            link.setLine(x, y, px, py)
         for a, b, line in self._bones:
             if a == i or b == i:
                 pa, pb = self.points[a], self.points[b]
@@ -262,6 +262,21 @@ class LandmarkCanvas(QGraphicsView):
                 line.setVisible(vis)
                 if vis:
                     line.setLine(pa[0], pa[1], pb[0], pb[1])
+
+    def _update_ghosts(self) -> None:
+        """Ghosts and their lines for flagged landmarks and the selected one (all of
+        them when ``show_all_predictions``): a line from every point is clutter."""
+        for i, (g, link) in enumerate(zip(self._ghosts, self._links, strict=True)):
+            if g is None:
+                continue
+            p = self.outlier_prob(i)
+            show = self.show_all_predictions or i == self.selected or (p is not None and p > 0.5)
+            g.setVisible(show)
+            link.setVisible(show and bool(np.isfinite(self.points[i]).all()))
+
+    def set_show_all_predictions(self, on: bool) -> None:
+        self.show_all_predictions = on
+        self._update_ghosts()
 
     def set_point(self, i: int, x: float, y: float) -> None:
         self.points[i] = (x, y)
@@ -272,6 +287,7 @@ class LandmarkCanvas(QGraphicsView):
         for j in (old, i):
             if 0 <= j < len(self._markers):
                 self._style_marker(j)
+        self._update_ghosts()
         if old != i:
             self.selection_changed.emit(i)
 

@@ -35,6 +35,7 @@ from app.review.canvas import LandmarkCanvas
 from app.review.history import Edit, EditHistory, Targets
 from app.review.images import ImageCache
 from app.review.queue_model import STATUS_LABELS, score_color
+from app.widgets import scrolling
 from core.project import ProjectError
 
 
@@ -98,6 +99,11 @@ class EditorWidget(QWidget):
         self._action("redo", "Redo", "redo", ["Ctrl+Shift+Z", "Ctrl+Y"], self.redo,
                      "Redo the last undone edit")
         self._action("fit", "Fit", "fit", ["F"], lambda: self.canvas.fit(), "Fit image to view")
+        a = self._action("predictions", "All predictions", "accept-all", ["P"],
+                         lambda: self.canvas.set_show_all_predictions(
+                             self.actions_by_name["predictions"].isChecked()),
+                         "Show the model's estimate of every landmark, not only flagged ones")
+        a.setCheckable(True)
         self._action("zoom_in", "Zoom in", "zoom-in", ["+", "="], lambda: self.canvas.zoom(1.25))
         self._action("zoom_out", "Zoom out", "zoom-out", ["-"], lambda: self.canvas.zoom(0.8))
 
@@ -149,7 +155,7 @@ class EditorWidget(QWidget):
         self.canvas.selection_changed.connect(lambda _i: self._update_side())
         self.canvas.hovered.connect(self._on_hover)
         body.addWidget(self.canvas, 1)
-        body.addWidget(self._setup_side())
+        body.addWidget(scrolling(self._setup_side()))
         root.addLayout(body, 1)
 
         self.hint = QLabel()

@@ -307,7 +307,10 @@ class QueueModel(QAbstractTableModel):
         if role == Qt.ItemDataRole.TextAlignmentRole and c in (0, 4, 5):
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         if role == Qt.ItemDataRole.ToolTipRole:
-            return f"{row.path}\nsample {row.sample_id}"
+            tip = f"{row.path}\nsample {row.sample_id}"
+            if row.worst_score is not None:
+                tip += f"\nworst landmark score {row.worst_score:.2f}"
+            return tip
         if role == Qt.ItemDataRole.UserRole:
             return row.sample_id
         return None
@@ -328,7 +331,7 @@ class QueueModel(QAbstractTableModel):
                 return ""
             name = (self._keypoints[row.worst_landmark]
                     if row.worst_landmark < len(self._keypoints) else str(row.worst_landmark))
-            return f"{name} ({row.worst_score:.1f})" if row.worst_score is not None else name
+            return name
         return ""
 
 

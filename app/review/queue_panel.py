@@ -23,7 +23,7 @@ from app import theme
 from app.review.queue_model import QueueModel
 from core.project import SPLITS
 
-STATUS_FILTERS = [("All statuses", ()), ("To review", ("unreviewed",)),
+STATUS_FILTERS = [("All", ()), ("To review", ("unreviewed",)),
                   ("Confirmed", ("confirmed",)), ("Fixed", ("fixed",)),
                   ("Excluded", ("excluded",))]
 

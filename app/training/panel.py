@@ -33,6 +33,7 @@ from app import theme
 from app.settings import DEVICES, settings
 from app.training import runner
 from app.training.plots import TrainingPlots
+from app.widgets import scrolling
 from app.workers import Worker, live_workers
 
 METHOD_LABELS = {"deepgum": "DeepGUM (robust, default)", "l2": "L2 (baseline)",
@@ -102,10 +103,10 @@ class TrainingPanel(QWidget):
         side.setProperty("role", "card")
         side.setFixedWidth(270)
         sv = QVBoxLayout(side)
-        sv.setContentsMargins(12, 10, 12, 10)
-        sv.setSpacing(8)
+        sv.setContentsMargins(10, 8, 10, 8)
+        sv.setSpacing(6)
         form = QFormLayout()
-        form.setVerticalSpacing(6)
+        form.setVerticalSpacing(4)
         st = settings()
         self.method = QComboBox()
         for m in runner.methods():
@@ -157,7 +158,7 @@ class TrainingPanel(QWidget):
         self.stats.setTextFormat(Qt.TextFormat.RichText)
         sv.addWidget(self.stats)
         sv.addStretch(1)
-        root.addWidget(side)
+        root.addWidget(scrolling(side))
 
         self.plots = TrainingPlots()
         root.addWidget(self.plots, 1)
@@ -290,17 +291,19 @@ class TrainingPanel(QWidget):
         c = theme.colors()
 
         def cell(name: str, v: str) -> str:
-            return (f"<tr><td style='color:{c.muted};padding-right:8px'>{name}</td>"
-                    f"<td><b>{v}</b></td></tr>")
+            return (f"<td style='color:{c.muted};padding-right:6px'>{name}</td>"
+                    f"<td style='padding-right:12px'><b>{v}</b></td>")
 
         self.stats.setText(
-            "<table>"
+            "<table><tr>"
             + cell("loss", "–" if loss is None else f"{loss:.4g}")
             + cell("val error", "–" if val is None else f"{val:.4g}")
+            + "</tr><tr>"
             + cell("inliers", "–" if inl is None else f"{inl:.1%}")
             + cell("images/s", "–" if ips is None else f"{ips:.0f}")
+            + "</tr><tr>"
             + cell("time left", _fmt_time(left) if status in ACTIVE else "–")
-            + "</table>")
+            + "</tr></table>")
         if run.get("message") and status == "failed":
             self.stats.setText(self.stats.text() + f"<p style='color:{c.outlier}'>"
                                f"{run['message']}</p>")

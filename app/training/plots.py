@@ -84,6 +84,7 @@ class TrainingPlots(QWidget):
                                     symbolBrush=c.inlier, symbolPen=None))
         p = plot("hist", "r histogram", "responsibilities r of the training units (1 = inlier)")
         p.setXRange(0, 1, padding=0.02)
+        p.getAxis("bottom").setTicks([[(0.0, "0"), (0.5, "0.5"), (1.0, "1")]])
         self.hist = pg.PlotDataItem(stepMode="center", fillLevel=0, brush=c.accent_soft,
                                     pen=pen(c.accent, 1.2))
         p.addItem(self.hist)

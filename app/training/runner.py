@@ -58,7 +58,7 @@ class _Forward:
     def on_batch(self, ev: Any) -> None:
         self.ctx.wait_if_paused()  # a pause holds the loop here, between batches
         self.ctx.emit(Event("batch", ev.run_id, x=ev.epoch + ev.batch / max(ev.batches, 1),
-                            value=float(ev.loss)))
+                            value=float(ev.loss)), force=ev.batch == ev.batches)
 
     def on_estep(self, ev: Any) -> None:
         self.ctx.wait_if_paused()
