@@ -35,7 +35,10 @@ REPORT_PREVIEW = ("key", "review_status", "exported", "dropped_because", "change
 def run_export(ctx: WorkerContext, out: str, fmt: str, options: dict[str, Any]) -> dict[str, Any]:
     from core.export import export
 
-    res = export(ctx.project(), out, fmt, progress=lambda d, t: ctx.emit((d, t)), **options)
+    project = ctx.project()
+    total = project.count_samples()  # progress gives (done, last key): the bar needs a total
+    res = export(project, out, fmt, progress=lambda done, _key: ctx.emit((int(done), total)),
+                 **options)
     return {"out": str(res.out), "written": res.written, "dropped": dict(res.dropped),
             "changes": res.changes,
             "report_csv": None if res.report_csv is None else str(res.report_csv),

@@ -81,3 +81,33 @@ def test_panel_follows_a_run_written_by_another_process(demo_window, qtbot):
     assert panel.plots.point_counts()["hist"] == 20
     assert "epoch 2/3" in panel.progress.format()
     assert win.queue.model.row(0).score == -1.0
+
+
+def test_pause_stop_and_resume(demo_window, qtbot):
+    win, path = demo_window
+    panel = win.training
+    w = panel.start(epochs=40, image_size=32)
+    qtbot.waitUntil(lambda: panel.plots.point_counts()["batch_loss"] >= 1, timeout=60_000)
+    run_id = panel._started_here
+    panel.toggle_pause()
+    assert w.is_paused and panel.pause_btn.text() == "Resume"
+    with Project.open(path) as p:
+        assert p.run(run_id)["status"] == "paused"
+    panel.toggle_pause()
+    with Project.open(path) as p:
+        assert p.run(run_id)["status"] == "running"
+    with qtbot.waitSignal(w.finished, timeout=60_000):
+        panel.stop()
+    panel.poll()
+    assert panel._run_status == "paused"
+    assert panel.start_btn.text() == "Resume" and panel.start_btn.isEnabled()
+    done_before = panel._last_epoch
+    panel.start_or_resume()
+    w2 = panel.worker
+    assert w2 is not w
+    qtbot.waitUntil(lambda: panel._last_epoch > done_before, timeout=60_000)
+    with qtbot.waitSignal(w2.finished, timeout=60_000):
+        panel.stop()
+    assert w2.result == run_id  # the same run continued
+    with Project.open(path) as p:
+        assert len(p.runs()) == 1
