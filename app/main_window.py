@@ -162,6 +162,7 @@ class MainWindow(QMainWindow):
         self.editor.next_requested.connect(lambda: self.queue.step(+1))
         self.editor.previous_requested.connect(lambda: self.queue.step(-1))
         self.editor.edited.connect(self.queue.model.set_status)
+        self.editor.sample_shown.connect(self.queue.follow)
         self.training.scores_written.connect(self._on_new_scores)
         self.training.run_state_changed.connect(self.st_run.setText)
         self.queue.model.counts_changed.connect(lambda _c: self._update_title())
@@ -176,7 +177,21 @@ class MainWindow(QMainWindow):
             self.restoreState(state)
 
     # ------------------------------------------------------------------ project
+    def _may_stop_training(self) -> bool:
+        """True if no training runs here, or the user agrees to stop it."""
+        if not self.training.training_here or not self.confirm_close:
+            return True
+        ans = QMessageBox.question(
+            self, "Training is running",
+            "A training run is in progress. Stop it?\n"
+            "(The run keeps its checkpoint; you can resume it later.)",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+            QMessageBox.StandardButton.No)
+        return ans == QMessageBox.StandardButton.Yes
+
     def open_project(self, path: str | Path) -> bool:
+        if not self._may_stop_training():
+            return False
         try:
             project = Project.open(path)
         except ProjectError as exc:
@@ -325,16 +340,9 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------------ closing
     def closeEvent(self, event: QCloseEvent) -> None:
-        if self.training.training_here and self.confirm_close:
-            ans = QMessageBox.question(
-                self, "Training is running",
-                "A training run is in progress. Stop it and quit?\n"
-                "(The run keeps its checkpoint; you can resume it later.)",
-                QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
-                QMessageBox.StandardButton.No)
-            if ans != QMessageBox.StandardButton.Yes:
-                event.ignore()
-                return
+        if not self._may_stop_training():
+            event.ignore()
+            return
         st = settings()
         st.set_value("window/geometry", self.saveGeometry())
         st.set_value("window/state", self.saveState())

@@ -211,6 +211,23 @@ class QueuePanel(QWidget):
         self.current_sample = sid
         self.sample_selected.emit(sid, current.row())
 
+    def follow(self, sample_id: int) -> None:
+        """Select the row of a sample the editor shows (e.g. after an undo), quietly."""
+        if sample_id == self.current_sample:
+            return
+        row = self.model.find_row(sample_id)
+        self.current_sample = sample_id
+        if row is None:
+            return
+        sm = self.table.selectionModel()
+        sm.blockSignals(True)
+        sm.setCurrentIndex(self.model.index(row, 0),
+                           QItemSelectionModel.SelectionFlag.ClearAndSelect
+                           | QItemSelectionModel.SelectionFlag.Rows)
+        sm.blockSignals(False)
+        self.table.viewport().update()
+        self.table.scrollTo(self.model.index(row, 0))
+
     def step(self, delta: int) -> None:
         row = self.current_row()
         self.select_row(max(0, min(self.model.rowCount() - 1, row + delta)))

@@ -88,6 +88,7 @@ def test_move_undo_redo_across_samples(window, qtbot, project_path):
     QTest.keyClick(window, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
     QTest.keyClick(window, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
     assert ed.sample.id == first  # the undo brought us back to the first sample
+    assert window.queue.current_row() == 0  # and the queue follows
     with Project.open(project_path) as p:
         h1 = p.label_history(first)
         assert [lab.origin for lab in h1] == ["import", "annotator", "annotator"]
