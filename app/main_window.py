@@ -58,7 +58,9 @@ class MainWindow(QMainWindow):
 
     def _act(self, text: str, slot: Any, icon: str = "", keys: str | QKeySequence = "",
              tip: str = "") -> QAction:
-        a = QAction(theme.icon(icon) if icon else theme.icon("none"), text, self)
+        a = QAction(text, self)
+        if icon:
+            theme.bind_icon(a, icon)
         if keys:
             a.setShortcut(QKeySequence(keys))
         if tip:
@@ -131,8 +133,8 @@ class MainWindow(QMainWindow):
                                      Qt.DockWidgetArea.LeftDockWidgetArea)
         self.training_dock = self._dock("Training", self.training, "training-dock",
                                         Qt.DockWidgetArea.BottomDockWidgetArea)
-        self.queue_dock.toggleViewAction().setIcon(theme.icon("queue"))
-        self.training_dock.toggleViewAction().setIcon(theme.icon("train"))
+        theme.bind_icon(self.queue_dock.toggleViewAction(), "queue")
+        theme.bind_icon(self.training_dock.toggleViewAction(), "train")
         self.toolbar.addSeparator()
         self.toolbar.addAction(self.queue_dock.toggleViewAction())
         self.toolbar.addAction(self.training_dock.toggleViewAction())

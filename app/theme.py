@@ -50,6 +50,7 @@ DARK = Colors(True, "#17191e", "#1e2127", "#14161a", "#1b1e23", "#262a31", "#2d3
               "#3dd68c", "#ff6369", "#7aa2ff", "#e8e8e8")
 
 _current: Colors = LIGHT
+_bound: list[tuple[object, str]] = []  # (QAction or button, icon name): re-tinted by apply()
 
 
 def colors() -> Colors:
@@ -113,12 +114,18 @@ def apply(app: QApplication, mode: str = "system") -> Colors:
     app.setPalette(_palette(_current))
     app.setStyleSheet(style_sheet(_current))
     _icon.cache_clear()
+    _retint()
     try:
         import pyqtgraph as pg
 
         pg.setConfigOptions(antialias=True, background=_current.base, foreground=_current.muted)
     except ImportError:  # pragma: no cover
         pass
+    for fn in list(_listeners):
+        try:
+            fn()  # type: ignore[operator]
+        except RuntimeError:  # its widget is gone
+            _listeners.remove(fn)
     return _current
 
 
@@ -151,6 +158,34 @@ def _icon(name: str, color: str) -> QIcon:
 def icon(name: str) -> QIcon:
     """A themed icon from resources/icons (empty icon if missing)."""
     return _icon(name, _current.text)
+
+
+def bind_icon(obj: object, name: str) -> object:
+    """Give a QAction or button the themed icon ``name`` and keep it in step with
+    later theme changes; returns ``obj``."""
+    obj.setIcon(icon(name))  # type: ignore[attr-defined]
+    _bound[:] = [(o, n) for o, n in _bound if o is not obj]
+    _bound.append((obj, name))
+    return obj
+
+
+_listeners: list[object] = []
+
+
+def on_change(fn) -> None:  # noqa: ANN001
+    """Call ``fn()`` after every later :func:`apply` (widgets that paint with colours)."""
+    _listeners.append(fn)
+
+
+def _retint() -> None:
+    alive = []
+    for obj, name in _bound:
+        try:
+            obj.setIcon(icon(name))  # type: ignore[attr-defined]
+        except RuntimeError:  # the Qt object is gone
+            continue
+        alive.append((obj, name))
+    _bound[:] = alive
 
 
 def app_icon() -> QIcon:

@@ -66,11 +66,17 @@ class EditorWidget(QWidget):
         self._setup_actions()
         self._setup_ui()
         self._update_enabled()
+        theme.on_change(self._retheme)
+
+    def _retheme(self) -> None:
+        self.canvas.apply_theme()
+        if self.sample is not None:
+            self._show_label()
 
     # ------------------------------------------------------------------ setup
     def _action(self, name: str, text: str, icon: str, keys: list[str],
                 slot: Callable[[], None], tip: str = "") -> QAction:
-        a = QAction(theme.icon(icon), text, self)
+        a = theme.bind_icon(QAction(text, self), icon)
         a.setShortcuts([QKeySequence(k) for k in keys])
         a.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
         keytxt = ", ".join(keys)

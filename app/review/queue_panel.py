@@ -53,7 +53,8 @@ class QueuePanel(QWidget):
         grid.setVerticalSpacing(6)
         self.search = QLineEdit()
         self.search.setPlaceholderText("Search paths…")
-        self.search.addAction(theme.icon("search"), QLineEdit.ActionPosition.LeadingPosition)
+        theme.bind_icon(self.search.addAction(theme.icon("search"),
+                                              QLineEdit.ActionPosition.LeadingPosition), "search")
         self.search.setClearButtonEnabled(True)
         self._search_timer = QTimer(self, singleShot=True, interval=250)
         self._search_timer.timeout.connect(
@@ -98,7 +99,7 @@ class QueuePanel(QWidget):
         self.counts.setWordWrap(True)
         row.addWidget(self.counts, 1)
         self.refresh_btn = QToolButton()
-        self.refresh_btn.setIcon(theme.icon("refresh"))
+        theme.bind_icon(self.refresh_btn, "refresh")
         self.refresh_btn.setToolTip("Re-rank by the latest scores")
         self.refresh_btn.setAutoRaise(True)
         self.refresh_btn.clicked.connect(self.model.refresh)

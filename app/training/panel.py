@@ -133,12 +133,12 @@ class TrainingPanel(QWidget):
 
         buttons = QHBoxLayout()
         buttons.setSpacing(6)
-        self.start_btn = QPushButton(theme.icon("play"), "Start")
+        self.start_btn = theme.bind_icon(QPushButton("Start"), "play")
         self.start_btn.setProperty("primary", True)
         self.start_btn.clicked.connect(self.start_or_resume)
-        self.pause_btn = QPushButton(theme.icon("pause"), "Pause")
+        self.pause_btn = QPushButton("Pause")
         self.pause_btn.clicked.connect(self.toggle_pause)
-        self.stop_btn = QPushButton(theme.icon("stop"), "Stop")
+        self.stop_btn = theme.bind_icon(QPushButton("Stop"), "stop")
         self.stop_btn.clicked.connect(self.stop)
         for b in (self.start_btn, self.pause_btn, self.stop_btn):
             buttons.addWidget(b)
@@ -327,7 +327,7 @@ class TrainingPanel(QWidget):
                                   if can_resume else "Start a new training run")
         self.pause_btn.setEnabled(here)
         self.pause_btn.setText("Resume" if here and self.worker.is_paused else "Pause")
-        self.pause_btn.setIcon(theme.icon("play" if here and self.worker.is_paused else "pause"))
+        theme.bind_icon(self.pause_btn, "play" if here and self.worker.is_paused else "pause")
         self.stop_btn.setEnabled(here)
         for w in (self.method, self.epochs, self.image_size, self.device):
             w.setEnabled(has and not here)

@@ -52,15 +52,14 @@ class TrainingPlots(QWidget):
         c = theme.colors()
         self.plots: dict[str, pg.PlotWidget] = {}
 
+        self._titles: dict[str, str] = {}
+
         def plot(name: str, title: str, xlabel: str) -> pg.PlotWidget:
             w = pg.PlotWidget()
-            w.setBackground(c.base)
+            self._titles[name] = title
             pi = w.getPlotItem()
-            pi.setTitle(f"<span style='color:{c.text};font-size:9pt'>{title}</span>")
             pi.showGrid(x=True, y=True, alpha=0.15)
             w.setToolTip(xlabel)
-            pi.getAxis("bottom").setTextPen(c.muted)
-            pi.getAxis("left").setTextPen(c.muted)
             pi.setMenuEnabled(False)
             pi.hideButtons()
             w.setMinimumSize(110, 110)
@@ -95,6 +94,18 @@ class TrainingPlots(QWidget):
                        "inlier": self.inlier, "speed": self.speed}
         self._columns = 0
         self.reflow(5)
+        self.apply_theme()
+        theme.on_change(self.apply_theme)
+
+    def apply_theme(self) -> None:
+        c = theme.colors()
+        for name, w in self.plots.items():
+            w.setBackground(c.base)
+            pi = w.getPlotItem()
+            pi.setTitle(f"<span style='color:{c.text};font-size:9pt'>{self._titles[name]}</span>")
+            for axis in ("bottom", "left"):
+                pi.getAxis(axis).setTextPen(c.muted)
+                pi.getAxis(axis).setPen(c.border)
 
     def reflow(self, columns: int) -> None:
         if columns == self._columns:

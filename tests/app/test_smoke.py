@@ -72,3 +72,18 @@ def test_uncaught_exceptions_reach_the_sink(qtbot, errors_seen):
         sys.excepthook, threading.excepthook = old_hook, old_thread_hook
     assert "in the GUI thread" in errors_seen[0][0]
     assert "ZeroDivisionError" in errors_seen[1][0] and "side" in errors_seen[1][0]
+
+
+def test_theme_switch_retints_icons(window):
+    from PySide6.QtWidgets import QApplication
+
+    from app import theme
+
+    app = QApplication.instance()
+    act = window.editor.actions_by_name["confirm"]
+    theme.apply(app, "dark")
+    dark = act.icon().pixmap(16, 16).toImage().pixelColor(8, 2)
+    theme.apply(app, "light")
+    light = act.icon().pixmap(16, 16).toImage().pixelColor(8, 2)
+    assert dark.lightness() > light.lightness()
+    assert window.training.plots.plots["loss"].backgroundBrush().color().name() == theme.LIGHT.base
