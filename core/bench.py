@@ -1,0 +1,270 @@
+"""``gumshoe bench``: known contamination, every method, several seeds.
+
+The source is imported once into a temporary project. For each noise spec and
+seed, a copy of it gets a seeded split (a clean held-out ``test`` share, a
+``val`` share, the rest ``train``), its training labels are contaminated with
+:func:`core.noise.apply_noise` (the truth is recorded in the project), and each
+method trains on it with the same backbone, budget and seed. Detection is
+measured on the training samples against the truth: per landmark for
+``l-ugo``/``ngo``, per image for ``g-ugo``/``swap``/``age-u``; the task error on
+the clean test split against the imported labels. For ages, ``l2-outre`` is the
+L2 run's predictions scored by OUTRE (cleanlab's regression score).
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from core.images import ImageCache
+from core.importer import import_source
+from core.metrics import (
+    auprc,
+    auroc,
+    failure_rate,
+    mae,
+    nme,
+    paired_wilcoxon,
+    point_errors,
+    precision_recall,
+    summarise,
+)
+from core.noise import IMAGE_KINDS, apply_noise, parse_spec
+from core.project import Project, Sample
+from core.scoring import BASELINE_FLAG, outre_scores
+from core.training import StopFn, TrainConfig, train
+
+Log = Callable[[str], None]
+FIELDS = ("auroc", "auprc", "precision", "recall", "test_nme", "failure_rate", "test_mae",
+          "seconds", "train_images_per_s")
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    methods: tuple[str, ...] = ("deepgum", "l2", "huber", "tukey", "barron")
+    seeds: int = 3
+    test_share: float = 0.2
+    val_share: float = 0.1
+    train: TrainConfig = TrainConfig()
+
+
+def sample_size(s: Sample) -> float:
+    """The size errors are measured against: the box's longer side, else the image's."""
+    if s.box is not None:
+        return float(max(s.box[2] - s.box[0], s.box[3] - s.box[1]))
+    return float(max(s.width, s.height))
+
+
+def assign_splits(project: Project, seed: int, test_share: float, val_share: float) -> None:
+    ids = np.array([s.id for s in project.samples()])
+    order = np.random.default_rng(seed).permutation(len(ids))
+    n_test, n_val = round(test_share * len(ids)), round(val_share * len(ids))
+    split = {}
+    for rank, i in enumerate(order):
+        split[int(ids[i])] = "test" if rank < n_test else "val" if rank < n_test + n_val else "train"
+    project.set_splits(split)
+
+
+def detection(project: Project, run_id: int, per_image: bool, log_odds: bool,
+              override: dict[int, float] | None = None) -> dict[str, float | None]:
+    """AUROC, AUPRC, precision and recall of a run's scores on the training samples."""
+    scores = project.scores(run_id)
+    truth = project.contamination()
+    s, t, f = [], [], []
+    for sample in project.samples(split="train", include_excluded=False):
+        row = scores.get(sample.id)
+        if row is None:
+            continue
+        img, lms = truth.get(sample.id, (False, []))
+        if per_image or row["landmark_scores"] is None:
+            v = row["score"] if override is None else override[sample.id]
+            s.append(v)
+            t.append(img or bool(lms))
+            f.append(row["outlier_prob"] > 0.5 if log_odds else v > BASELINE_FLAG)
+        else:
+            bad = set(lms)
+            probs = row["landmark_probs"]
+            for k, v in enumerate(row["landmark_scores"]):
+                if v is None or not np.isfinite(v):
+                    continue
+                s.append(v)
+                t.append(k in bad)
+                f.append(probs[k] > 0.5 if log_odds else v > BASELINE_FLAG)
+    if override is not None:  # a score with no flag rule of its own
+        f = [False] * len(f)
+        precision = recall = None
+    else:
+        precision, recall = precision_recall(f, t)
+    return {"auroc": auroc(s, t), "auprc": auprc(s, t), "precision": precision, "recall": recall}
+
+
+def test_errors(project: Project, run_id: int) -> tuple[dict[int, float], dict[str, float | None]]:
+    """Per test sample error (landmarks: mean point error / size; age: |error| years)
+    against the imported labels, and the summary fields."""
+    scores = project.scores(run_id)
+    per_sample: dict[int, float] = {}
+    points: list[np.ndarray] = []
+    ages_pred, ages_true = [], []
+    for sample in project.samples(split="test"):
+        row = scores.get(sample.id)
+        lab = project.original_label(sample.id)
+        if row is None or row["prediction"] is None:
+            continue
+        pred = np.asarray(row["prediction"], dtype=np.float64)
+        if lab.points is not None:
+            true = lab.points.copy()
+            if lab.visibility is not None:
+                true[lab.visibility == 0] = np.nan
+            e = point_errors(pred.reshape(1, -1, 2), true[None], sample_size(sample))[0]
+            if np.isfinite(e).any():
+                per_sample[sample.id] = float(np.nanmean(e))
+                points.append(e)
+        elif lab.age is not None:
+            per_sample[sample.id] = abs(float(pred[0]) - lab.age)
+            ages_pred.append(float(pred[0]))
+            ages_true.append(lab.age)
+    if points:
+        e = np.concatenate(points)
+        return per_sample, {"test_nme": nme(e), "failure_rate": failure_rate(e), "test_mae": None}
+    return per_sample, {"test_nme": None, "failure_rate": None,
+                        "test_mae": mae(np.array(ages_pred), np.array(ages_true))}
+
+
+def _copy_project(base: Path, dest: Path) -> None:
+    shutil.copy2(base, dest)
+    shutil.copytree(base.with_name(base.name + "-cache"), dest.with_name(dest.name + "-cache"))
+
+
+def run_bench(source: str | Path, fmt: str, task: str | None, noises: Sequence[str],
+              settings: BenchSettings, log: Log = print, should_stop: StopFn | None = None,
+              workdir: str | Path | None = None) -> dict[str, Any]:
+    """Run the benchmark; returns ``{"results": [...], "summary": [...],
+    "comparisons": [...], "settings": {...}}`` (see the module docstring)."""
+    specs = [parse_spec(n) for n in noises]
+    stop = should_stop or (lambda: False)
+    own_tmp = workdir is None
+    root = Path(tempfile.mkdtemp(prefix="gumshoe-bench-")) if own_tmp else Path(workdir)
+    root.mkdir(parents=True, exist_ok=True)
+    results: list[dict[str, Any]] = []
+    errors: dict[tuple[str, str, int], dict[int, float]] = {}
+    try:
+        base = root / "base.gumshoe"
+        size = settings.train.image_size
+        with Project.create(base) as project:
+            project.set_meta("image_size", str(size))
+            t0 = time.perf_counter()
+            imp = import_source(project, source, fmt, task, image_size=size)
+            ImageCache(project.cache_dir, size).ensure(project.samples())
+            log(f"imported {imp.added} samples ({imp.format}, {imp.task}), "
+                f"{len(imp.skipped)} skipped, {time.perf_counter() - t0:.1f} s")
+            is_age = project.schema is not None and project.schema.task == "age"
+        for spec in specs:
+            kinds = [k for k, _ in spec.terms]
+            per_image = all(k in IMAGE_KINDS or k == "age-u" for k in kinds)
+            for seed in range(settings.seeds):
+                path = root / f"{str(spec).replace(':', '-').replace(',', '_')}-seed{seed}.gumshoe"
+                _copy_project(base, path)
+                with Project.open(path) as project:
+                    assign_splits(project, seed, settings.test_share, settings.val_share)
+                    apply_noise(project, spec, seed)
+                for method in settings.methods:
+                    if stop():
+                        raise KeyboardInterrupt
+                    cfg = replace(settings.train, method=method, seed=seed)
+                    t0 = time.perf_counter()
+                    run_id = train(path, cfg, should_stop=stop)
+                    seconds = time.perf_counter() - t0
+                    with Project.open(path) as project:
+                        if project.run(run_id)["status"] != "finished":
+                            raise KeyboardInterrupt
+                        ips = [e["images_per_s"] for e in project.epochs(run_id)]
+                        det = detection(project, run_id, per_image, method == "deepgum")
+                        per_sample, task_err = test_errors(project, run_id)
+                        row = {"method": method, "noise": str(spec), "seed": seed, **det,
+                               **task_err, "seconds": seconds,
+                               "train_images_per_s": float(np.median(ips)) if ips else None}
+                        results.append(row)
+                        errors[(method, str(spec), seed)] = per_sample
+                        log(_line(row))
+                        if is_age and method == "l2":
+                            results.append(_outre_row(project, run_id, row, per_image))
+                            errors[("l2-outre", str(spec), seed)] = per_sample
+                            log(_line(results[-1]))
+    finally:
+        if own_tmp:
+            shutil.rmtree(root, ignore_errors=True)
+    return {"results": results, "summary": summary(results),
+            "comparisons": comparisons(errors),
+            "settings": {"source": str(source), "format": fmt, "task": task,
+                         "noise": [str(s) for s in specs], "methods": list(settings.methods),
+                         "seeds": settings.seeds, "test_share": settings.test_share,
+                         "val_share": settings.val_share, "train": settings.train.to_dict()}}
+
+
+def _outre_row(project: Project, run_id: int, l2_row: dict[str, Any],
+               per_image: bool) -> dict[str, Any]:
+    scores = project.scores(run_id)
+    train_ids = [s.id for s in project.samples(split="train", include_excluded=False)
+                 if s.id in scores]
+    labels = project.current_labels(train_ids)
+    ids = [i for i in train_ids if labels[i].age is not None]
+    y = np.array([labels[i].age for i in ids])
+    pred = np.array([scores[i]["prediction"][0] for i in ids])
+    outre = dict(zip(ids, outre_scores(y, pred).tolist(), strict=True))
+    det = detection(project, run_id, per_image, False, override=outre)
+    return {**l2_row, "method": "l2-outre", **det}
+
+
+def _fmt(v: Any) -> str:
+    return "-" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v)
+
+
+def _line(row: dict[str, Any]) -> str:
+    return (f"{row['method']:9s} {row['noise']:>10s} seed {row['seed']}: "
+            + " ".join(f"{k} {_fmt(row[k])}" for k in FIELDS))
+
+
+def summary(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per (method, noise): the median over seeds and the range, for every field."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in results:
+        groups.setdefault((r["method"], r["noise"]), []).append(r)
+    out = []
+    for (method, noise), rows in groups.items():
+        entry: dict[str, Any] = {"method": method, "noise": noise, "seeds": len(rows)}
+        for k in FIELDS:
+            s = summarise([r[k] for r in rows])
+            entry[k] = s["median"]
+            entry[f"{k}_range"] = [s["low"], s["high"]]
+        out.append(entry)
+    return out
+
+
+def comparisons(errors: dict[tuple[str, str, int], dict[int, float]]) -> list[dict[str, Any]]:
+    """DeepGUM against each other method: Wilcoxon signed-rank on paired per-sample
+    test errors, pooled over seeds (pairs are the same test sample in the same seed)."""
+    out = []
+    noises = sorted({n for _, n, _ in errors})
+    methods = sorted({m for m, _, _ in errors} - {"deepgum"})
+    for noise in noises:
+        for other in methods:
+            a, b = [], []
+            for (m, n, seed), errs in errors.items():
+                if m != "deepgum" or n != noise or (other, noise, seed) not in errors:
+                    continue
+                theirs = errors[(other, noise, seed)]
+                for sid, e in errs.items():
+                    if sid in theirs:
+                        a.append(e)
+                        b.append(theirs[sid])
+            test = paired_wilcoxon(np.array(a), np.array(b))
+            if test is not None:
+                out.append({"a": "deepgum", "b": other, "noise": noise, **test})
+    return out
