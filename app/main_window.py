@@ -202,7 +202,8 @@ class MainWindow(QMainWindow):
         self.close_project()
         self.project = project
         schema = project.schema
-        self.queue.model.set_project(project.path, () if schema is None else schema.keypoints)
+        self.queue.model.set_project(project.path, () if schema is None else schema.keypoints,
+                                     None if schema is None else schema.task)
         self.editor.set_project(project)
         self.training.set_project(project)
         st = settings()

@@ -29,6 +29,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--project", type=Path, help="project to show (default: a fresh demo)")
     ap.add_argument("-n", type=int, default=120, help="demo size")
     ap.add_argument("--train", action="store_true", help="train 3 epochs first (live plots)")
+    ap.add_argument("--age-source", type=Path,
+                    help="an age dataset folder (e.g. UTKFace): also shoot the age editor "
+                         "on its first 150 images, after a 3-epoch run")
     args = ap.parse_args(argv)
 
     from PySide6.QtCore import QEventLoop, QTimer
@@ -84,9 +87,46 @@ def main(argv: list[str] | None = None) -> int:
             shots.append(name)
         win.close()
         wait(100)
+    if args.age_source:
+        theme.apply(app, "light")
+        shots.append(_age_shot(args.age_source, tmp, args.out, wait, wait_until))
     workers.stop_all()
     print("\n".join(str(args.out / s) for s in shots))
     return 0
+
+
+def _age_shot(source: Path, tmp: Path, out: Path, wait, wait_until) -> str:  # noqa: ANN001
+    import shutil
+
+    from app.main_window import MainWindow
+    from core.importer import import_source
+    from core.project import Project
+
+    subset = tmp / "ages"
+    subset.mkdir()
+    for f in sorted(source.iterdir())[:150]:
+        shutil.copy(f, subset / f.name)
+    path = tmp / "ages.gumshoe"
+    with Project.create(path) as p:
+        import_source(p, subset, "auto", "age", noise="age-u:0.1")
+    win = MainWindow()
+    win.confirm_close = False
+    win.resize(1280, 800)
+    win.show()
+    win.open_project(path)
+    wait_until(lambda: win.editor.sample is not None)
+    w = win.training.start(epochs=3, image_size=64)
+    wait_until(lambda: w is not None and not w.isRunning(), 600_000)
+    wait_until(lambda: win.queue.model.loaded and win.queue.model.run_id is not None)
+    win.queue.table.scrollToTop()
+    win.queue.select_row(0)
+    wait_until(lambda: win.editor.canvas.has_image)
+    win._size_docks()
+    wait(400)
+    name = "age-editor-1280x800.png"
+    win.grab().save(str(out / name))
+    win.close()
+    return name
 
 
 if __name__ == "__main__":

@@ -56,6 +56,8 @@ class QueueRow:
     outlier_prob: float | None
     worst_landmark: int | None
     worst_score: float | None
+    age: float | None = None  # age projects: the stored age and the model's estimate
+    predicted_age: float | None = None
 
 
 # ------------------------------------------------------------------ worker side
@@ -73,14 +75,20 @@ def _worst(landmark_scores: list[float] | None) -> tuple[int | None, float | Non
 
 def _fetch_rows(project: Any, flt: QueueFilter, run_id: int | None, page: int) -> list[QueueRow]:
     raw = project.queue(run_id=run_id, limit=PAGE, offset=page * PAGE, **flt.kwargs())
+    is_age = project.schema is not None and project.schema.task == "age"
     out = []
     for sid, path, split, status, score, prob in raw:
-        wi = ws = None
+        wi = ws = age = pred = None
+        sc = None
         if run_id is not None and score is not None:
             sc = project.sample_score(int(sid), run_id)
             if sc is not None:
                 wi, ws = _worst(sc.get("landmark_scores"))
-        out.append(QueueRow(int(sid), path, split, status, score, prob, wi, ws))
+        if is_age:
+            age = project.current_label(int(sid)).age
+            if sc is not None and sc.get("prediction"):
+                pred = sc["prediction"][0]
+        out.append(QueueRow(int(sid), path, split, status, score, prob, wi, ws, age, pred))
     return out
 
 
@@ -138,14 +146,17 @@ class QueueModel(QAbstractTableModel):
         self._requests: queue.Queue = queue.Queue()
         self._worker: Worker | None = None
         self._keypoints: tuple[str, ...] = ()
+        self.task: str | None = None
         self.run_id: int | None = None
         self.run_method: str | None = None
         self.counts: dict[str, int] = {}
 
     # ---------------------------------------------------------- lifecycle
-    def set_project(self, path: str | Path | None, keypoints: tuple[str, ...] = ()) -> None:
+    def set_project(self, path: str | Path | None, keypoints: tuple[str, ...] = (),
+                    task: str | None = None) -> None:
         self.close()
         self._keypoints = keypoints
+        self.task = task
         self.beginResetModel()
         self._count = 0
         self._pages.clear()
@@ -283,6 +294,8 @@ class QueueModel(QAbstractTableModel):
     def headerData(self, section: int, orientation: Qt.Orientation,
                    role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
+            if section == 6 and self.task == "age":
+                return "Age → model"
             return COLUMNS[section]
         return None
 
@@ -327,6 +340,9 @@ class QueueModel(QAbstractTableModel):
         if c == 5:
             return "" if row.outlier_prob is None else f"{row.outlier_prob:.0%}"
         if c == 6:
+            if row.age is not None:
+                return f"{row.age:g}" + ("" if row.predicted_age is None
+                                         else f" → {row.predicted_age:.0f}")
             if row.worst_landmark is None:
                 return ""
             name = (self._keypoints[row.worst_landmark]

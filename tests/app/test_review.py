@@ -168,6 +168,9 @@ def test_age_project(qtbot, tmp_path):
     qtbot.waitUntil(lambda: win.editor.sample is not None, timeout=5000)
     ed = win.editor
     assert ed.side_stack.currentIndex() == 1
+    m = win.queue.model
+    assert m.headerData(6, Qt.Orientation.Horizontal) == "Age → model"
+    assert "→" in m.data(m.index(0, 6))
     assert "±" in ed.f_age_pred.text()
     sid = ed.sample.id
     ed.age_spin.setValue(42.5)
