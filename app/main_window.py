@@ -29,6 +29,8 @@ from core.project import SUFFIX, Project, ProjectError
 
 log = logging.getLogger(__name__)
 
+DEMO_TRAINING = {"epochs": 10, "image_size": 64}  # ~30 s on a laptop CPU
+
 
 class MainWindow(QMainWindow):
     def __init__(self) -> None:
@@ -168,6 +170,9 @@ class MainWindow(QMainWindow):
         self.training.scores_written.connect(self._on_new_scores)
         self.training.run_state_changed.connect(self.st_run.setText)
         self.queue.model.counts_changed.connect(lambda _c: self._update_title())
+        self.queue.train_requested.connect(self.train_now)
+        self.training.worker_started.connect(lambda: self.queue.set_training(True))
+        self.training.worker_finished.connect(lambda: self.queue.set_training(False))
 
     def _restore_state(self) -> None:
         st = settings()
@@ -236,6 +241,12 @@ class MainWindow(QMainWindow):
         done = total - counts.get("unreviewed", 0)
         self.st_project.setText(f"{self.project.path}  ·  {total} samples, {task}  ·  "
                                 f"{done} reviewed")
+
+    def train_now(self, **overrides: Any) -> None:
+        """Start training with the panel's settings (shown, so its curves are seen)."""
+        self.training_dock.show()
+        self.training_dock.raise_()
+        self.training.start(**overrides)
 
     def _on_new_scores(self, run_id: int) -> None:
         self.editor.run_id = None
@@ -338,8 +349,14 @@ class MainWindow(QMainWindow):
         self._demo_worker = workers.Worker(make, str(path), name="demo")
         self._demo_worker.progress.connect(
             lambda n: self.st_project.setText(f"Creating the demo project… {n} faces"))
-        self._demo_worker.done.connect(self.open_project)
+        self._demo_worker.done.connect(self._demo_made)
         self._demo_worker.start()
+
+    def _demo_made(self, path: str) -> None:
+        """A fresh demo: open it and train a quick first run, so that within a minute
+        the queue shows the faces whose labels the model doubts."""
+        if self.open_project(path):
+            self.train_now(**DEMO_TRAINING)
 
     # ------------------------------------------------------------------ closing
     def closeEvent(self, event: QCloseEvent) -> None:

@@ -7,12 +7,14 @@ from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
     QDoubleSpinBox,
+    QFrame,
     QGridLayout,
     QHBoxLayout,
     QHeaderView,
     QLabel,
     QLineEdit,
     QMenu,
+    QPushButton,
     QTableView,
     QToolButton,
     QVBoxLayout,
@@ -30,6 +32,7 @@ STATUS_FILTERS = [("All", ()), ("To review", ("unreviewed",)),
 
 class QueuePanel(QWidget):
     sample_selected = Signal(int, int)  # sample_id, row
+    train_requested = Signal()
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -106,6 +109,20 @@ class QueuePanel(QWidget):
         row.addWidget(self.refresh_btn)
         v.addLayout(row)
 
+        self.banner = QFrame()
+        self.banner.setProperty("role", "card")
+        bl = QHBoxLayout(self.banner)
+        bl.setContentsMargins(10, 8, 10, 8)
+        msg = QLabel("Not ranked yet: train a model to flag the labels that look wrong.")
+        msg.setWordWrap(True)
+        bl.addWidget(msg, 1)
+        self.train_btn = QPushButton("Train now")
+        self.train_btn.setProperty("primary", True)
+        self.train_btn.clicked.connect(self.train_requested.emit)
+        bl.addWidget(self.train_btn)
+        self.banner.hide()
+        v.addWidget(self.banner)
+
         self.table = QTableView()
         self.table.setModel(self.model)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
@@ -163,10 +180,15 @@ class QueuePanel(QWidget):
                             f"({counts.get('fixed', 0)} fixed, {counts.get('excluded', 0)} "
                             f"excluded)\n{run}")
 
+    def set_training(self, running: bool) -> None:
+        self.train_btn.setEnabled(not running)
+        self.train_btn.setText("Training…" if running else "Train now")
+
     def _on_reset(self) -> None:
         """After a filter change select the top row; after a re-rank keep the sample
         being edited (select it if it is on the first page, else leave the editor alone)."""
         self._on_counts(self.model.counts)
+        self.banner.setVisible(self.model.run_id is None and self.model.rowCount() > 0)
         filter_changed, self._filter_changed = self._filter_changed, False
         if not self.model.rowCount():
             return

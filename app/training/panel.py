@@ -71,6 +71,7 @@ def _fmt_time(s: float | None) -> str:
 class TrainingPanel(QWidget):
     run_state_changed = Signal(str)  # one line for the status bar
     scores_written = Signal(int)  # run id whose scores changed
+    worker_started = Signal()
     worker_finished = Signal()
 
     POLL_MS = 1000
@@ -357,6 +358,7 @@ class TrainingPanel(QWidget):
         self._started_here = None
         self.worker.start()
         self._update_buttons()
+        self.worker_started.emit()
         return self.worker
 
     def toggle_pause(self) -> None:

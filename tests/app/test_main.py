@@ -32,7 +32,9 @@ def test_run_gui_without_project_makes_and_opens_the_demo(qtbot, small_demo, tmp
         if wins and wins[0].project is not None and wins[0].queue.model.loaded:
             seen["path"] = wins[0].project.path
             seen["rows"] = wins[0].queue.model.rowCount()
+            seen["training"] = wins[0].training.training_here  # a fresh demo trains at once
             for w in wins:
+                w.confirm_close = False
                 w.close()
             return
         QTimer.singleShot(50, check)
@@ -46,6 +48,7 @@ def test_run_gui_without_project_makes_and_opens_the_demo(qtbot, small_demo, tmp
     assert rc == 0
     assert seen["path"] == settings.data_dir() / "demo.gumshoe"
     assert seen["rows"] == 24
+    assert seen["training"]
     assert str(seen["path"]) in settings.settings().recent_projects
 
 

@@ -28,6 +28,7 @@ def demo_window(qtbot, tmp_path):
 def test_short_run_feeds_the_plots_and_reranks_the_queue(demo_window, qtbot):
     win, path = demo_window
     assert win.queue.model.run_id is None  # nothing ranked before training
+    assert win.queue.banner.isVisible()  # ... and the queue says so, with a Train button
     w = win.training.start(epochs=2, image_size=32)
     assert w is not None
     with qtbot.waitSignal(w.finished, timeout=180_000):
@@ -35,6 +36,7 @@ def test_short_run_feeds_the_plots_and_reranks_the_queue(demo_window, qtbot):
     assert w.error is None, w.error
     qtbot.waitUntil(lambda: win.queue.model.run_id == w.result and win.queue.model.loaded,
                     timeout=10_000)
+    assert not win.queue.banner.isVisible()
     pts = win.training.plots.point_counts()
     assert pts["loss"] == 2 and pts["val"] == 2 and pts["speed"] == 2, pts
     assert pts["batch_loss"] >= 1 and pts["inlier"] >= 1 and pts["hist"] == 20, pts
