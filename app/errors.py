@@ -1,5 +1,6 @@
-"""One error sink: uncaught exceptions (GUI thread and other threads), worker
-failures and warnings all end in the log file and in one dialog that names it.
+"""One error sink: uncaught exceptions (GUI thread and other threads) and worker
+failures end in the log file and in one dialog that names it; warnings go to
+the log only (a dialog per warning would train users to click it away).
 
 ``setup_logging`` is called once, from ``run_gui``; ``install`` hooks
 ``sys.excepthook``, ``threading.excepthook`` and ``warnings``.
@@ -12,7 +13,6 @@ import logging.handlers
 import sys
 import threading
 import traceback
-import warnings
 from pathlib import Path
 from types import TracebackType
 
@@ -127,8 +127,4 @@ def install() -> None:
 
     sys.excepthook = excepthook
     threading.excepthook = thread_hook
-
-    def showwarning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
-        log.warning("%s:%s: %s: %s", filename, lineno, category.__name__, message)
-
-    warnings.showwarning = showwarning
+    logging.captureWarnings(True)  # warnings go to the log, not to a dialog

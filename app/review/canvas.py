@@ -15,7 +15,7 @@ import math
 
 import numpy as np
 from PySide6.QtCore import QPointF, QRectF, Qt, Signal
-from PySide6.QtGui import QBrush, QColor, QPainter, QPen, QPixmap
+from PySide6.QtGui import QBrush, QColor, QPainter, QPen, QPixmap, QTransform
 from PySide6.QtWidgets import (
     QGraphicsEllipseItem,
     QGraphicsItem,
@@ -329,7 +329,7 @@ class LandmarkCanvas(QGraphicsView):
         self._label_bg.setRect(br.adjusted(-4, -2, 4, 2))
         self._label.setPos(self._markers[i].pos())
         # offset in screen pixels: the label ignores transformations
-        self._label.setTransform(self._label.transform().fromTranslate(10, -br.height() - 8))
+        self._label.setTransform(QTransform.fromTranslate(10, -br.height() - 8))
         self._label.show()
 
     def _marker_at(self, pos) -> int | None:  # noqa: ANN001

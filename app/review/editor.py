@@ -261,7 +261,6 @@ class EditorWidget(QWidget):
         self.age_spin.setDecimals(1)
         self.age_spin.setSingleStep(1)
         self.age_spin.setKeyboardTracking(False)
-        self.age_spin.editingFinished.connect(lambda: None)
         row.addWidget(self.age_spin, 1)
         self.age_save = QPushButton("Save")
         self.age_save.setProperty("primary", True)

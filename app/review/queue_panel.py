@@ -41,6 +41,7 @@ class QueuePanel(QWidget):
         self._want_row: int | None = None
         self.current_sample: int | None = None
         self._filter_changed = True
+        self._last_filter = None
         self._setup_ui()
         self.model.reset_done.connect(self._on_reset)
         self.model.page_loaded.connect(self._on_page)
@@ -161,7 +162,7 @@ class QueuePanel(QWidget):
     # ------------------------------------------------------------------ state
     def _remember_filter(self) -> None:
         flt = self.model.filter
-        if flt != getattr(self, "_last_filter", None):
+        if flt != self._last_filter:
             self._filter_changed = True
             self._last_filter = flt
 

@@ -279,8 +279,7 @@ class TrainingPanel(QWidget):
         self.progress.setRange(0, max(total, 1))
         self.progress.setValue(min(done, max(total, 1)))
         self.progress.setFormat(f"epoch {done}/{total or '?'}")
-        secs = [s for s in self.plots.speed.y] if self.plots.speed.y else []
-        ips = secs[-1] if secs else None
+        ips = self.plots.speed.y[-1] if self.plots.speed.y else None
         left = None
         if status in ACTIVE and total and done:
             per_epoch = self._mean_epoch_seconds()
@@ -321,7 +320,7 @@ class TrainingPanel(QWidget):
         has = self.project is not None
         can_resume = (not here and self.run_id is not None
                       and self._run_status in RESUMABLE)
-        self.start_btn.setEnabled(has and not here and self._run_status not in ACTIVE
+        self.start_btn.setEnabled((has and not here and self._run_status not in ACTIVE)
                                   or can_resume)
         self.start_btn.setText("Resume" if can_resume else "Start")
         self.start_btn.setToolTip("Continue the stopped run from its last checkpoint"
