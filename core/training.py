@@ -606,7 +606,8 @@ class _Trainer:
 
     def run(self, resumed: bool) -> None:
         cfg = self.cfg
-        if resumed:
+        # a run paused before its first checkpoint (while caching images) starts afresh
+        if resumed and (self.ck_path.exists() or self.project.epochs(self.run_id)):
             self.restore()
         else:
             train_mean = (self.data.targets[self.data.train] * self.data.mask[self.data.train]).sum(0) \

@@ -1,0 +1,199 @@
+"""DeepGUM's E- and M-steps against values worked out by hand, its stability in
+log space, and the weighted loss."""
+
+from __future__ import annotations
+
+import io
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from core.metrics import auroc
+from core.robust.deepgum import (
+    DeepGUMCriterion,
+    GaussianUniformMixture,
+    landmark_log_odds,
+    unit_of_dim,
+)
+
+
+def gauss(d: float, var: float) -> float:
+    return math.exp(-d * d / (2 * var)) / math.sqrt(2 * math.pi * var)
+
+
+def landmark_mixture() -> GaussianUniformMixture:
+    mix = GaussianUniformMixture(unit_of_dim(4, "landmark"), 2.0)
+    mix.pi = np.array([0.8, 0.6])
+    mix.var = np.array([0.01, 0.04, 0.02, 0.02])
+    mix.width = np.array([2.0, 2.0, 1.0, 1.0])
+    return mix
+
+
+def test_unit_groups() -> None:
+    assert unit_of_dim(6, "landmark").tolist() == [0, 0, 1, 1, 2, 2]
+    assert unit_of_dim(3, "sample").tolist() == [0, 0, 0]
+    assert unit_of_dim(3, "dimension").tolist() == [0, 1, 2]
+    with pytest.raises(ValueError, match="unknown mixture unit"):
+        unit_of_dim(4, "pixel")
+
+
+def test_e_step_matches_hand_computation() -> None:
+    mix = landmark_mixture()
+    res = np.array([[0.1, -0.2, 0.05, 0.0], [0.6, 0.5, -0.3, 0.4]])
+    r, log_odds = mix.e_step(res, np.ones_like(res, bool))
+    for n in range(2):
+        for u, (pi, dims, g) in enumerate([(0.8, (0, 1), 0.25), (0.6, (2, 3), 1.0)]):
+            inlier = pi * gauss(res[n, dims[0]], mix.var[dims[0]]) * gauss(res[n, dims[1]], mix.var[dims[1]])
+            outlier = (1 - pi) * g
+            assert r[n, u] == pytest.approx(inlier / (inlier + outlier), rel=1e-9)
+            assert log_odds[n, u] == pytest.approx(math.log(outlier / inlier), rel=1e-9)
+    # sample 0 is an inlier on both landmarks, sample 1 an outlier on both
+    assert (r[0] > 0.9).all() and (r[1] < 0.1).all()
+
+
+def test_m_step_matches_hand_computation() -> None:
+    mix = GaussianUniformMixture(np.zeros(1, dtype=np.int64), 2.0)
+    res = np.array([[0.1], [-0.1], [1.0]])
+    r = np.array([[0.9], [0.8], [0.1]])
+    mix.m_step(res, np.ones_like(res, bool), r)
+    assert mix.pi[0] == pytest.approx(0.6)
+    # sum r d^2 / sum r = (0.009 + 0.008 + 0.1) / 1.8
+    assert mix.var[0] == pytest.approx(0.065)
+    # (1 - r) weights 0.1, 0.2, 0.9: C1 = 0.89 / 1.2, C2 = 0.903 / 1.2
+    c1, c2 = 0.89 / 1.2, 0.903 / 1.2
+    assert mix.width[0] == pytest.approx(2 * math.sqrt(3 * (c2 - c1**2)))
+    assert mix.width[0] == pytest.approx(1.558578, abs=1e-6)
+
+
+def test_m_step_isotropic_pools_a_units_dimensions() -> None:
+    mix = GaussianUniformMixture(unit_of_dim(2, "landmark"), 2.0, variance="isotropic")
+    res = np.array([[0.1, 0.3], [-0.2, 0.0]])
+    r = np.array([[1.0], [0.5]])
+    mix.m_step(res, np.ones_like(res, bool), r)
+    expected = (1.0 * (0.01 + 0.09) + 0.5 * (0.04 + 0.0)) / (2 * 1.5)
+    assert mix.var == pytest.approx([expected, expected])
+
+
+def test_uniform_width_is_clamped_to_the_label_range() -> None:
+    mix = GaussianUniformMixture(np.zeros(1, dtype=np.int64), 0.5)
+    res = np.array([[0.0], [3.0], [-3.0]])
+    mix.m_step(res, np.ones_like(res, bool), np.array([[1.0], [0.0], [0.0]]))
+    assert mix.width[0] == pytest.approx(0.5)
+
+
+def test_log_space_survives_a_136_dimensional_underflow() -> None:
+    d = 136
+    mix = GaussianUniformMixture(unit_of_dim(d, "sample"), 2.0)
+    mix.pi = np.array([0.7])
+    mix.var = np.full(d, 1e-4)
+    mix.width = np.full(d, 2.0)
+    res = np.vstack([np.full(d, 0.5), np.full(d, 0.005)])
+    # the naive density product underflows to exactly 0 in float64
+    naive = np.prod([gauss(0.5, 1e-4)] * d)
+    assert naive == 0.0
+    r, log_odds = mix.e_step(res, np.ones_like(res, bool))
+    assert np.isfinite(r).all() and np.isfinite(log_odds).all()
+    log_in = math.log(0.7) + d * (-0.5 * (math.log(2 * math.pi * 1e-4) + 0.25 / 1e-4))
+    log_out = math.log(0.3) + d * math.log(0.5)
+    assert log_odds[0, 0] == pytest.approx(log_out - log_in, rel=1e-12)
+    assert r[0, 0] == 0.0 and r[1, 0] == pytest.approx(1.0)
+    # the ranking survives where r itself has rounded to 0 or 1
+    assert log_odds[0, 0] > 1e5 and log_odds[1, 0] < 0
+
+
+def test_missing_dimensions_weigh_nothing_and_are_never_flagged() -> None:
+    mix = landmark_mixture()
+    res = np.array([[0.1, -0.2, 5.0, 5.0], [0.0, 0.0, 0.0, 0.0]])
+    mask = np.array([[True, True, False, False], [True, True, True, True]])
+    r, log_odds = mix.e_step(res, mask)
+    assert r[0, 1] == 1.0 and np.isnan(log_odds[0, 1])
+    mix.m_step(res, mask, r)
+    # landmark 1's moments come from sample 1 alone (residual 0: the variance floor);
+    # sample 0's missing 5.0s are ignored
+    assert mix.var[2] == pytest.approx(1e-10)
+    assert mix.pi[1] == pytest.approx(r[1, 1])
+
+
+def test_fit_recovers_planted_outliers() -> None:
+    rng = np.random.default_rng(0)
+    n, d = 400, 10
+    res = rng.normal(0, 0.02, (n, d))
+    bad = rng.random((n, d // 2)) < 0.2
+    uniform = rng.uniform(-1, 1, (n, d))
+    res = np.where(np.repeat(bad, 2, axis=1), uniform, res)
+    mix = GaussianUniformMixture(unit_of_dim(d, "landmark"), 2.0)
+    em = mix.fit(res, np.ones_like(res, bool), iterations=10)
+    assert em.iterations == 10
+    assert mix.pi.mean() == pytest.approx(0.8, abs=0.05)
+    assert np.sqrt(mix.var).mean() == pytest.approx(0.02, rel=0.15)
+    _, log_odds = mix.e_step(res, np.ones_like(res, bool))
+    assert auroc(log_odds.ravel(), bad.ravel()) > 0.99
+
+
+def test_fit_stops_between_iterations() -> None:
+    mix = GaussianUniformMixture(unit_of_dim(2, "landmark"), 2.0)
+    res = np.zeros((5, 2))
+    em = mix.fit(res, np.ones_like(res, bool), iterations=5, should_stop=lambda: True)
+    assert em.stopped and em.iterations == 0
+
+
+def test_landmark_log_odds_for_dimension_and_sample_units() -> None:
+    res = np.array([[0.1, -0.05, 0.4, 0.02]])
+    mask = np.ones_like(res, bool)
+    dim = GaussianUniformMixture(unit_of_dim(4, "dimension"), 2.0)
+    dim.pi = np.array([0.9, 0.8, 0.7, 0.6])
+    dim.var = np.full(4, 0.01)
+    r, _ = dim.e_step(res, mask)
+    got = landmark_log_odds(dim, res, mask)
+    for k in range(2):
+        both = r[0, 2 * k] * r[0, 2 * k + 1]
+        assert got[0, k] == pytest.approx(math.log((1 - both) / both), rel=1e-9)
+    smp = GaussianUniformMixture(unit_of_dim(4, "sample"), 2.0)
+    smp.pi = np.array([0.75])
+    smp.var = np.array([0.01, 0.02, 0.03, 0.04])
+    got = landmark_log_odds(smp, res, mask)
+    for k in range(2):
+        inl = 0.75 * gauss(res[0, 2 * k], smp.var[2 * k]) * gauss(res[0, 2 * k + 1], smp.var[2 * k + 1])
+        assert got[0, k] == pytest.approx(math.log(0.25 * 0.25 / inl), rel=1e-9)
+
+
+def test_loss_weights_are_r_over_var_rescaled_and_detached() -> None:
+    crit = DeepGUMCriterion(4, groups=unit_of_dim(4, "landmark"))
+    mix = crit.mixture
+    mix.var = np.array([0.01, 0.04, 0.02, 0.02])
+    mix.r = np.array([[1.0, 0.5], [0.2, 1.0]])
+    w = crit.weights(np.array([1, 0]))
+    inv = 1 / mix.var
+    scale = inv.mean()
+    expected = np.array([[0.2 * inv[0], 0.2 * inv[1], 1.0 * inv[2], 1.0 * inv[3]],
+                         [1.0 * inv[0], 1.0 * inv[1], 0.5 * inv[2], 0.5 * inv[3]]]) / scale
+    np.testing.assert_allclose(w, expected, rtol=1e-6)  # r, not r squared
+    pred = torch.zeros(2, 4, requires_grad=True)
+    target = torch.tensor([[0.1, 0.2, 0.3, 0.4], [0.0, -0.1, 0.1, 0.2]])
+    wt = torch.tensor(w, requires_grad=True)
+    loss = crit.loss(pred, target, wt)
+    assert float(loss.detach()) == pytest.approx(float((w * target.numpy() ** 2).sum(1).mean()), rel=1e-6)
+    loss.backward()
+    assert wt.grad is None and pred.grad is not None
+
+
+def test_weights_are_ones_before_the_first_fit() -> None:
+    crit = DeepGUMCriterion(4, groups=unit_of_dim(4, "landmark"))
+    assert (crit.weights(np.arange(3)) == 1).all()
+
+
+def test_state_round_trips_through_a_weights_only_load() -> None:
+    crit = DeepGUMCriterion(4, groups=unit_of_dim(4, "landmark"))
+    res = np.random.default_rng(1).normal(0, 0.05, (20, 4))
+    crit.fit(res, np.ones_like(res, bool), iterations=2)
+    buf = io.BytesIO()
+    torch.save(crit.state_dict(), buf)
+    buf.seek(0)
+    other = DeepGUMCriterion(4)
+    other.load_state_dict(torch.load(buf, weights_only=True))
+    a, b = crit.mixture, other.mixture
+    for name in ("pi", "var", "width", "r", "groups"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+    assert b.fitted and b.variance_model == "diagonal"

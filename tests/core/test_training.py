@@ -1,0 +1,228 @@
+"""The trainer on a tiny real dataset (ellipse images whose extreme points are the
+landmarks): outliers separated, scores written and read back, stop, resume and
+refused checkpoints. Small images and few epochs keep it to seconds on 2 cores."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from core.images import content_hash
+from core.metrics import auroc
+from core.noise import apply_noise
+from core.project import LabelSchema, NewSample, Project
+from core.training import (
+    BatchProgress,
+    Callbacks,
+    CheckpointError,
+    EpochEvent,
+    EStepEvent,
+    ScoresEvent,
+    StatusEvent,
+    TrainConfig,
+    checkpoint_path,
+    train,
+)
+from tests.core.synth import draw_dots, make_dots_project
+
+FAST = dict(image_size=32, batch_size=16, score_every=0, rotate_jitter=5.0)
+
+
+class Recorder(Callbacks):
+    def __init__(self) -> None:
+        self.events: list[object] = []
+
+    def on_status(self, event: StatusEvent) -> None:
+        self.events.append(event)
+
+    def on_batch(self, event: BatchProgress) -> None:
+        self.events.append(event)
+
+    def on_estep(self, event: EStepEvent) -> None:
+        self.events.append(event)
+
+    def on_epoch_end(self, event: EpochEvent) -> None:
+        self.events.append(event)
+
+    def on_scores(self, event: ScoresEvent) -> None:
+        self.events.append(event)
+
+    def of(self, kind: type) -> list:
+        return [e for e in self.events if isinstance(e, kind)]
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("ellipses")
+    path = make_dots_project(folder, n=240)
+    with Project.open(path) as project:
+        apply_noise(project, "l-ugo:0.2", seed=0)
+    return path
+
+
+@pytest.fixture
+def project_path(template: Path, tmp_path: Path) -> Path:
+    dest = tmp_path / template.name
+    shutil.copy2(template, dest)
+    cache = template.with_name(template.name + "-cache")
+    if cache.exists():
+        shutil.copytree(cache, dest.with_name(dest.name + "-cache"))
+    return dest
+
+
+def landmark_auroc(project: Project, run_id: int) -> float:
+    scores, truth = project.scores(run_id), project.contamination()
+    s, t = [], []
+    for sample in project.samples(split="train"):
+        bad = set(truth.get(sample.id, (False, []))[1])
+        for k, v in enumerate(scores[sample.id]["landmark_scores"]):
+            s.append(v)
+            t.append(k in bad)
+    result = auroc(s, t)
+    assert result is not None
+    return result
+
+
+def test_a_tiny_run_separates_injected_outliers(project_path: Path) -> None:
+    with Project.open(project_path) as project:
+        excluded = [s.id for s in project.samples(split="train")[:3]]
+        for sid in excluded:
+            project.set_review(sid, "excluded")
+    rec = Recorder()
+    run_id = train(project_path, TrainConfig(epochs=6, **FAST), rec)
+    with Project.open(project_path) as project:
+        run = project.run(run_id)
+        assert run["status"] == "finished" and run["params"]["config"]["epochs"] == 6
+        epochs = project.epochs(run_id)
+        assert [e["epoch"] for e in epochs] == list(range(6))
+        assert epochs[-1]["metrics"]["train_images"] == 240 - 24 - 3  # val and excluded left out
+        assert 0.6 < epochs[-1]["inlier_fraction"] < 0.95
+        assert len(epochs[-1]["metrics"]["histogram"]) == 20
+        assert landmark_auroc(project, run_id) > 0.9
+        scores = project.scores(run_id)
+        assert len(scores) == project.count_samples()  # every sample, excluded ones too
+        # predictions come back in image pixels, near the labels of clean val samples
+        errs = []
+        for sample in project.samples(split="val"):
+            pred = np.array(scores[sample.id]["prediction"]).reshape(-1, 2)
+            errs.append(np.linalg.norm(pred - project.current_label(sample.id).points, axis=1))
+            assert len(scores[sample.id]["prediction_std"]) == 8
+        assert np.median(np.concatenate(errs)) < 0.1 * 48
+        row = scores[excluded[0]]
+        assert 0 <= row["outlier_prob"] <= 1 and len(row["landmark_probs"]) == 4
+        assert row["score"] == pytest.approx(max(row["landmark_scores"]))
+    assert len(rec.of(EpochEvent)) == 6 and len(rec.of(EStepEvent)) == 6  # before epochs 1-6
+    assert len(rec.of(ScoresEvent)) == 1
+    n_batches = rec.of(BatchProgress)[-1].batches
+    assert len(rec.of(BatchProgress)) <= 6 * n_batches
+    assert [e.status for e in rec.of(StatusEvent)][-1] == "finished"
+    event = rec.of(EpochEvent)[0]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        event.epoch = 3  # type: ignore[misc]
+
+
+def test_stop_mid_epoch_pauses_and_resume_matches_an_uninterrupted_run(
+        project_path: Path, tmp_path: Path) -> None:
+    other = tmp_path / "other" / project_path.name
+    other.parent.mkdir()
+    shutil.copy2(project_path, other)
+    cfg = TrainConfig(epochs=2, **FAST)
+    whole = train(other, cfg)
+
+    stop = {"now": False}
+
+    class StopInSecondEpoch(Callbacks):
+        def on_batch(self, event: BatchProgress) -> None:
+            if event.epoch == 1:
+                stop["now"] = True
+
+    run_id = train(project_path, cfg, StopInSecondEpoch(), lambda: stop["now"])
+    with Project.open(project_path) as project:
+        run = project.run(run_id)
+        assert run["status"] == "paused" and "resume" in run["message"]
+        assert [e["epoch"] for e in project.epochs(run_id)] == [0]
+        assert project.scores(run_id) == {}
+    assert checkpoint_path(Project.open(project_path), run_id).exists()
+
+    assert train(project_path, resume=run_id) == run_id
+    with Project.open(project_path) as project, Project.open(other) as reference:
+        assert project.run(run_id)["status"] == "finished"
+        assert [e["epoch"] for e in project.epochs(run_id)] == [0, 1]
+        a, b = project.scores(run_id), reference.scores(whole)
+        assert a.keys() == b.keys()
+        for sid in a:
+            np.testing.assert_allclose(a[sid]["prediction"], b[sid]["prediction"], atol=1e-3)
+
+
+def test_a_stop_while_preparing_leaves_a_paused_run(project_path: Path) -> None:
+    run_id = train(project_path, TrainConfig(epochs=1, **FAST), should_stop=lambda: True)
+    with Project.open(project_path) as project:
+        assert project.run(run_id)["status"] == "paused"
+        assert not checkpoint_path(project, run_id).exists()
+    train(project_path, resume=run_id)  # nothing to restore: starts afresh
+    with Project.open(project_path) as project:
+        assert project.run(run_id)["status"] == "finished"
+        assert len(project.scores(run_id)) == project.count_samples()
+
+
+def test_corrupt_or_foreign_checkpoints_are_refused(project_path: Path) -> None:
+    stop = {"now": False}
+
+    class StopAfterAnEpoch(Callbacks):
+        def on_epoch_end(self, event: EpochEvent) -> None:
+            stop["now"] = True
+
+    run_id = train(project_path, TrainConfig(epochs=3, **FAST), StopAfterAnEpoch(),
+                   lambda: stop["now"])
+    with Project.open(project_path) as project:
+        ck = checkpoint_path(project, run_id)
+    assert ck.exists()
+    ck.write_bytes(b"PK\x03\x04 this is not a checkpoint")
+    with pytest.raises(CheckpointError, match="not a readable Gumshoe checkpoint") as err:
+        train(project_path, resume=run_id)
+    assert "\n" not in str(err.value) and str(ck) in str(err.value)
+    torch.save({"weights": torch.zeros(3)}, ck)
+    with pytest.raises(CheckpointError, match="not a Gumshoe checkpoint"):
+        train(project_path, resume=run_id)
+
+
+def test_a_baseline_writes_residual_scores_without_probabilities(project_path: Path) -> None:
+    run_id = train(project_path, TrainConfig(method="huber", epochs=1, **FAST))
+    with Project.open(project_path) as project:
+        row = next(iter(project.scores(run_id).values()))
+        assert row["outlier_prob"] is None and len(row["landmark_scores"]) == 4
+        assert project.epochs(run_id)[0]["inlier_fraction"] is None
+
+
+def test_an_age_run_predicts_years(tmp_path: Path) -> None:
+    items = [NewSample(name, name, 48, 48, content_hash(data), age=float(pts[1, 0] - pts[0, 0]),
+                       split="val" if i < 10 else "train")
+             for i, (name, pts, data) in enumerate(draw_dots(tmp_path, 80, 48, 1))]
+    path = tmp_path / "ages.gumshoe"
+    with Project.create(path, LabelSchema("age")) as project:
+        source = project.add_source(tmp_path, "synthetic", "age")
+        project.add_samples(source, items)
+    run_id = train(path, TrainConfig(epochs=2, **FAST))
+    with Project.open(path) as project:
+        scores = project.scores(run_id)
+        assert len(scores) == 80
+        row = next(iter(scores.values()))
+        assert row["landmark_scores"] is None and 0 <= row["outlier_prob"] <= 1
+        assert 0 < row["prediction"][0] < 40 and row["prediction_std"] is not None
+        assert project.epochs(run_id)[-1]["val_error"] < 30  # years
+
+
+def test_config_round_trip_and_bad_settings() -> None:
+    cfg = TrainConfig(method="tukey", epochs=3)
+    assert TrainConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(ValueError, match="unknown training settings"):
+        TrainConfig.from_dict({"epochz": 3})
+    with pytest.raises(ValueError, match="unknown method"):
+        TrainConfig(method="ransac")
+    with pytest.raises(ValueError, match="unknown device"):
+        TrainConfig(device="tpu")
