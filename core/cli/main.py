@@ -20,7 +20,7 @@ from core.formats.base import FormatError
 from core.images import ImageError
 from core.project import ProjectError
 
-COMMANDS = ["open", "demo", "imports", "info", "export"]
+COMMANDS = ["open", "demo", "imports", "info", "export", "train", "rank", "bench"]
 
 GuiHook = Callable[[str | None], int]
 

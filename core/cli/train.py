@@ -1,0 +1,106 @@
+"""``gumshoe train PROJECT``: train a robust regressor, write runs, epochs and scores."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from pathlib import Path
+from types import FrameType
+
+from core.cli.progress import bar
+from core.project import Project
+from core.robust import METHODS
+from core.robust.deepgum import UNITS
+from core.training import (
+    BatchProgress,
+    Callbacks,
+    EpochEvent,
+    ScoresEvent,
+    StatusEvent,
+    TrainConfig,
+    train,
+)
+
+
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    d = TrainConfig()
+    p = sub.add_parser("train", help="train on the project's labels and score every sample")
+    p.add_argument("project", type=Path)
+    p.add_argument("--method", choices=METHODS, default=d.method, help="default: %(default)s")
+    p.add_argument("--epochs", type=int, default=d.epochs, help="default: %(default)s")
+    p.add_argument("--image-size", type=int, default=d.image_size,
+                   help="input side in pixels, a multiple of 32 (default: %(default)s)")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="default: %(default)s")
+    p.add_argument("--lr", type=float, default=d.lr, help="default: %(default)s")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default=d.device)
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--unit", choices=["auto", *UNITS], default=d.unit,
+                   help="DeepGUM mixture unit (default: landmark, or sample for ages)")
+    p.add_argument("--warmup-epochs", type=int, default=d.warmup_epochs,
+                   help="plain least-squares epochs before the first EM round")
+    p.add_argument("--backbone", default=d.backbone, help="cnn, or resnet18/resnet34 with torchvision")
+    p.add_argument("--weights", help="local weights file for a torchvision backbone")
+    p.add_argument("--resume", type=int, metavar="RUN", help="continue a paused run")
+    p.add_argument("--quiet", action="store_true", help="no per-epoch lines")
+    return p
+
+
+class _Printer(Callbacks):
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.pbar = bar("epoch", unit="batch")
+
+    def on_status(self, event: StatusEvent) -> None:
+        self.pbar.set_description_str(event.message[:40] if event.status == "preparing" else "train")
+
+    def on_batch(self, event: BatchProgress) -> None:
+        if self.pbar.total != event.batches:
+            self.pbar.reset(total=event.batches)
+        self.pbar.set_description_str(f"epoch {event.epoch + 1}/{event.epochs}")
+        self.pbar.set_postfix_str(f"loss {event.loss:.4f} {event.images_per_s:.0f} img/s")
+        self.pbar.update(event.batch - self.pbar.n)
+
+    def on_epoch_end(self, event: EpochEvent) -> None:
+        if self.quiet:
+            return
+        val = "-" if event.val_error is None else f"{event.val_error:.4f}"
+        inl = "-" if event.inlier_fraction is None else f"{event.inlier_fraction:.3f}"
+        self.pbar.write(f"epoch {event.epoch + 1:3d}/{event.epochs}  loss {event.train_loss:.4f}  "
+                        f"val {val}  inliers {inl}  {event.images_per_s:.0f} img/s  "
+                        f"{event.seconds:.1f} s")
+
+    def on_scores(self, event: ScoresEvent) -> None:
+        if not self.quiet:
+            self.pbar.write(f"scores written for {event.n_samples} samples"
+                            f" ({event.n_flagged} flagged)")
+
+
+def run(args: argparse.Namespace) -> int:
+    config = None
+    if args.resume is None:
+        config = TrainConfig(method=args.method, epochs=args.epochs, image_size=args.image_size,
+                             batch_size=args.batch_size, lr=args.lr, device=args.device,
+                             seed=args.seed, unit=args.unit, warmup_epochs=args.warmup_epochs,
+                             backbone=args.backbone, weights=args.weights)
+    stop = {"now": False}
+
+    def on_signal(_signum: int, _frame: FrameType | None) -> None:
+        stop["now"] = True  # a first Ctrl-C pauses at the next batch; the run stays resumable
+
+    previous = signal.signal(signal.SIGINT, on_signal)
+    printer = _Printer(args.quiet)
+    try:
+        run_id = train(args.project, config, printer, lambda: stop["now"], resume=args.resume)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        printer.pbar.close()
+    with Project.open(args.project) as project:
+        info = project.run(run_id)
+    if info["status"] == "paused":
+        print(f"run {run_id} paused: resume with `gumshoe train {args.project} --resume {run_id}`",
+              file=sys.stderr)
+        return 130
+    print(f"run {run_id} {info['status']}: scores in {args.project} "
+          f"(`gumshoe rank {args.project}`)")
+    return 0

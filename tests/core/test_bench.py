@@ -1,0 +1,77 @@
+"""``gumshoe bench``, ``train`` and ``rank`` end to end through the command line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from core.bench import summary
+from core.cli.main import main
+from tests.core.synth import write_dots_csv
+
+FIELDS = {"method", "noise", "seed", "auroc", "auprc", "precision", "recall", "test_nme",
+          "failure_rate", "test_mae", "seconds", "train_images_per_s"}
+
+
+def test_bench_on_a_csv_source(tmp_path: Path) -> None:
+    source = write_dots_csv(tmp_path / "data", n=120)
+    out = tmp_path / "bench.json"
+    rc = main(["bench", str(source), "--format", "csv", "--noise", "l-ugo:0.2",
+               "--methods", "deepgum,l2", "--seeds", "1", "--epochs", "2",
+               "--image-size", "32", "--json", str(out)])
+    assert rc == 0
+    data = json.loads(out.read_text())
+    rows = data["results"]
+    assert [r["method"] for r in rows] == ["deepgum", "l2"]
+    for r in rows:
+        assert set(r) == FIELDS
+        assert r["noise"] == "l-ugo:0.2" and r["seed"] == 0 and r["test_mae"] is None
+        assert 0 <= r["auroc"] <= 1 and 0 < r["test_nme"] < 1 and r["train_images_per_s"] > 0
+    assert {s["method"] for s in data["summary"]} == {"deepgum", "l2"}
+    assert data["settings"]["train"]["epochs"] == 2
+
+
+def test_bench_refuses_unknown_methods(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc = main(["bench", str(tmp_path), "--noise", "l-ugo:0.2", "--methods", "deepgum,svm",
+               "--json", str(tmp_path / "x.json")])
+    assert rc == 1 and "unknown methods svm" in capsys.readouterr().err
+
+
+def test_summary_takes_medians_and_ranges() -> None:
+    rows = [{"method": "l2", "noise": "g-ugo:0.3", "seed": s, "auroc": a, "auprc": None,
+             "precision": None, "recall": None, "test_nme": 0.1, "failure_rate": None,
+             "test_mae": None, "seconds": 1.0, "train_images_per_s": 100.0}
+            for s, a in enumerate([0.9, 0.7, 0.8])]
+    (entry,) = summary(rows)
+    assert entry["auroc"] == 0.8 and entry["auroc_range"] == [0.7, 0.9] and entry["seeds"] == 3
+    assert entry["auprc"] is None
+
+
+def test_train_then_rank(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    source = write_dots_csv(tmp_path / "data", n=60)
+    project = tmp_path / "p.gumshoe"
+    assert main(["rank", str(project)]) == 1  # no such project yet
+    assert main(["import", str(project), str(source), "--format", "csv"]) == 0
+    assert main(["rank", str(project)]) == 1
+    assert "no run has written scores" in capsys.readouterr().err
+    assert main(["train", str(project), "--epochs", "2", "--image-size", "32", "--seed", "3"]) == 0
+    assert "epoch   2/2" in capsys.readouterr().out
+    assert main(["rank", str(project), "--top", "5", "--json"]) == 0
+    ranked = json.loads(capsys.readouterr().out)
+    scores = [s["score"] for s in ranked["samples"]]
+    assert len(scores) == 5 and scores == sorted(scores, reverse=True)
+    assert ranked["method"] == "deepgum" and len(ranked["samples"][0]["worst_landmarks"]) == 3
+    assert main(["rank", str(project), "--top", "3"]) == 0
+    assert "highest outlier score first" in capsys.readouterr().out
+
+
+def test_bench_on_fgnet(dataset, tmp_path: Path) -> None:
+    out = tmp_path / "fgnet.json"
+    rc = main(["bench", str(dataset("fgnet")), "--format", "fgnet", "--noise", "g-ugo:0.3",
+               "--methods", "deepgum", "--seeds", "1", "--epochs", "1", "--image-size", "32",
+               "--json", str(out)])
+    assert rc == 0
+    (row,) = json.loads(out.read_text())["results"]
+    assert row["auroc"] is not None and row["test_nme"] is not None
