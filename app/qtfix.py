@@ -8,7 +8,9 @@ such call (``setPos``, ``setVisible``, ``setLine``...) takes one reference from
 
 :func:`install` detects the leak and, if present, gives ``None`` a very large
 reference count, which is what 3.12's immortality amounts to. It is a no-op on
-3.12+ and on a PySide6 without the bug. Called from ``run_gui`` and the tests.
+3.12+ and on a PySide6 without the bug (pyproject excludes 6.12.0; this guard
+covers an environment that installs it anyway). Called from ``run_gui`` and
+the tests.
 """
 
 from __future__ import annotations

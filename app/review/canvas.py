@@ -86,9 +86,11 @@ class LandmarkCanvas(QGraphicsView):
         self._label_bg = QGraphicsRectItem(self._label)
         self._label_bg.setFlag(QGraphicsItem.GraphicsItemFlag.ItemStacksBehindParent)
         self._markers: list[Marker] = []
-        self._ghosts: list[QGraphicsEllipseItem | None] = []
-        self._links: list[QGraphicsLineItem | None] = []
+        self._ghosts: list[QGraphicsEllipseItem] = []
+        self._links: list[QGraphicsLineItem] = []
+        self._pred_ok: list[bool] = []
         self._bones: list[tuple[int, int, QGraphicsLineItem]] = []
+        self._bones_key: tuple = ((), 0)
         self.points = np.zeros((0, 2))
         self.prediction: np.ndarray | None = None
         self.names: tuple[str, ...] = ()
@@ -111,6 +113,8 @@ class LandmarkCanvas(QGraphicsView):
         self._label.setBrush(QBrush(QColor("#ffffff")))
         self._label_bg.setBrush(QBrush(QColor(0, 0, 0, 170)))
         self._label_bg.setPen(QPen(Qt.PenStyle.NoPen))
+        if hasattr(self, "_bones"):
+            self._apply_pens()
 
     def set_image(self, pixmap: QPixmap | None, scale: float = 1.0,
                   size: tuple[int, int] | None = None) -> None:
@@ -144,32 +148,72 @@ class LandmarkCanvas(QGraphicsView):
                       scores: list[float] | None = None, probs: list[float] | None = None,
                       prediction: np.ndarray | None = None,
                       skeleton: tuple[tuple[int, int], ...] = ()) -> None:
-        scene = self.scene()
-        for item in [*self._markers, *self._ghosts, *self._links, *(b[2] for b in self._bones)]:
-            if item is not None:
-                scene.removeItem(item)
-        self._markers, self._ghosts, self._links, self._bones = [], [], [], []
+        """Show a sample's landmarks. The graphics items are kept and reused from one
+        sample to the next (same schema), so a switch only moves and restyles them."""
         self._label.hide()
         self.selected = -1
         self.points = np.zeros((0, 2)) if points is None else np.array(points, dtype=np.float64)
         self.names, self.scores, self.probs = names, scores, probs
         self.prediction = None if prediction is None else np.array(prediction, dtype=np.float64)
-        if points is None:
+        k = len(self.points)
+        self._pool(k)
+        self._set_bones(skeleton if points is not None else (), k)
+        pred = self.prediction
+        self._pred_ok = [pred is not None and i < len(pred) and bool(np.isfinite(pred[i]).all())
+                         for i in range(k)]
+        for i in range(k):
+            if self._pred_ok[i]:
+                self._ghosts[i].setPos(QPointF(*pred[i]))
+                self._ghosts[i].setToolTip(f"{self._name(i)}: model's estimate")
+            self._style_marker(i)
+            self._place(i)
+        self._update_ghosts()
+
+    def _pool(self, k: int) -> None:
+        """Exactly ``k`` markers, ghosts and links in the scene."""
+        scene = self.scene()
+        while len(self._markers) < k:
+            i = len(self._markers)
+            g = QGraphicsEllipseItem(-4, -4, 8, 8)
+            g.setFlag(QGraphicsItem.GraphicsItemFlag.ItemIgnoresTransformations)
+            g.setBrush(QBrush(Qt.BrushStyle.NoBrush))
+            g.setZValue(5)
+            link = QGraphicsLineItem()
+            link.setZValue(4)
+            m = Marker(i)
+            for item in (g, link, m):
+                scene.addItem(item)
+            self._ghosts.append(g)
+            self._links.append(link)
+            self._markers.append(m)
+        while len(self._markers) > k:
+            for item in (self._markers.pop(), self._ghosts.pop(), self._links.pop()):
+                scene.removeItem(item)
+        self._apply_pens()
+
+    def _set_bones(self, skeleton: tuple[tuple[int, int], ...], k: int) -> None:
+        key = (tuple(skeleton), k)
+        if key == self._bones_key:
             return
+        self._bones_key = key
+        for _a, _b, line in self._bones:
+            self.scene().removeItem(line)
+        self._bones = []
+        for a, b in skeleton:
+            if a < k and b < k:
+                line = QGraphicsLineItem()
+                line.setZValue(2)
+                self.scene().addItem(line)
+                self._bones.append((a, b, line))
+        self._apply_pens()
+
+    def _apply_pens(self) -> None:
         c = theme.colors()
-        bone_pen = QPen(QColor(c.skeleton))
+        bone = QColor(c.skeleton)
+        bone.setAlpha(150)
+        bone_pen = QPen(bone)
         bone_pen.setCosmetic(True)
         bone_pen.setWidthF(1.5)
-        bone_color = QColor(c.skeleton)
-        bone_color.setAlpha(150)
-        bone_pen.setColor(bone_color)
-        for a, b in skeleton:
-            if a < len(self.points) and b < len(self.points):
-                line = QGraphicsLineItem()
-                line.setPen(bone_pen)
-                line.setZValue(2)
-                scene.addItem(line)
-                self._bones.append((a, b, line))
         ghost_pen = QPen(QColor(c.ghost))
         ghost_pen.setWidthF(1.6)
         ghost_pen.setStyle(Qt.PenStyle.DashLine)
@@ -178,33 +222,12 @@ class LandmarkCanvas(QGraphicsView):
         link_pen.setWidthF(1.2)
         link_pen.setCosmetic(True)
         link_pen.setStyle(Qt.PenStyle.DotLine)
-        for i in range(len(self.points)):
-            pred_ok = (self.prediction is not None and i < len(self.prediction)
-                       and np.isfinite(self.prediction[i]).all())
-            if pred_ok:
-                g = QGraphicsEllipseItem(-4, -4, 8, 8)
-                g.setFlag(QGraphicsItem.GraphicsItemFlag.ItemIgnoresTransformations)
-                g.setPen(ghost_pen)
-                g.setBrush(QBrush(Qt.BrushStyle.NoBrush))
-                g.setZValue(5)
-                g.setPos(QPointF(*self.prediction[i]))
-                g.setToolTip(f"{self._name(i)}: model's estimate")
-                scene.addItem(g)
-                link = QGraphicsLineItem()
-                link.setPen(link_pen)
-                link.setZValue(4)
-                scene.addItem(link)
-                self._ghosts.append(g)
-                self._links.append(link)
-            else:
-                self._ghosts.append(None)
-                self._links.append(None)
-            m = Marker(i)
-            scene.addItem(m)
-            self._markers.append(m)
-            self._style_marker(i)
-            self._place(i)
-        self._update_ghosts()
+        for _a, _b, line in self._bones:
+            line.setPen(bone_pen)
+        for g in self._ghosts:
+            g.setPen(ghost_pen)
+        for link in self._links:
+            link.setPen(link_pen)
 
     def _name(self, i: int) -> str:
         return self.names[i] if i < len(self.names) else f"landmark {i}"
@@ -221,7 +244,7 @@ class LandmarkCanvas(QGraphicsView):
         out = []
         for i in range(len(self.points)):
             p = self.outlier_prob(i)
-            if p is not None and p > 0.5 and self._ghosts[i] is not None:
+            if p is not None and p > 0.5 and self._pred_ok[i]:
                 out.append(i)
         return out
 
@@ -251,10 +274,9 @@ class LandmarkCanvas(QGraphicsView):
         m.setVisible(ok)
         if ok:
             m.setPos(QPointF(x, y))
-        link = self._links[i]
-        if link is not None and ok:
+        if ok and self._pred_ok[i]:
             px, py = self.prediction[i]
-            link.setLine(x, y, px, py)
+            self._links[i].setLine(x, y, px, py)
         for a, b, line in self._bones:
             if a == i or b == i:
                 pa, pb = self.points[a], self.points[b]
@@ -267,10 +289,9 @@ class LandmarkCanvas(QGraphicsView):
         """Ghosts and their lines for flagged landmarks and the selected one (all of
         them when ``show_all_predictions``): a line from every point is clutter."""
         for i, (g, link) in enumerate(zip(self._ghosts, self._links, strict=True)):
-            if g is None:
-                continue
             p = self.outlier_prob(i)
-            show = self.show_all_predictions or i == self.selected or (p is not None and p > 0.5)
+            show = self._pred_ok[i] and (self.show_all_predictions or i == self.selected
+                                         or (p is not None and p > 0.5))
             g.setVisible(show)
             link.setVisible(show and bool(np.isfinite(self.points[i]).all()))
 

@@ -16,9 +16,12 @@ def test_none_survives_many_void_calls():
     from PySide6.QtCore import QPointF
 
     p = QPointF()
+    before = sys.getrefcount(None)
     for _ in range(50_000):
         p.setX(1.0)
-    assert sys.getrefcount(None) > 1_000_000 or sys.version_info >= (3, 12)
+    after = sys.getrefcount(None)
+    # either this binding does not leak (pyproject excludes 6.12.0) or qtfix boosted None
+    assert after > before - 1000 or after > 1_000_000
 
 
 def test_settings_round_trip(tmp_path):
