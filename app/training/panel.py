@@ -334,8 +334,9 @@ class TrainingPanel(QWidget):
 
     # ------------------------------------------------------------------ training here
     def params(self) -> dict[str, Any]:
+        size = max(32, round(self.image_size.value() / 32) * 32)  # the network wants x32
         return {"method": self.method.currentData(), "epochs": self.epochs.value(),
-                "image_size": self.image_size.value(), "device": self.device.currentData()}
+                "image_size": size, "device": self.device.currentData()}
 
     def start_or_resume(self) -> None:
         if self.start_btn.text() == "Resume":

@@ -113,3 +113,27 @@ def test_pause_stop_and_resume(demo_window, qtbot):
     assert w2.result == run_id  # the same run continued
     with Project.open(path) as p:
         assert len(p.runs()) == 1
+
+
+def test_panel_follows_gumshoe_train_in_another_process(demo_window, qtbot):
+    """A real `gumshoe train` in a separate process: the open window shows its epochs
+    live and re-ranks the queue when its scores land."""
+    import subprocess
+    import sys
+
+    win, path = demo_window
+    proc = subprocess.Popen([sys.executable, "-m", "core", "train", str(path), "--epochs", "2",
+                             "--image-size", "32", "--quiet"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        qtbot.waitUntil(lambda: win.training.run_id is not None, timeout=60_000)
+        qtbot.waitUntil(lambda: win.training._run_status == "finished"
+                        and win.queue.model.run_id == win.training.run_id, timeout=120_000)
+    finally:
+        _out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err.decode()[-2000:]
+    assert win.training.plots.point_counts()["loss"] == 2
+    assert f"pid {proc.pid}" in win.training.run_label.text()
+    m = win.queue.model
+    scores = [m.row(r).score for r in range(m.rowCount())]
+    assert None not in scores and scores == sorted(scores, reverse=True)
