@@ -50,6 +50,7 @@ FIELDS = ("auroc", "auprc", "precision", "recall", "test_nme", "failure_rate", "
 class BenchSettings:
     methods: tuple[str, ...] = ("deepgum", "l2", "huber", "tukey", "barron")
     seeds: int = 3
+    first_seed: int = 0  # seeds first_seed .. first_seed + seeds - 1
     test_share: float = 0.2
     val_share: float = 0.1
     train: TrainConfig = TrainConfig()
@@ -168,7 +169,7 @@ def run_bench(source: str | Path, fmt: str, task: str | None, noises: Sequence[s
         for spec in specs:
             kinds = [k for k, _ in spec.terms]
             per_image = all(k in IMAGE_KINDS or k == "age-u" for k in kinds)
-            for seed in range(settings.seeds):
+            for seed in range(settings.first_seed, settings.first_seed + settings.seeds):
                 path = root / f"{str(spec).replace(':', '-').replace(',', '_')}-seed{seed}.gumshoe"
                 _copy_project(base, path)
                 with Project.open(path) as project:
@@ -204,7 +205,7 @@ def run_bench(source: str | Path, fmt: str, task: str | None, noises: Sequence[s
             "comparisons": comparisons(errors),
             "settings": {"source": str(source), "format": fmt, "task": task,
                          "noise": [str(s) for s in specs], "methods": list(settings.methods),
-                         "seeds": settings.seeds, "test_share": settings.test_share,
+                         "seeds": settings.seeds, "first_seed": settings.first_seed, "test_share": settings.test_share,
                          "val_share": settings.val_share, "train": settings.train.to_dict()}}
 
 

@@ -26,6 +26,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="contamination spec, e.g. l-ugo:0.3 (repeat for several)")
     p.add_argument("--methods", default=",".join(METHODS), help="comma-separated (default: all)")
     p.add_argument("--seeds", type=int, default=3, help="default: %(default)s")
+    p.add_argument("--first-seed", type=int, default=0,
+                   help="run seeds first-seed .. first-seed + seeds - 1 (default: %(default)s)")
     p.add_argument("--epochs", type=int, default=d.epochs, help="default: %(default)s")
     p.add_argument("--image-size", type=int, default=d.image_size, help="default: %(default)s")
     p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default=d.device)
@@ -41,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"unknown methods {', '.join(unknown)} (expected {', '.join(METHODS)})")
     if args.seeds < 1:
         raise ValueError("--seeds must be at least 1")
-    settings = BenchSettings(methods=methods, seeds=args.seeds,
+    settings = BenchSettings(methods=methods, seeds=args.seeds, first_seed=args.first_seed,
                              train=replace(TrainConfig(), epochs=args.epochs,
                                            image_size=args.image_size, device=args.device,
                                            score_every=0))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-WIDTHS = (24, 48, 96, 160, 256)
+WIDTHS = (16, 32, 64, 128, 256)
 
 
 def _block(c_in: int, c_out: int) -> nn.Sequential:
