@@ -25,6 +25,8 @@ from core.training import (
     ScoresEvent,
     StatusEvent,
     TrainConfig,
+    TrainData,
+    augment,
     checkpoint_path,
     train,
 )
@@ -226,3 +228,37 @@ def test_config_round_trip_and_bad_settings() -> None:
         TrainConfig(method="ransac")
     with pytest.raises(ValueError, match="unknown device"):
         TrainConfig(device="tpu")
+
+
+def test_augmentation_moves_labels_with_the_image() -> None:
+    """Two blobs (red = keypoint 0, green = keypoint 1, a flip pair) drawn at their
+    labels; after flip and jitter each label must sit on the blob it now names."""
+    size, b = 64, 16
+    grid = (torch.arange(size) + 0.5) / size * 2 - 1
+    yy, xx = torch.meshgrid(grid, grid, indexing="ij")
+    pts = torch.tensor([[-0.4, -0.2], [0.3, 0.25]])
+    x = torch.zeros(b, 3, size, size)
+    for k in range(2):
+        x[:, k] = torch.exp(-((xx - pts[k, 0]) ** 2 + (yy - pts[k, 1]) ** 2) / (2 * 0.04**2))
+    y = pts.reshape(1, -1).repeat(b, 1)
+    w = torch.tensor([[1.0, 1.0, 2.0, 2.0]]).repeat(b, 1)
+    data = dataclasses.replace(
+        TrainData(np.zeros(1, np.int64), [], torch.zeros(1), np.zeros((1, 4), np.float32),
+                  np.ones((1, 4), bool), [], np.zeros(1, np.int64), np.zeros(0, np.int64),
+                  "landmarks", np.array([1, 0]), None))
+    cfg = TrainConfig(scale_jitter=0.1, rotate_jitter=15.0, shift_jitter=0.1)
+    xa, ya, wa = augment(x, y, w, cfg, data, torch.Generator().manual_seed(0))
+    flipped = 0
+    for i in range(b):
+        mass = xa[i, :2].sum(dim=(1, 2))
+        cx = [(xa[i, c] * xx).sum() / mass[c] for c in range(2)]
+        cy = [(xa[i, c] * yy).sum() / mass[c] for c in range(2)]
+        # rotation is at most 15 degrees: red right of green means the image was mirrored
+        mirrored = bool(cx[0] > cx[1])
+        flipped += mirrored
+        for k in range(2):
+            c = 1 - k if mirrored else k  # the original keypoint that output k now names
+            label = ya[i].view(2, 2)[k]
+            assert abs(float(cx[c] - label[0])) < 0.02 and abs(float(cy[c] - label[1])) < 0.02
+            assert float(wa[i, 2 * k]) == (1.0 if c == 0 else 2.0)  # weights travel too
+    assert 0 < flipped < b  # both mirrored and plain samples in the batch
