@@ -43,7 +43,7 @@ from core.training import StopFn, TrainConfig, train
 
 Log = Callable[[str], None]
 FIELDS = ("auroc", "auprc", "precision", "recall", "test_nme", "failure_rate", "test_mae",
-          "seconds", "train_images_per_s")
+          "seconds", "train_images_per_s", "estep_share", "eval_share")
 
 
 @dataclass(frozen=True)
@@ -185,12 +185,19 @@ def run_bench(source: str | Path, fmt: str, task: str | None, noises: Sequence[s
                     with Project.open(path) as project:
                         if project.run(run_id)["status"] != "finished":
                             raise KeyboardInterrupt
-                        ips = [e["images_per_s"] for e in project.epochs(run_id)]
+                        epochs = project.epochs(run_id)
+                        ips = [e["images_per_s"] for e in epochs]
+                        total = sum(e["seconds"] for e in epochs) or 1.0
                         det = detection(project, run_id, per_image, method == "deepgum")
                         per_sample, task_err = test_errors(project, run_id)
                         row = {"method": method, "noise": str(spec), "seed": seed, **det,
                                **task_err, "seconds": seconds,
-                               "train_images_per_s": float(np.median(ips)) if ips else None}
+                               "train_images_per_s": float(np.median(ips)) if ips else None,
+                               # shares of the epochs' time: EM maths, and the eval pass
+                               "estep_share": sum(e["metrics"].get("estep_seconds", 0.0)
+                                                  for e in epochs) / total,
+                               "eval_share": sum(e["metrics"].get("eval_seconds", 0.0)
+                                                 for e in epochs) / total}
                         results.append(row)
                         errors[(method, str(spec), seed)] = per_sample
                         log(_line(row))

@@ -12,7 +12,8 @@ from core.cli.main import main
 from tests.core.synth import write_dots_csv
 
 FIELDS = {"method", "noise", "seed", "auroc", "auprc", "precision", "recall", "test_nme",
-          "failure_rate", "test_mae", "seconds", "train_images_per_s"}
+          "failure_rate", "test_mae", "seconds", "train_images_per_s", "estep_share",
+          "eval_share"}
 
 
 def test_bench_on_a_csv_source(tmp_path: Path) -> None:
@@ -29,6 +30,7 @@ def test_bench_on_a_csv_source(tmp_path: Path) -> None:
         assert set(r) == FIELDS
         assert r["noise"] == "l-ugo:0.2" and r["seed"] == 0 and r["test_mae"] is None
         assert 0 <= r["auroc"] <= 1 and 0 < r["test_nme"] < 1 and r["train_images_per_s"] > 0
+        assert 0 <= r["estep_share"] < 0.5 and 0 < r["eval_share"] < 1
     assert {s["method"] for s in data["summary"]} == {"deepgum", "l2"}
     assert data["settings"]["train"]["epochs"] == 2
 
@@ -42,7 +44,8 @@ def test_bench_refuses_unknown_methods(tmp_path: Path, capsys: pytest.CaptureFix
 def test_summary_takes_medians_and_ranges() -> None:
     rows = [{"method": "l2", "noise": "g-ugo:0.3", "seed": s, "auroc": a, "auprc": None,
              "precision": None, "recall": None, "test_nme": 0.1, "failure_rate": None,
-             "test_mae": None, "seconds": 1.0, "train_images_per_s": 100.0}
+             "test_mae": None, "seconds": 1.0, "train_images_per_s": 100.0,
+             "estep_share": 0.01, "eval_share": 0.2}
             for s, a in enumerate([0.9, 0.7, 0.8])]
     (entry,) = summary(rows)
     assert entry["auroc"] == 0.8 and entry["auroc_range"] == [0.7, 0.9] and entry["seeds"] == 3
