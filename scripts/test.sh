@@ -16,7 +16,7 @@ echo "== ruff"
 echo "== import contract"
 "$VENV/bin/lint-imports"
 echo "== tests/core with Qt unavailable"
-"$VENV/bin/python" scripts/without_qt.py -m pytest tests/core -q -p no:pytest-qt -p no:cacheprovider
+"$VENV/bin/python" scripts/without_qt.py -m pytest tests/core -q -p no:pytest-qt -p no:cacheprovider -W ignore::pytest.PytestConfigWarning
 echo "== tests/app (Qt, offscreen)"
 export QT_QPA_PLATFORM=offscreen
 rc=0
