@@ -183,3 +183,24 @@ def test_age_project(qtbot, tmp_path):
         lab = p.current_label(sid)
         assert lab.origin == "model"
     win.close()
+
+
+def test_pages_cut_from_the_snapshot_show_fresh_status(qtbot, project_path, monkeypatch):
+    from app.review import queue_model
+
+    monkeypatch.setattr(queue_model, "PAGE", 8)  # 40 rows: five pages, four from the snapshot
+    m = queue_model.QueueModel()
+    with qtbot.waitSignal(m.reset_done, timeout=5000):
+        m.set_project(project_path, ("a", "b", "c", "d", "e"))
+    try:
+        assert m.rowCount() == 40
+        with Project.open(project_path) as p:  # an edit after the snapshot was taken
+            last_id = p.queue(limit=1, offset=39)[0][0]
+            p.set_review(last_id, "confirmed")
+        qtbot.waitUntil(lambda: all(m.row(r) is not None for r in range(40)), timeout=5000)
+        scores = [m.row(r).score for r in range(40)]
+        assert scores == sorted(scores, reverse=True)
+        assert len({m.row(r).sample_id for r in range(40)}) == 40
+        assert m.row(39).sample_id == last_id and m.row(39).status == "confirmed"
+    finally:
+        m.close()
