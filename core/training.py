@@ -640,8 +640,8 @@ class _Trainer:
                 from core.robust.barron import BarronCriterion
 
                 assert isinstance(self.criterion, BarronCriterion)
-                metrics["alpha_median"] = float(self.criterion.alpha().median())
-                metrics["scale_median"] = float(self.criterion.scale().median())
+                metrics["alpha_median"] = float(self.criterion.alpha().detach().median())
+                metrics["scale_median"] = float(self.criterion.scale().detach().median())
             self.project.add_epoch(self.run_id, self.epoch, train_loss=loss, val_error=verr,
                                    inlier_fraction=inlier, images_per_s=ips, seconds=seconds,
                                    metrics=metrics)
