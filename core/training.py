@@ -157,7 +157,9 @@ class EpochEvent:
     seconds: float  # the whole epoch, evaluation and EM included
     eval_seconds: float
     estep_seconds: float
-    histogram: tuple[int, ...] | None
+    histogram: tuple[int, ...] | None  # responsibilities, HIST_BINS bins over [0, 1] (DeepGUM)
+    pi_mean: float | None  # mixture summary (DeepGUM): mean inlier fraction over units
+    std_median: float | None  # median inlier standard deviation, normalised units ([-1, 1] square)
 
 
 @dataclass(frozen=True)
@@ -645,8 +647,10 @@ class _Trainer:
             self.project.add_epoch(self.run_id, self.epoch, train_loss=loss, val_error=verr,
                                    inlier_fraction=inlier, images_per_s=ips, seconds=seconds,
                                    metrics=metrics)
+            summ = metrics.get("mixture", {})
             event = EpochEvent(self.run_id, self.epoch, cfg.epochs, loss, verr, inlier, ips,
-                               seconds, eval_s, em_s, hist)
+                               seconds, eval_s, em_s, hist, summ.get("pi_mean"),
+                               summ.get("std_median"))
             self.epoch += 1
             last = self.epoch == cfg.epochs
             if last or (cfg.score_every > 0 and self.epoch % cfg.score_every == 0):

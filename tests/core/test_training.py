@@ -14,6 +14,7 @@ import torch
 
 from core.images import content_hash
 from core.metrics import auroc
+from core.models import build_model
 from core.noise import apply_noise
 from core.project import LabelSchema, NewSample, Project
 from core.training import (
@@ -124,6 +125,7 @@ def test_a_tiny_run_separates_injected_outliers(project_path: Path) -> None:
     assert len(rec.of(BatchProgress)) <= 6 * n_batches
     assert [e.status for e in rec.of(StatusEvent)][-1] == "finished"
     event = rec.of(EpochEvent)[0]
+    assert event.pi_mean is not None and 0 < event.std_median < 1
     with pytest.raises(dataclasses.FrozenInstanceError):
         event.epoch = 3  # type: ignore[misc]
 
@@ -217,6 +219,16 @@ def test_an_age_run_predicts_years(tmp_path: Path) -> None:
         assert row["landmark_scores"] is None and 0 <= row["outlier_prob"] <= 1
         assert 0 < row["prediction"][0] < 40 and row["prediction_std"] is not None
         assert project.epochs(run_id)[-1]["val_error"] < 30  # years
+
+
+def test_backbones_are_checked() -> None:
+    assert build_model(8, "cnn", 64)(torch.zeros(2, 3, 64, 64)).shape == (2, 8)
+    with pytest.raises(ValueError, match="multiple of 32"):
+        build_model(8, "cnn", 48)
+    with pytest.raises(ValueError, match="unknown backbone"):
+        build_model(8, "vit", 64)
+    with pytest.raises(ValueError, match="takes no weights"):
+        build_model(8, "cnn", 64, weights="w.pt")
 
 
 def test_config_round_trip_and_bad_settings() -> None:
