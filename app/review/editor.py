@@ -293,6 +293,8 @@ class EditorWidget(QWidget):
     # ------------------------------------------------------------------ project
     def set_project(self, project: Any) -> None:
         self.project = project
+        if project is not None:
+            self.images.start()
         self.schema = None if project is None else project.schema
         self.history.clear()
         self.sample = self.label = self.score = None
@@ -321,6 +323,8 @@ class EditorWidget(QWidget):
                 self.images.request(self.project.sample(sid).image_path)
 
     def show_sample(self, sample_id: int, prefetch: list[int] | None = None) -> None:
+        if self.project is None:
+            return
         t0 = time.perf_counter()
         p = self.project
         self.sample = p.sample(sample_id)

@@ -62,18 +62,26 @@ class ImageCache(QObject):
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self._cache: OrderedDict[str, tuple[QPixmap, float]] = OrderedDict()
+        # a closed cache starts no loader until start(): replies queued at close time
+        # must not bring a thread back to life
         self._pending: set[str] = set()
         self._requests: queue.Queue = queue.Queue()
         self._worker: Worker | None = None
+        self.closed = False
 
     def start(self) -> None:
+        """Start the loader (again after close: the editor calls it for a new project)."""
+        self.closed = False
         if self._worker is None:
             self._worker = Worker(_load_loop, self._requests, name="image-loader")
             self._worker.progress.connect(self._on_loaded)
             self._worker.start()
 
     def close(self) -> None:
+        self.closed = True
+        self._pending.clear()
         if self._worker is not None:
+            self._worker.progress.disconnect(self._on_loaded)
             self._worker.stop_and_join()
             self._worker.deleteLater()
             self._worker = None
@@ -89,9 +97,10 @@ class ImageCache(QObject):
 
     def request(self, path: str | Path) -> None:
         key = str(path)
-        if key in self._cache or key in self._pending:
+        if key in self._cache or key in self._pending or self.closed:
             return
-        self.start()
+        if self._worker is None:
+            self.start()
         self._pending.add(key)
         self._requests.put(key)
 

@@ -193,7 +193,10 @@ class QueueModel(QAbstractTableModel):
         self.refresh()
 
     def close(self) -> None:
+        self._gen += 1  # replies still queued from the old worker are now stale
+        self._loaded_gen = -2
         if self._worker is not None:
+            self._worker.progress.disconnect(self._on_reply)
             self._worker.stop_and_join()
             self._worker.deleteLater()
             self._worker = None

@@ -65,8 +65,9 @@ def project_path(tmp_path: Path) -> Path:
     return make_project(tmp_path / "p.gumshoe", n=40, scored=True)
 
 
-@pytest.fixture
-def window(qtbot, project_path: Path):
+def open_window(qtbot, path: Path):
+    """A shown main window on ``path`` with the queue loaded and a sample in the editor
+    (closing it asks nothing: tests answer 'yes, stop training')."""
     from app.main_window import MainWindow
 
     win = MainWindow()
@@ -75,7 +76,13 @@ def window(qtbot, project_path: Path):
     win.resize(1280, 800)
     win.show()
     with qtbot.waitSignal(win.queue.model.reset_done, timeout=10_000):
-        assert win.open_project(project_path)
+        assert win.open_project(path)
     qtbot.waitUntil(lambda: win.editor.sample is not None, timeout=5000)
+    return win
+
+
+@pytest.fixture
+def window(qtbot, project_path: Path):
+    win = open_window(qtbot, project_path)
     yield win
     win.close()

@@ -155,17 +155,11 @@ def test_switching_sample_is_fast(window, qtbot):
 
 
 def test_age_project(qtbot, tmp_path):
-    from app.main_window import MainWindow
+    from tests.app.conftest import open_window
     from tests.app.fakes import make_project
 
     path = make_project(tmp_path / "age.gumshoe", n=12, task="age")
-    win = MainWindow()
-    win.confirm_close = False
-    qtbot.addWidget(win)
-    win.show()
-    with qtbot.waitSignal(win.queue.model.reset_done, timeout=10_000):
-        win.open_project(path)
-    qtbot.waitUntil(lambda: win.editor.sample is not None, timeout=5000)
+    win = open_window(qtbot, path)
     ed = win.editor
     assert ed.side_stack.currentIndex() == 1
     m = win.queue.model

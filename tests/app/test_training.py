@@ -11,16 +11,11 @@ from core.project import Project, ScoreRow
 
 @pytest.fixture
 def demo_window(qtbot, tmp_path):
-    from app.main_window import MainWindow
     from core.demo import make_demo
+    from tests.app.conftest import open_window
 
     path = make_demo(tmp_path / "demo.gumshoe", n=40)
-    win = MainWindow()
-    win.confirm_close = False
-    qtbot.addWidget(win)
-    win.show()
-    with qtbot.waitSignal(win.queue.model.reset_done, timeout=10_000):
-        win.open_project(path)
+    win = open_window(qtbot, path)
     yield win, path
     win.close()
 
