@@ -84,7 +84,6 @@ class TrainingPanel(QWidget):
         self._run_status = ""
         self._last_epoch = -1
         self._em_step = 0
-        self._batch_x = 0.0
         self._seen_updated: str | None = None
         self._last_scored: tuple[int | None, str] = (None, "")
         self._started_here: int | None = None
@@ -211,7 +210,8 @@ class TrainingPanel(QWidget):
             if rows:
                 self.plots.flush()
         self._show_run(run)
-        scored = (self.project.scored_run(), run["status"] if run["id"] == self.project.scored_run() else "")
+        sr = self.project.scored_run()
+        scored = (sr, run["status"] if run["id"] == sr else "")
         if scored != self._last_scored:
             self._last_scored = scored
             if scored[0] is not None:
@@ -221,8 +221,7 @@ class TrainingPanel(QWidget):
         self.run_id = run_id
         self._last_epoch = -1
         self._em_step = 0
-        self._batch_x = 0.0
-        self._epoch_secs: list[float] = []
+        self._epoch_secs = []
         self._seen_updated = None
         self.plots.clear()
 
@@ -238,12 +237,7 @@ class TrainingPanel(QWidget):
         self.plots.speed.append(x, row.get("images_per_s"))
         metrics = row.get("metrics") or {}
         if self._started_here != self.run_id:  # from the file only: one EM point per epoch
-            steps = metrics.get("inlier_fraction_steps")
-            if steps:
-                for v in steps:
-                    self._em_step += 1
-                    self.plots.inlier.append(self._em_step, v)
-            elif row.get("inlier_fraction") is not None:
+            if row.get("inlier_fraction") is not None:
                 self._em_step += 1
                 self.plots.inlier.append(self._em_step, row["inlier_fraction"])
             hist = metrics.get("histogram")
