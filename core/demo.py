@@ -34,7 +34,7 @@ from core.schemas import IBUG68
 
 SIZE = 256
 CACHE_SIZE = 64
-DEFAULT_NOISE = "g-ugo:0.05,swap:0.05,l-ugo:0.1"
+DEFAULT_NOISE = "g-ugo:0.05,swap:0.05,l-ugo:0.005"
 
 SKIN = np.array([(255, 224, 196), (241, 194, 160), (224, 172, 130), (198, 134, 96),
                  (160, 102, 66), (110, 70, 45)], np.float64)
