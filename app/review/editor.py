@@ -43,6 +43,18 @@ def _fmt(v: float | None, spec: str = ".2f") -> str:
     return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, spec)
 
 
+def _real_std(std: Any) -> float | None:
+    """The run's stored spread of an age estimate, if it is a real, positive number
+    that shows at one decimal (a missing, NaN or zero spread gets no "±")."""
+    if not std:
+        return None
+    try:
+        v = float(std[0])
+    except (TypeError, ValueError, IndexError):
+        return None
+    return v if math.isfinite(v) and v >= 0.05 else None
+
+
 class EditorWidget(QWidget):
     sample_shown = Signal(int)
     edited = Signal(int, str)  # sample_id, new review status
@@ -252,6 +264,9 @@ class EditorWidget(QWidget):
         self.f_age_pred = QLabel("–")
         self.f_age_pred.setProperty("role", "value")
         av.addWidget(self.f_age_pred)
+        self.f_age_run = QLabel("")
+        self.f_age_run.setProperty("role", "muted")
+        av.addWidget(self.f_age_run)
         a3 = QLabel("New age")
         a3.setProperty("role", "muted")
         av.addWidget(a3)
@@ -402,14 +417,18 @@ class EditorWidget(QWidget):
         self.f_version.setText(f"v{n_versions} · {lab.origin}" + (f" · {who}" if who else ""))
         if self.schema is not None and self.schema.task == "age":
             self.f_age.setText(_fmt(lab.age, ".1f"))
-            pred, std = sc.get("prediction"), sc.get("prediction_std")
+            pred = sc.get("prediction")
             if pred:
                 txt = f"{pred[0]:.1f}"
-                if std and not math.isnan(std[0]):
-                    txt += f" ± {std[0]:.1f}"
+                std = _real_std(sc.get("prediction_std"))
+                if std is not None:
+                    txt += f" ± {std:.1f}"
                 self.f_age_pred.setText(txt)
+                run = sc.get("run_id")
+                self.f_age_run.setText(self._run_name(run))
             else:
                 self.f_age_pred.setText("no run yet")
+                self.f_age_run.setText("")
             self.age_use_pred.setEnabled(bool(pred))
             if lab.age is not None:
                 self.age_spin.blockSignals(True)
@@ -438,6 +457,15 @@ class EditorWidget(QWidget):
         flagged = self.canvas.flagged()
         self.f_flagged.setText(f"{len(flagged)} flagged landmark(s)" if self.score else
                                "No scores yet: train a model to flag landmarks")
+
+    def _run_name(self, run_id: Any) -> str:
+        if run_id is None:
+            return ""
+        try:
+            method = self.project.run(int(run_id)).get("method")
+        except ProjectError:
+            method = None
+        return f"from run {run_id}" + (f" ({method})" if method else "")
 
     def _on_hover(self, i: int) -> None:
         if i < 0:

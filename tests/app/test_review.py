@@ -8,7 +8,7 @@ from PySide6.QtCore import QPoint, Qt
 from PySide6.QtTest import QTest
 
 from app.settings import settings
-from core.project import Project
+from core.project import Project, ScoreRow
 
 
 def _scores(model) -> list[float]:
@@ -166,7 +166,17 @@ def test_age_project(qtbot, tmp_path):
     assert m.headerData(6, Qt.Orientation.Horizontal) == "Age → model"
     assert "→" in m.data(m.index(0, 6))
     assert "±" in ed.f_age_pred.text()
+    assert ed.f_age_run.text() == "from run 1 (deepgum)"
     sid = ed.sample.id
+    # a run that stored no spread, or a zero one, shows the estimate without "± 0.0"
+    for std in ([0.0], None, [float("nan")]):
+        with Project.open(path) as p:
+            run = p.create_run("l2", {"epochs": 2})
+            p.write_scores(run, [ScoreRow(sid, 1.0, 0.5, prediction=[18.5], prediction_std=std)])
+        ed.run_id = None
+        ed.show_sample(sid)
+        assert ed.f_age_pred.text() == "18.5", std
+        assert ed.f_age_run.text() == f"from run {run} (l2)"
     ed.age_spin.setValue(42.5)
     ed.age_spin.setFocus()
     QTest.keyClick(ed.age_spin, Qt.Key.Key_Return)
