@@ -28,6 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import shiboken6
 from PySide6.QtCore import QObject, QThread, Signal
 
 from app import errors
@@ -166,7 +167,8 @@ class Worker(QThread):
 
 
 def live_workers() -> list[Worker]:
-    return [w for w in list(_live) if w.isRunning()]
+    # a worker whose C++ side is gone (deleteLater ran) has ended: skip it
+    return [w for w in list(_live) if shiboken6.isValid(w) and w.isRunning()]
 
 
 def stop_all(timeout_s: float = 30.0) -> bool:
