@@ -174,9 +174,8 @@ class LandmarkCanvas(QGraphicsView):
         scene = self.scene()
         while len(self._markers) < k:
             i = len(self._markers)
-            g = QGraphicsEllipseItem(-4, -4, 8, 8)
+            g = QGraphicsEllipseItem(-6, -6, 12, 12)  # large enough to find on a busy photo
             g.setFlag(QGraphicsItem.GraphicsItemFlag.ItemIgnoresTransformations)
-            g.setBrush(QBrush(Qt.BrushStyle.NoBrush))
             g.setZValue(5)
             link = QGraphicsLineItem()
             link.setZValue(4)
@@ -215,17 +214,20 @@ class LandmarkCanvas(QGraphicsView):
         bone_pen.setCosmetic(True)
         bone_pen.setWidthF(1.5)
         ghost_pen = QPen(QColor(c.ghost))
-        ghost_pen.setWidthF(1.6)
+        ghost_pen.setWidthF(2.0)
         ghost_pen.setStyle(Qt.PenStyle.DashLine)
         ghost_pen.setCosmetic(True)
+        ghost_fill = QColor(c.ghost)
+        ghost_fill.setAlpha(70)  # a tinted disc reads on dark and light backgrounds alike
         link_pen = QPen(QColor(c.ghost))
-        link_pen.setWidthF(1.2)
+        link_pen.setWidthF(1.6)
         link_pen.setCosmetic(True)
         link_pen.setStyle(Qt.PenStyle.DotLine)
         for _a, _b, line in self._bones:
             line.setPen(bone_pen)
         for g in self._ghosts:
             g.setPen(ghost_pen)
+            g.setBrush(QBrush(ghost_fill))
         for link in self._links:
             link.setPen(link_pen)
 

@@ -361,7 +361,7 @@ class QueueModel(QAbstractTableModel):
         if c == 3:
             return STATUS_LABELS.get(row.status, row.status)
         if c == 4:
-            return "" if row.score is None else f"{row.score:.2f}"
+            return "" if row.score is None else _fmt_score(row.score)
         if c == 5:
             return "" if row.outlier_prob is None else f"{row.outlier_prob:.0%}"
         if c == 6:
@@ -374,6 +374,12 @@ class QueueModel(QAbstractTableModel):
                     if row.worst_landmark < len(self._keypoints) else str(row.worst_landmark))
             return name
         return ""
+
+
+def _fmt_score(score: float) -> str:
+    """Four significant digits at most, so a large log-odds fits the column."""
+    a = abs(score)
+    return f"{score:.0f}" if a >= 1000 else f"{score:.1f}" if a >= 100 else f"{score:.2f}"
 
 
 def _status_color(status: str) -> str:

@@ -10,6 +10,7 @@ responsibility histogram).
 
 from __future__ import annotations
 
+import html
 import math
 import os
 from typing import Any
@@ -36,7 +37,7 @@ from app.training.plots import TrainingPlots
 from app.widgets import scrolling
 from app.workers import Worker, live_workers
 
-METHOD_LABELS = {"deepgum": "DeepGUM (robust, default)", "l2": "L2 (baseline)",
+METHOD_LABELS = {"deepgum": "DeepGUM (robust)", "l2": "L2 (baseline)",
                  "huber": "Huber", "tukey": "Tukey biweight", "barron": "Barron adaptive"}
 ACTIVE = ("running",)
 RESUMABLE = ("paused", "failed", "interrupted")
@@ -101,7 +102,7 @@ class TrainingPanel(QWidget):
 
         side = QFrame()
         side.setProperty("role", "card")
-        side.setFixedWidth(270)
+        side.setFixedWidth(262)
         sv = QVBoxLayout(side)
         sv.setContentsMargins(10, 8, 10, 8)
         sv.setSpacing(6)
@@ -153,10 +154,13 @@ class TrainingPanel(QWidget):
         self.run_label.setWordWrap(True)
         self.run_label.setProperty("role", "muted")
         sv.addWidget(self.run_label)
-        self.stats = QLabel("")
-        self.stats.setWordWrap(True)
-        self.stats.setTextFormat(Qt.TextFormat.RichText)
-        sv.addWidget(self.stats)
+        # the latest loss / val error / inliers / images/s sit in the plots' titles and
+        # the time left in the progress bar, so the card stays short enough for 1280x800
+        self.failure = QLabel("")
+        self.failure.setWordWrap(True)
+        self.failure.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.failure.hide()
+        sv.addWidget(self.failure)
         sv.addStretch(1)
         root.addWidget(scrolling(side))
 
@@ -255,7 +259,7 @@ class TrainingPanel(QWidget):
             self.progress.setRange(0, 1)
             self.progress.setValue(0)
             self.progress.setFormat("no run")
-            self.stats.setText("")
+            self.failure.hide()
             self._update_buttons()
             self.run_state_changed.emit("no run")
             return
@@ -265,42 +269,38 @@ class TrainingPanel(QWidget):
         self._run_status = status
         total = _total_epochs(run)
         done = self._last_epoch + 1
-        where = "this window" if self._started_here == run["id"] else \
-            f"pid {run.get('pid')} on {run.get('host') or '?'}"
+        if self._started_here == run["id"]:
+            where = "this window"
+        elif run.get("pid") == os.getpid() and run.get("host") == os.uname().nodename:
+            where = "another window of this app"
+        else:
+            where = f"pid {run.get('pid')} on {run.get('host') or '?'}"
         self.run_label.setText(f"Run {run['id']} · {run['method']} · {status}"
                                f"{' · ' + run['device'] if run.get('device') else ''}\n"
                                f"started by {where}")
-        self.progress.setRange(0, max(total, 1))
-        self.progress.setValue(min(done, max(total, 1)))
-        self.progress.setFormat(f"epoch {done}/{total or '?'}")
-        ips = self.plots.speed.y[-1] if self.plots.speed.y else None
         left = None
         if status in ACTIVE and total and done:
             per_epoch = self._mean_epoch_seconds()
             if per_epoch:
                 left = per_epoch * (total - done)
-        loss = self.plots.loss.y[-1] if self.plots.loss.y else None
-        val = self.plots.val.y[-1] if self.plots.val.y else None
-        inl = self.plots.inlier.y[-1] if self.plots.inlier.y else None
-        c = theme.colors()
-
-        def cell(name: str, v: str) -> str:
-            return (f"<td style='color:{c.muted};padding-right:6px'>{name}</td>"
-                    f"<td style='padding-right:12px'><b>{v}</b></td>")
-
-        self.stats.setText(
-            "<table><tr>"
-            + cell("loss", "–" if loss is None else f"{loss:.4g}")
-            + cell("val error", "–" if val is None else f"{val:.4g}")
-            + "</tr><tr>"
-            + cell("inliers", "–" if inl is None else f"{inl:.1%}")
-            + cell("images/s", "–" if ips is None else f"{ips:.0f}")
-            + "</tr><tr>"
-            + cell("time left", _fmt_time(left) if status in ACTIVE else "–")
-            + "</tr></table>")
+        self.progress.setRange(0, max(total, 1))
+        self.progress.setValue(min(done, max(total, 1)))
+        self.progress.setFormat(f"epoch {done}/{total or '?'}"
+                                + (f" · {_fmt_time(left)} left" if left is not None else ""))
+        last = {k: (s.y[-1] if s.y else None) for k, s in self.plots.series.items()}
+        self.plots.set_value("loss", "" if last["loss"] is None else f"{last['loss']:.3g}")
+        self.plots.set_value("val", "" if last["val"] is None else f"{last['val']:.3g}")
+        self.plots.set_value("inlier", "" if last["inlier"] is None else f"{last['inlier']:.1%}")
+        self.plots.set_value("speed", "" if last["speed"] is None else f"{last['speed']:.0f}")
+        names = {"loss": "loss", "val": "val error", "inlier": "inliers", "speed": "images/s"}
+        self.progress.setToolTip("\n".join(f"{label}: {self.plots.value(k)}"
+                                           for k, label in names.items() if self.plots.value(k)))
         if run.get("message") and status == "failed":
-            self.stats.setText(self.stats.text() + f"<p style='color:{c.outlier}'>"
-                               f"{run['message']}</p>")
+            self.failure.setText(f"<span style='color:{theme.colors().outlier}'>"
+                                 f"{html.escape(str(run['message']))}</span>")
+            self.failure.show()
+        else:
+            self.failure.hide()
         self._update_buttons()
         self.run_state_changed.emit(f"run {run['id']} {run['method']}: {status}, "
                                     f"epoch {done}/{total or '?'}")

@@ -53,6 +53,7 @@ class TrainingPlots(QWidget):
         self.plots: dict[str, pg.PlotWidget] = {}
 
         self._titles: dict[str, str] = {}
+        self._values: dict[str, str] = {}  # the latest value, shown beside the title
 
         def plot(name: str, title: str, xlabel: str) -> pg.PlotWidget:
             w = pg.PlotWidget()
@@ -102,22 +103,46 @@ class TrainingPlots(QWidget):
         for name, w in self.plots.items():
             w.setBackground(c.base)
             pi = w.getPlotItem()
-            pi.setTitle(f"<span style='color:{c.text};font-size:9pt'>{self._titles[name]}</span>")
+            self._set_title(name)
             for axis in ("bottom", "left"):
                 pi.getAxis(axis).setTextPen(c.muted)
                 pi.getAxis(axis).setPen(c.border)
 
+    def _set_title(self, name: str) -> None:
+        c = theme.colors()
+        value = self._values.get(name, "")
+        self.plots[name].getPlotItem().setTitle(
+            f"<span style='color:{c.muted};font-size:9pt'>{self._titles[name]}</span>"
+            + (f"&nbsp;&nbsp;<span style='color:{c.text};font-size:9pt;font-weight:600'>"
+               f"{value}</span>" if value else ""))
+
+    def set_value(self, name: str, value: str) -> None:
+        """Show the latest value of plot ``name`` beside its title ('' hides it)."""
+        if self._values.get(name, "") != value:
+            self._values[name] = value
+            self._set_title(name)
+
+    def value(self, name: str) -> str:
+        return self._values.get(name, "")
+
     def reflow(self, columns: int) -> None:
+        """Lay the plots out in ``columns`` columns; with 4, the throughput plot (the
+        least needed) is hidden so the others keep room for their titles and axes."""
         if columns == self._columns:
             return
         self._columns = columns
+        shown = [w for name, w in self.plots.items() if columns != 4 or name != "speed"]
         for w in self.plots.values():
             self._grid.removeWidget(w)
-        for i, w in enumerate(self.plots.values()):
+            w.setVisible(w in shown)
+        for i, w in enumerate(shown):
             self._grid.addWidget(w, i // columns, i % columns)
+        for col in range(5):  # equal widths (a plot shown again came back at its minimum)
+            self._grid.setColumnStretch(col, 1 if col < columns else 0)
 
     def resizeEvent(self, event) -> None:  # noqa: ANN001
-        self.reflow(5 if event.size().width() >= 560 else 3)
+        w = event.size().width()
+        self.reflow(5 if w >= 760 else 4 if w >= 480 else 3)
         super().resizeEvent(event)
 
     def set_histogram(self, edges: np.ndarray, counts: np.ndarray) -> None:
@@ -127,6 +152,8 @@ class TrainingPlots(QWidget):
         for s in self.series.values():
             s.clear()
         self.hist.setData([], [])
+        for name in list(self._values):
+            self.set_value(name, "")
 
     def flush(self) -> None:
         for s in self.series.values():

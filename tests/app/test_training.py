@@ -77,6 +77,9 @@ def test_panel_follows_a_run_written_by_another_process(demo_window, qtbot):
     assert panel.plots.point_counts()["loss"] == 2
     assert panel.plots.point_counts()["hist"] == 20
     assert "epoch 2/3" in panel.progress.format()
+    # the latest numbers sit beside the plots' titles (the side card stays short)
+    assert panel.plots.value("loss") == "0.5" and panel.plots.value("inlier") == "80.0%"
+    assert panel.plots.value("speed") == "500"
     assert win.queue.model.row(0).score == -1.0
 
 
