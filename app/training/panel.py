@@ -305,6 +305,18 @@ class TrainingPanel(QWidget):
         self.run_state_changed.emit(f"run {run['id']} {run['method']}: {status}, "
                                     f"epoch {done}/{total or '?'}")
 
+    @property
+    def is_running(self) -> bool:
+        """The followed run is training (here or in another process)."""
+        return self.training_here or self._run_status in ACTIVE
+
+    def epochs_done(self) -> tuple[int, int | str]:
+        """(epochs done, total or '?') of the followed run."""
+        total: int | str = "?"
+        if self.project is not None and self.run_id is not None:
+            total = _total_epochs(self.project.run(self.run_id)) or "?"
+        return self._last_epoch + 1, total
+
     def _mean_epoch_seconds(self) -> float | None:
         secs = self._epoch_secs[-3:]
         return float(np.mean(secs)) if secs else None
@@ -332,6 +344,16 @@ class TrainingPanel(QWidget):
         return {"method": self.method.currentData(), "epochs": self.epochs.value(),
                 "image_size": size, "device": self.device.currentData()}
 
+    def _show_params(self, p: dict[str, Any]) -> None:
+        i = self.method.findData(p["method"])
+        if i >= 0:
+            self.method.setCurrentIndex(i)
+        self.epochs.setValue(int(p["epochs"]))
+        self.image_size.setValue(int(p["image_size"]))
+        i = self.device.findData(p["device"])
+        if i >= 0:
+            self.device.setCurrentIndex(i)
+
     def start_or_resume(self) -> None:
         if self.start_btn.text() == "Resume":
             self.start(resume_run=self.run_id)
@@ -342,6 +364,7 @@ class TrainingPanel(QWidget):
         if self.project is None or self.training_here:
             return None
         p = {**self.params(), **overrides}
+        self._show_params(p)  # the panel shows what runs (e.g. the demo's first run)
         st = settings()
         st.method, st.epochs, st.image_size, st.device = (p["method"], p["epochs"],
                                                           p["image_size"], p["device"])

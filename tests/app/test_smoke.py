@@ -90,3 +90,25 @@ def test_theme_switch_retints_icons(window):
     light = act.icon().pixmap(16, 16).toImage().pixelColor(8, 2)
     assert dark.lightness() > light.lightness()
     assert window.training.plots.plots["loss"].backgroundBrush().color().name() == theme.LIGHT.base
+
+
+def test_stop_all_skips_a_deleted_worker(qtbot):
+    """A worker whose C++ side was deleted (deleteLater) is no error at exit."""
+    from PySide6.QtCore import QCoreApplication, QEvent
+
+    from app import workers
+
+    w = workers.Worker(lambda ctx: 1, name="short")
+    with qtbot.waitSignal(w.finished, timeout=5000):
+        w.start()
+    w.wait()
+    w.deleteLater()
+    QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+    assert workers.live_workers() == []
+    assert workers.stop_all(1)
+
+
+def test_training_defaults_to_the_engines_image_size():
+    from app import settings
+
+    assert settings.settings().image_size == 64
