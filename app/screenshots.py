@@ -1,7 +1,11 @@
 """Regenerate the screenshots in docs/ (offscreen): the main window on the demo
 project at 1280x800 and 1920x1080, light and dark, and the age editor.
 
-    QT_QPA_PLATFORM=offscreen python -m app.screenshots [--out docs] [--train]
+    QT_QPA_PLATFORM=offscreen python -m app.screenshots [--out docs] [--train [--epochs 30]]
+
+With --train the light window trains a DeepGUM run first (30 epochs at 64 px on the
+300-face demo: a few minutes on a laptop CPU), so the model's estimates sit on the
+faces and the queue is ranked; the top-ranked sample is shown.
 """
 
 from __future__ import annotations
@@ -27,11 +31,18 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "docs")
     ap.add_argument("--project", type=Path, help="project to show (default: a fresh demo)")
-    ap.add_argument("-n", type=int, default=120, help="demo size")
-    ap.add_argument("--train", action="store_true", help="train 3 epochs first (live plots)")
+    ap.add_argument("-n", type=int, default=300, help="demo size")
+    ap.add_argument("--train", action="store_true",
+                    help="train first (live plots, ranked queue, the model's estimates)")
+    ap.add_argument("--epochs", type=int, default=30, help="epochs of that run")
+    ap.add_argument("--image-size", type=int, default=64, help="image size of that run")
+    ap.add_argument("--row", type=int, default=-1,
+                    help="queue row to show (default: the highest-ranked of the top 10 with "
+                         "1-3 flagged landmarks, whose bad points and the model's estimates "
+                         "read clearly; else the top)")
     ap.add_argument("--age-source", type=Path,
                     help="an age dataset folder (e.g. UTKFace): also shoot the age editor "
-                         "on its first 150 images, after a 3-epoch run")
+                         "on 150 of its images, after a run of --epochs")
     args = ap.parse_args(argv)
 
     from PySide6.QtCore import QEventLoop, QTimer
@@ -71,12 +82,20 @@ def main(argv: list[str] | None = None) -> int:
         win.open_project(project)
         wait_until(lambda w=win: w.editor.sample is not None and w.editor.canvas.has_image)
         if args.train and mode == "light":
-            w = win.training.start(epochs=3, image_size=64)
-            wait_until(lambda w=w: w is not None and not w.isRunning(), 300_000)
+            w = win.training.start(epochs=args.epochs, image_size=args.image_size)
+            wait_until(lambda w=w: w is not None and not w.isRunning(), 1_800_000)
             wait_until(lambda win=win: win.queue.model.loaded)
         win.queue.table.scrollToTop()
-        win.queue.select_row(1)
+        win.queue.select_row(max(args.row, 0))
         wait_until(lambda w=win: w.editor.canvas.has_image)
+        if args.row < 0:
+            for row in range(min(10, win.queue.model.rowCount())):
+                win.queue.select_row(row)
+                wait_until(lambda w=win: w.editor.canvas.has_image)
+                if 1 <= len(win.editor.canvas.flagged()) <= 3:
+                    break
+            else:
+                win.queue.select_row(0)
         wait(300)
         for size in ((1280, 800), (1920, 1080)) if mode == "light" else ((1280, 800),):
             win.resize(*size)
@@ -89,13 +108,15 @@ def main(argv: list[str] | None = None) -> int:
         wait(100)
     if args.age_source:
         theme.apply(app, "light")
-        shots.append(_age_shot(args.age_source, tmp, args.out, wait, wait_until))
+        shots.append(_age_shot(args.age_source, tmp, args.out, wait, wait_until,
+                               args.epochs, args.image_size))
     workers.stop_all()
     print("\n".join(str(args.out / s) for s in shots))
     return 0
 
 
-def _age_shot(source: Path, tmp: Path, out: Path, wait, wait_until) -> str:  # noqa: ANN001
+def _age_shot(source: Path, tmp: Path, out: Path, wait, wait_until,  # noqa: ANN001
+              epochs: int, image_size: int) -> str:
     import shutil
 
     from app.main_window import MainWindow
@@ -104,7 +125,8 @@ def _age_shot(source: Path, tmp: Path, out: Path, wait, wait_until) -> str:  # n
 
     subset = tmp / "ages"
     subset.mkdir()
-    for f in sorted(source.iterdir())[:150]:
+    files = sorted(source.iterdir())
+    for f in files[::max(1, len(files) // 150)][:150]:  # spread over the folder: all ages
         shutil.copy(f, subset / f.name)
     path = tmp / "ages.gumshoe"
     with Project.create(path) as p:
@@ -115,8 +137,8 @@ def _age_shot(source: Path, tmp: Path, out: Path, wait, wait_until) -> str:  # n
     win.show()
     win.open_project(path)
     wait_until(lambda: win.editor.sample is not None)
-    w = win.training.start(epochs=3, image_size=64)
-    wait_until(lambda: w is not None and not w.isRunning(), 600_000)
+    w = win.training.start(epochs=epochs, image_size=image_size)
+    wait_until(lambda: w is not None and not w.isRunning(), 1_800_000)
     wait_until(lambda: win.queue.model.loaded and win.queue.model.run_id is not None)
     win.queue.table.scrollToTop()
     win.queue.select_row(0)

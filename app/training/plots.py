@@ -113,7 +113,7 @@ class TrainingPlots(QWidget):
         value = self._values.get(name, "")
         self.plots[name].getPlotItem().setTitle(
             f"<span style='color:{c.muted};font-size:9pt'>{self._titles[name]}</span>"
-            + (f"&nbsp;&nbsp;<span style='color:{c.text};font-size:9pt;font-weight:600'>"
+            + (f"&nbsp;<span style='color:{c.text};font-size:9pt;font-weight:600'>"
                f"{value}</span>" if value else ""))
 
     def set_value(self, name: str, value: str) -> None:
