@@ -413,7 +413,7 @@ class EditorWidget(QWidget):
         self.f_prob.setText(_fmt(None if prob is None else prob * 100, ".0f") + " %"
                             if prob is not None else "–")
         n_versions = len(self.project.label_history(s.id))
-        who = lab.author or lab.origin
+        who = lab.author if lab.author and lab.author != lab.origin else ""
         self.f_version.setText(f"v{n_versions} · {lab.origin}" + (f" · {who}" if who else ""))
         if self.schema is not None and self.schema.task == "age":
             self.f_age.setText(_fmt(lab.age, ".1f"))

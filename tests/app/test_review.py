@@ -167,6 +167,7 @@ def test_age_project(qtbot, tmp_path):
     assert "→" in m.data(m.index(0, 6))
     assert "±" in ed.f_age_pred.text()
     assert ed.f_age_run.text() == "from run 1 (deepgum)"
+    assert ed.f_version.text() == "v1 · import"  # the origin once, not "import · import"
     sid = ed.sample.id
     # a run that stored no spread, or a zero one, shows the estimate without "± 0.0"
     for std in ([0.0], None, [float("nan")]):
