@@ -44,6 +44,7 @@ class MainWindow(QMainWindow):
         self.resize(1280, 800)
         self.confirm_close = True  # tests turn the question off
         self._demo_worker: workers.Worker | None = None
+        self._after_rerank: str | None = None  # what to do when the re-ranked queue lands
         self._setup_widgets()
         self._setup_actions()
         self._setup_menus()
@@ -170,6 +171,7 @@ class MainWindow(QMainWindow):
         self.editor.edited.connect(self.queue.model.set_status)
         self.editor.sample_shown.connect(self.queue.follow)
         self.training.scores_written.connect(self._on_new_scores)
+        self.queue.model.reset_done.connect(self._on_queue_reset)  # after the panel's own
         self.training.run_state_changed.connect(self.st_run.setText)
         self.queue.model.counts_changed.connect(lambda _c: self._update_title())
         self.queue.train_requested.connect(self.train_now)
@@ -251,6 +253,9 @@ class MainWindow(QMainWindow):
         self.training.start(**overrides)
 
     def _on_new_scores(self, run_id: int) -> None:
+        # the first ranking of a project jumps to its top (what the first run is for);
+        # a later one keeps the sample being edited and shows its new scores
+        self._after_rerank = "top" if self.queue.model.run_id is None else "refresh"
         self.editor.run_id = None
         self.queue.model.refresh()
         tr = self.training
@@ -263,6 +268,14 @@ class MainWindow(QMainWindow):
         else:
             self.statusBar().showMessage(
                 f"Queue ranked by run {run_id}: the most doubtful labels are on top", 8000)
+
+    def _on_queue_reset(self) -> None:
+        what, self._after_rerank = self._after_rerank, None
+        if what == "top" and self.queue.model.run_id is not None:
+            self.queue.table.scrollToTop()
+            self.queue.select_row(0)
+        elif what == "refresh" and self.editor.sample is not None and self.project is not None:
+            self.editor.show_sample(self.editor.sample.id)
 
     def _refresh_annotator(self) -> None:
         self.st_annotator.setText(f"annotator: {settings().annotator}")

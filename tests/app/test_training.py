@@ -135,3 +135,40 @@ def test_panel_follows_gumshoe_train_in_another_process(demo_window, qtbot):
     m = win.queue.model
     scores = [m.row(r).score for r in range(m.rowCount())]
     assert None not in scores and scores == sorted(scores, reverse=True)
+
+
+def test_first_ranking_shows_the_top_later_ones_keep_the_sample(qtbot, tmp_path):
+    """The queue's first ranking (e.g. the demo's first run) selects its top; a later
+    re-rank keeps the sample being edited and shows its new scores."""
+    from tests.app.conftest import open_window
+    from tests.app.fakes import make_project
+
+    path = make_project(tmp_path / "p.gumshoe", n=30, scored=False)
+    win = open_window(qtbot, path)
+    win.queue.select_row(5)
+    browsing = win.editor.sample.id
+    assert win.editor.score is None
+
+    def score(top_last: bool) -> int:
+        with Project.open(path) as p:
+            run = p.create_run("deepgum", {"config": {"epochs": 1}})
+            ids = [s.id for s in p.samples()]
+            p.write_scores(run, [ScoreRow(i, float(i if top_last else -i)) for i in ids])
+            p.update_run(run, status="finished")
+            return max(ids) if top_last else min(ids)
+
+    top = score(top_last=True)
+    assert top != browsing
+    with qtbot.waitSignal(win.queue.model.reset_done, timeout=5000):
+        win.training.poll()
+    qtbot.waitUntil(lambda: win.editor.sample.id == top, timeout=5000)
+    assert win.queue.current_row() == 0 and win.editor.score is not None
+    win.queue.select_row(7)
+    kept = win.editor.sample.id
+    score(top_last=False)
+    with qtbot.waitSignal(win.queue.model.reset_done, timeout=5000):
+        win.training.poll()
+    qtbot.waitUntil(lambda: win.editor.score is not None
+                    and win.editor.score["run_id"] == win.queue.model.run_id, timeout=5000)
+    assert win.editor.sample.id == kept
+    win.close()
