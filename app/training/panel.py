@@ -289,7 +289,8 @@ class TrainingPanel(QWidget):
                                 + (f" · {_fmt_time(left)} left" if left is not None else ""))
         last = {k: (s.y[-1] if s.y else None) for k, s in self.plots.series.items()}
         self.plots.set_value("loss", "" if last["loss"] is None else f"{last['loss']:.3g}")
-        self.plots.set_value("val", "" if last["val"] is None else f"{last['val']:.3g}")
+        self.plots.set_value("val", "" if last["val"] is None else
+                            f"{last['val']:.2g}" if abs(last["val"]) < 1 else f"{last['val']:.3g}")
         self.plots.set_value("inlier", "" if last["inlier"] is None else f"{last['inlier']:.1%}")
         self.plots.set_value("speed", "" if last["speed"] is None else f"{last['speed']:.0f}")
         names = {"loss": "loss", "val": "val error", "inlier": "inliers", "speed": "images/s"}
