@@ -172,3 +172,14 @@ def test_first_ranking_shows_the_top_later_ones_keep_the_sample(qtbot, tmp_path)
                     and win.editor.score["run_id"] == win.queue.model.run_id, timeout=5000)
     assert win.editor.sample.id == kept
     win.close()
+
+
+def test_a_failed_run_shows_its_message(demo_window, qtbot):
+    win, path = demo_window
+    with Project.open(path) as p:
+        run = p.create_run("deepgum", {"config": {"epochs": 3}})
+        p.update_run(run, status="failed", message="CUDA <out of memory>")
+    win.training.poll()
+    assert win.training.failure.isVisibleTo(win.training)
+    assert "CUDA &lt;out of memory&gt;" in win.training.failure.text()
+    assert win.training.start_btn.text() == "Resume"
