@@ -20,12 +20,16 @@ from core.formats.base import FormatError
 from core.images import ImageError
 from core.project import ProjectError
 
-COMMANDS = ["open", "demo", "imports", "info", "export", "train", "rank", "bench"]
+# command name -> module of core.cli
+COMMANDS = {"open": "open", "demo": "demo", "import": "imports", "info": "info",
+            "export": "export", "train": "train", "rank": "rank", "bench": "bench"}
 
 GuiHook = Callable[[str | None], int]
 
 
-def build_parser(gui: GuiHook | None = None) -> argparse.ArgumentParser:
+def build_parser(gui: GuiHook | None = None, only: str | None = None) -> argparse.ArgumentParser:
+    """The parser; with ``only``, just that command's module is imported (the engine's
+    modules import torch, which costs seconds that `gumshoe info` should not pay)."""
     parser = argparse.ArgumentParser(
         prog="gumshoe",
         description="Find and fix bad labels in landmark and age datasets. "
@@ -34,8 +38,10 @@ def build_parser(gui: GuiHook | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"gumshoe {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMANDS:
-        module = importlib.import_module(f"core.cli.{name}")
+    for name, mod in COMMANDS.items():
+        if only is not None and name != only:
+            continue
+        module = importlib.import_module(f"core.cli.{mod}")
         p = module.add_parser(sub)
         p.set_defaults(func=module.run, gui=gui)
     return parser
@@ -43,9 +49,9 @@ def build_parser(gui: GuiHook | None = None) -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None, gui: GuiHook | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser(gui)
     if not argv:
         argv = ["open"]
+    parser = build_parser(gui, only=argv[0] if argv[0] in COMMANDS else None)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
