@@ -270,6 +270,7 @@ class MainWindow(QMainWindow):
                 f"Queue ranked by run {run_id}: the most doubtful labels are on top", 8000)
 
     def _on_queue_reset(self) -> None:
+        self.editor.run_id = self.queue.model.run_id  # the side card shows the queue's run
         what, self._after_rerank = self._after_rerank, None
         if what == "top" and self.queue.model.run_id is not None:
             self.queue.table.scrollToTop()

@@ -380,10 +380,14 @@ class Project:
     def _open(cls, path: Path, create: bool) -> Project:
         try:
             conn = connect(path)
+        except sqlite3.Error as exc:
+            raise ProjectError(f"{path}: cannot open ({exc})") from None
+        try:
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             app_id = conn.execute("PRAGMA application_id").fetchone()[0]
             has_tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
         except sqlite3.DatabaseError as exc:
+            conn.close()
             raise ProjectError(f"{path}: not a Gumshoe project ({exc})") from None
         if has_tables and app_id != APP_ID:
             conn.close()
@@ -798,16 +802,14 @@ class Project:
 
     def write_scores(self, run_id: int, rows: Iterable[ScoreRow]) -> None:
         """Write (replace) a run's scores in one transaction."""
-        def enc(v: Sequence[float] | None) -> str | None:
-            return _finite_list(v)
-
+        enc = _finite_list
+        # encode before taking the write lock: editors in other threads wait on it
+        params = [(run_id, r.sample_id, float(r.score), r.outlier_prob, enc(r.landmark_scores),
+                   enc(r.landmark_probs), enc(r.prediction), enc(r.prediction_std)) for r in rows]
         with self.transaction():
             self.conn.executemany(
                 "INSERT OR REPLACE INTO scores(run_id, sample_id, score, outlier_prob, landmark_scores,"
-                " landmark_probs, prediction, prediction_std) VALUES (?,?,?,?,?,?,?,?)",
-                [(run_id, r.sample_id, float(r.score), r.outlier_prob, enc(r.landmark_scores),
-                  enc(r.landmark_probs), enc(r.prediction), enc(r.prediction_std)) for r in rows],
-            )
+                " landmark_probs, prediction, prediction_std) VALUES (?,?,?,?,?,?,?,?)", params)
             self.conn.execute("UPDATE runs SET updated_at = ? WHERE id = ?", (now_iso(), run_id))
 
     def scored_run(self) -> int | None:

@@ -74,6 +74,9 @@ class LandmarkCanvas(QGraphicsView):
         self._pixmap_item = QGraphicsPixmapItem()
         self._pixmap_item.setTransformationMode(Qt.TransformationMode.SmoothTransformation)
         self._pixmap_item.setZValue(0)
+        # Labels put the centre of pixel i at coordinate i, so pixel i spans [i - 0.5, i + 0.5]
+        # (at any decode scale, since the item is scaled about its origin).
+        self._pixmap_item.setPos(-0.5, -0.5)
         self.scene().addItem(self._pixmap_item)
         self._frame = QGraphicsRectItem()
         self._frame.setZValue(-1)
@@ -131,7 +134,7 @@ class LandmarkCanvas(QGraphicsView):
             w, h = pixmap.width() / scale, pixmap.height() / scale
         else:
             w, h = self._image_rect.width(), self._image_rect.height()
-        rect = QRectF(0, 0, float(w), float(h))
+        rect = QRectF(-0.5, -0.5, float(w), float(h))
         changed = rect != self._image_rect
         self._image_rect = rect
         self._frame.setRect(rect)

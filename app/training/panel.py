@@ -430,5 +430,5 @@ class TrainingPanel(QWidget):
         elif kind == "epoch":
             self.poll()
         elif kind == "scores":
-            self._last_scored = (ev.run_id, "")
+            self._last_scored = (ev.run_id, "running")  # what the next poll will see
             self.scores_written.emit(ev.run_id)
