@@ -73,6 +73,7 @@ class EditorWidget(QWidget):
         self.history = EditHistory()
         self.images = ImageCache(self)
         self.images.loaded.connect(self._on_image)
+        self.images.failed.connect(self._on_image_failed)
         self.auto_advance = True
         self.last_switch_ms = 0.0
         self._setup_actions()
@@ -341,6 +342,7 @@ class EditorWidget(QWidget):
         if self.project is None:
             return
         t0 = time.perf_counter()
+        self.hint.setText(self._default_hint())  # drop a previous sample's image error
         p = self.project
         self.sample = p.sample(sample_id)
         self.label = p.current_label(sample_id)
@@ -387,6 +389,10 @@ class EditorWidget(QWidget):
             hit = self.images.get(path)
             if hit is not None:
                 self.canvas.set_image(hit[0], hit[1], size=(self.sample.width, self.sample.height))
+
+    def _on_image_failed(self, path: str, error: str) -> None:
+        if self.sample is not None and str(self.sample.image_path) == path:
+            self.hint.setText(f"Cannot show the image: {error}")
 
     def _update_header(self) -> None:
         s = self.sample

@@ -19,22 +19,25 @@ from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QImage, QPixmap
 
 from app.workers import Worker, WorkerContext
+from core.images import ImageError, decode_image, read_file
 
 MAX_SIDE = 2048
 CACHE_SIZE = 24
 
 
 def decode(path: str) -> tuple[np.ndarray | None, float, str]:
-    """(RGB array or None, scale from original pixels to array pixels, error)."""
-    img = cv2.imread(path, cv2.IMREAD_COLOR)
-    if img is None:
-        return None, 1.0, f"cannot read image {path}"
+    """(RGB array or None, scale from original pixels to array pixels, error). The
+    engine's decoder: same EXIF handling, size guards and truncation checks as import."""
+    try:
+        img, _ = decode_image(read_file(path), path)
+    except ImageError as exc:
+        return None, 1.0, str(exc)
     h, w = img.shape[:2]
     scale = 1.0
     if max(h, w) > MAX_SIDE:
         scale = MAX_SIDE / max(h, w)
         img = cv2.resize(img, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
-    return np.ascontiguousarray(cv2.cvtColor(img, cv2.COLOR_BGR2RGB)), scale, ""
+    return np.ascontiguousarray(img), scale, ""
 
 
 def _load_loop(ctx: WorkerContext, requests: queue.Queue) -> None:

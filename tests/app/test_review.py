@@ -209,3 +209,18 @@ def test_pages_cut_from_the_snapshot_show_fresh_status(qtbot, project_path, monk
         assert m.row(39).sample_id == last_id and m.row(39).status == "confirmed"
     finally:
         m.close()
+
+
+def test_unreadable_image_is_named_in_the_editor(qtbot, project_path):
+    """A sample whose file was truncated after import: the editor says why it shows
+    no image (the engine's decoder, with its truncation check), and moves on."""
+    from tests.app.conftest import open_window
+
+    with Project.open(project_path) as p:
+        first = p.samples()[0]
+    data = first.image_path.read_bytes()
+    first.image_path.write_bytes(data[: len(data) // 3])
+    w = open_window(qtbot, project_path)
+    w.editor.show_sample(first.id)
+    qtbot.waitUntil(lambda: "Cannot show the image" in w.editor.hint.text(), timeout=5000)
+    assert first.image_path.name in w.editor.hint.text()
