@@ -55,6 +55,13 @@ def _real_std(std: Any) -> float | None:
     return v if math.isfinite(v) and v >= 0.05 else None
 
 
+def role_label(text: str, role: str) -> QLabel:
+    """A label styled by the theme's ``role`` property (muted, value, ...)."""
+    label = QLabel(text)
+    label.setProperty("role", role)
+    return label
+
+
 class EditorWidget(QWidget):
     sample_shown = Signal(int)
     edited = Signal(int, str)  # sample_id, new review status
@@ -145,14 +152,12 @@ class EditorWidget(QWidget):
         hb.setSpacing(4)
         hb.addWidget(self._tool("previous"))
         hb.addWidget(self._tool("next"))
-        self.title = QLabel("No sample")
-        self.title.setProperty("role", "title")
+        self.title = role_label("No sample", "title")
         self.title.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.title.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         hb.addSpacing(8)
         hb.addWidget(self.title, 1)
-        self.status_chip = QLabel("")
-        self.status_chip.setProperty("role", "chip")
+        self.status_chip = role_label("", "chip")
         hb.addWidget(self.status_chip)
         hb.addSpacing(8)
         self._text_tools = []
@@ -177,8 +182,7 @@ class EditorWidget(QWidget):
         body.addWidget(scrolling(self._setup_side()))
         root.addLayout(body, 1)
 
-        self.hint = QLabel()
-        self.hint.setProperty("role", "muted")
+        self.hint = role_label("", "muted")
         self.hint.setContentsMargins(10, 4, 10, 4)
         self.hint.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.hint.setText(self._default_hint())
@@ -199,8 +203,7 @@ class EditorWidget(QWidget):
         v.setContentsMargins(12, 12, 12, 12)
         v.setSpacing(10)
 
-        head = QLabel("Sample")
-        head.setProperty("role", "muted")
+        head = role_label("Sample", "muted")
         v.addWidget(head)
         form = QFormLayout()
         form.setHorizontalSpacing(10)
@@ -224,8 +227,7 @@ class EditorWidget(QWidget):
         lv = QVBoxLayout(lm)
         lv.setContentsMargins(0, 0, 0, 0)
         lv.setSpacing(6)
-        h2 = QLabel("Landmark")
-        h2.setProperty("role", "muted")
+        h2 = role_label("Landmark", "muted")
         lv.addWidget(h2)
         self.f_landmark = QLabel("Click a point to select it")
         self.f_landmark.setWordWrap(True)
@@ -253,23 +255,17 @@ class EditorWidget(QWidget):
         av = QVBoxLayout(ag)
         av.setContentsMargins(0, 0, 0, 0)
         av.setSpacing(6)
-        a1 = QLabel("Stored age")
-        a1.setProperty("role", "muted")
+        a1 = role_label("Stored age", "muted")
         av.addWidget(a1)
-        self.f_age = QLabel("–")
-        self.f_age.setProperty("role", "value")
+        self.f_age = role_label("–", "value")
         av.addWidget(self.f_age)
-        a2 = QLabel("Model's estimate")
-        a2.setProperty("role", "muted")
+        a2 = role_label("Model's estimate", "muted")
         av.addWidget(a2)
-        self.f_age_pred = QLabel("–")
-        self.f_age_pred.setProperty("role", "value")
+        self.f_age_pred = role_label("–", "value")
         av.addWidget(self.f_age_pred)
-        self.f_age_run = QLabel("")
-        self.f_age_run.setProperty("role", "muted")
+        self.f_age_run = role_label("", "muted")
         av.addWidget(self.f_age_run)
-        a3 = QLabel("New age")
-        a3.setProperty("role", "muted")
+        a3 = role_label("New age", "muted")
         av.addWidget(a3)
         row = QHBoxLayout()
         self.age_spin = QDoubleSpinBox()
