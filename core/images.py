@@ -493,6 +493,17 @@ class ImageCache:
         self.flush()
         return errors
 
+    def reader(self, sample_ids: Sequence[int]) -> CachedImages:
+        """A read-only view of the cached images of ``sample_ids``: row i is sample
+        ``sample_ids[i]``. Rows are read from the memory map when indexed, so a
+        training set costs the page cache, not a copy in this process."""
+        self.flush()
+        try:
+            slots = np.array([self._entries[int(i)].slot for i in sample_ids], dtype=np.int64)
+        except KeyError as exc:
+            raise KeyError(f"{self.data_path}: sample {exc.args[0]} is not cached") from None
+        return CachedImages(self.data_path, self.size, slots, self._capacity())
+
     def batch(self, sample_ids: Sequence[int]) -> np.ndarray:
         """(B, S, S, 3) uint8 copy of the cached images, in the given order."""
         try:
@@ -503,3 +514,38 @@ class ImageCache:
             return np.zeros((0, self.size, self.size, 3), np.uint8)
         assert self._mm is not None
         return np.asarray(self._mm[slots])
+
+
+class CachedImages:
+    """Rows of an image cache's data file, read through a read-only memory map:
+    ``images[index]`` is a (len(index), S, S, 3) uint8 array (a copy), ``len`` the
+    number of rows. The file only ever grows, so a map of its older length stays
+    valid while an import adds images."""
+
+    def __init__(self, data_path: Path, size: int, slots: np.ndarray, capacity: int) -> None:
+        self.path = data_path
+        self.size = size
+        self.slots = slots
+        self._mm = (np.memmap(data_path, np.uint8, "r", shape=(capacity, size, size, 3))
+                    if capacity and len(slots) else None)
+
+    def __len__(self) -> int:
+        return len(self.slots)
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        return (len(self.slots), self.size, self.size, 3)
+
+    @property
+    def nbytes(self) -> int:
+        return len(self.slots) * self.size * self.size * 3
+
+    def __getitem__(self, index: np.ndarray | Sequence[int] | slice) -> np.ndarray:
+        slots = self.slots[index]
+        if self._mm is None or len(slots) == 0:
+            return np.zeros((len(slots), self.size, self.size, 3), np.uint8)
+        # sorted reads walk the file forwards; the rows come back in the asked order
+        order = np.argsort(slots, kind="stable")
+        out = np.empty((len(slots), self.size, self.size, 3), np.uint8)
+        out[order] = self._mm[slots[order]]
+        return out

@@ -93,7 +93,7 @@ def score_rows(data: TrainData, pred: np.ndarray, spread: np.ndarray | None,
     """A row for every sample with a label: scores, and the prediction (and its
     flip spread) in original image pixels, or years."""
     per_unit, log_odds = unit_scores(res, data.mask, data.task, scorer, data.train)
-    size = data.images.shape[1]
+    size = data.images.size
     rows: list[ScoreRow] = []
     for i, sid in enumerate(data.ids):
         u = per_unit[i]

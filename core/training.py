@@ -37,7 +37,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from core.images import ImageCache, Letterbox
+from core.images import CachedImages, ImageCache, Letterbox
 from core.models import Regressor, build_model
 from core.project import Project, ProjectError, Sample, now_iso
 from core.robust import METHODS, make_criterion
@@ -194,7 +194,7 @@ class TrainData:
 
     ids: np.ndarray  # (N,) sample ids
     samples: list[Sample]
-    images: torch.Tensor  # (N, S, S, 3) uint8
+    images: CachedImages  # (N, S, S, 3) uint8 rows, read from the memory-mapped cache per batch
     targets: np.ndarray  # (N, D) float32 normalised, 0 where missing
     mask: np.ndarray  # (N, D) bool
     letterboxes: list[Letterbox]
@@ -268,7 +268,7 @@ def load_data(project: Project, size: int, on_progress: Callable[[int, int], Non
     val_idx = np.flatnonzero(usable & (split == "val"))
     if len(train_idx) < 2:
         raise ProjectError(f"{project.path}: fewer than 2 labelled training samples")
-    images = torch.from_numpy(cache.batch([s.id for s in samples]))
+    images = cache.reader([s.id for s in samples])
     return TrainData(np.array([s.id for s in samples], dtype=np.int64), samples, images, targets,
                      mask, lbs, train_idx, val_idx, schema.task, perm, age_range, errors)
 
@@ -320,7 +320,7 @@ def predict(model: Regressor, data: TrainData, index: np.ndarray, device: torch.
     for start in range(0, len(index), batch):
         if should_stop is not None and should_stop():
             raise TrainingStopped
-        x = to_input(data.images[index[start:start + batch]], device)
+        x = to_input(torch.from_numpy(data.images[index[start:start + batch]]), device)
         with _autocast(device, amp):
             p = model(x).float()
             if can_flip:
@@ -525,7 +525,7 @@ class _Trainer:
             pos = order[b * bs:(b + 1) * bs]
             idx = data.train[pos]
             w = self.criterion.weights(pos) * data.mask[idx]
-            x = to_input(data.images[idx], dev)
+            x = to_input(torch.from_numpy(data.images[idx]), dev)
             y = torch.from_numpy(data.targets[idx]).to(dev)
             wt = torch.from_numpy(w.astype(np.float32)).to(dev)
             x, y, wt = augment(x, y, wt, cfg, data, self.gen)

@@ -379,6 +379,25 @@ def test_cache_grows_and_stop_keeps_finished_work(tmp_path: Path) -> None:
         assert np.array_equal(reopened.batch([s.id])[0], expect)
 
 
+def test_cache_reader_reads_rows_from_the_map_in_the_asked_order(tmp_path: Path) -> None:
+    samples = make_files(tmp_path / "src", 6)
+    cache = ImageCache(tmp_path / "cache", 16)
+    cache.ensure(samples[:4])
+    ids = [4, 2, 1, 3]
+    rows = cache.reader(ids)
+    assert len(rows) == 4 and rows.shape == (4, 16, 16, 3) and rows.nbytes == 4 * 16 * 16 * 3
+    assert isinstance(rows._mm, np.memmap) and rows._mm.mode == "r"  # nothing copied up front
+    for pos in ([0, 1, 2, 3], [3, 0, 3, 1], np.array([2])):
+        assert np.array_equal(rows[pos], cache.batch([ids[p] for p in pos]))
+    assert rows[np.array([], dtype=np.int64)].shape == (0, 16, 16, 3)
+    # an import growing the data file afterwards leaves the reader's rows intact
+    before = rows[[0, 1, 2, 3]]
+    cache.ensure(samples)
+    assert np.array_equal(rows[[0, 1, 2, 3]], before)
+    with pytest.raises(KeyError, match="sample 99 is not cached"):
+        cache.reader([1, 99])
+
+
 def test_cache_on_utkface_is_fast(dataset, tmp_path: Path) -> None:
     import time
 
