@@ -43,7 +43,7 @@ from core.project import Project, ProjectError, Sample, now_iso
 from core.robust import METHODS, make_criterion
 from core.robust.base import Criterion
 from core.robust.deepgum import UNITS, DeepGUMCriterion, unit_of_dim
-from core.scoring import score_rows
+from core.scoring import image_flagged, score_rows
 
 CHECKPOINT_FORMAT = "gumshoe-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -80,6 +80,10 @@ class TrainConfig:
     variance: str = "diagonal"  # diagonal | isotropic
     warmup_epochs: int = 0  # plain least-squares epochs before the first EM round
     em_iterations: int = 1  # EM iterations per round (one round per epoch)
+    # where the E-step's residuals come from: "training" = the training pass itself
+    # (each sample's last augmented residual mapped back to its label frame: free),
+    # "evaluation" = an extra eval-mode pass over the training samples every epoch
+    estep_residuals: str = "training"
     flip: bool = True
     scale_jitter: float = 0.05  # +- share of the size
     rotate_jitter: float = 10.0  # +- degrees
@@ -94,6 +98,9 @@ class TrainConfig:
             raise ValueError(f"unknown method {self.method!r} (expected one of {', '.join(METHODS)})")
         if self.unit != "auto" and self.unit not in UNITS:
             raise ValueError(f"unknown mixture unit {self.unit!r} (expected auto or one of {', '.join(UNITS)})")
+        if self.estep_residuals not in ("training", "evaluation"):
+            raise ValueError(f"unknown E-step residual source {self.estep_residuals!r} "
+                             "(expected training or evaluation)")
         if self.device not in ("auto", "cpu", "cuda", "mps"):
             raise ValueError(f"unknown device {self.device!r} (expected auto, cpu, cuda or mps)")
         if self.epochs < 1 or self.batch_size < 2 or self.image_size < 32:
@@ -167,7 +174,7 @@ class ScoresEvent:
     run_id: int
     epoch: int
     n_samples: int
-    n_flagged: int  # DeepGUM: samples with r < 0.5; baselines: see core.scoring.flags
+    n_flagged: int  # samples core.scoring.image_flagged calls wrong
     top: tuple[tuple[int, float], ...]  # (sample id, score) of the 20 highest
 
 
@@ -343,8 +350,19 @@ def _autocast(device: torch.device, amp: bool) -> Any:
 # --------------------------------------------------------------------------- augmentation
 
 
+@dataclass(frozen=True)
+class Augmentation:
+    """What :func:`augment` did to a batch: the label map is y_aug = A^-1 (y - t)
+    after the flip's keypoint permutation, so a residual in the augmented frame
+    maps back to the label frame as A r (then the permutation undone)."""
+
+    a: torch.Tensor  # (B, 2, 2)
+    flip: torch.Tensor  # (B,) bool
+
+
 def augment(x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, cfg: TrainConfig,
-            data: TrainData, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+            data: TrainData, gen: torch.Generator
+            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, Augmentation]:
     """Random flip and similarity jitter of a batch; landmark targets (and their
     weights) move with the image. x (B, 3, S, S) float, y and w (B, D) normalised."""
     b = x.shape[0]
@@ -374,7 +392,21 @@ def augment(x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, cfg: TrainConfig,
         a_inv = torch.linalg.inv(a).to(dev, y.dtype)
         p = y.view(b, -1, 2) - shift.to(dev, y.dtype)[:, None, :]
         y = torch.einsum("bij,bkj->bki", a_inv, p).reshape(b, -1)
-    return x.contiguous(memory_format=torch.channels_last), y, w
+    return x.contiguous(memory_format=torch.channels_last), y, w, Augmentation(a, flip)
+
+
+def unaugment_residuals(res: torch.Tensor, aug: Augmentation, data: TrainData) -> torch.Tensor:
+    """Residuals y_aug - f(x_aug) of an augmented batch (B, D), mapped back to the
+    label frame of the unaugmented sample (exact for a network that follows the
+    image; ages are unchanged by the jitter)."""
+    if data.task != "landmarks":
+        return res
+    b = res.shape[0]
+    r = torch.einsum("bij,bkj->bki", aug.a.to(res.device, res.dtype), res.view(b, -1, 2))
+    if data.flip_perm is not None and bool(aug.flip.any()):
+        perm = torch.as_tensor(data.flip_perm, device=res.device)
+        r = torch.where(aug.flip.to(res.device)[:, None, None], r[:, perm], r)
+    return r.reshape(b, -1)
 
 
 # --------------------------------------------------------------------------- checkpoints
@@ -456,6 +488,10 @@ class _Trainer:
         self.optimizer = torch.optim.AdamW(
             [*self.model.parameters(), *self.criterion.parameters()], lr=cfg.lr,
             weight_decay=cfg.weight_decay)
+        # the training pass's residuals of every training sample, for the E-step
+        self.train_res: np.ndarray | None = None
+        if cfg.method == "deepgum" and cfg.estep_residuals == "training":
+            self.train_res = np.zeros((len(data.train), data.n_dims), np.float32)
         self.epoch = 0
         self.ck_path = checkpoint_path(project, run_id)
 
@@ -481,6 +517,7 @@ class _Trainer:
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "criterion": self.criterion.state_dict(), "generator": self.gen.get_state(),
             "torch_rng": torch.get_rng_state(),
+            **({} if self.train_res is None else {"train_res": torch.from_numpy(self.train_res)}),
         })
         self.project.update_run(self.run_id, checkpoint=str(self.ck_path))
 
@@ -498,6 +535,8 @@ class _Trainer:
             self.criterion.load_state_dict(ck["criterion"])
             self.gen.set_state(ck["generator"])
             torch.set_rng_state(ck["torch_rng"])
+            if self.train_res is not None:
+                self.train_res = ck["train_res"].numpy().copy()
         except (KeyError, RuntimeError, ValueError) as exc:
             msg = str(exc).strip().splitlines()[0][:120]
             raise CheckpointError(f"{self.ck_path}: does not fit this model ({msg})") from None
@@ -528,7 +567,7 @@ class _Trainer:
             x = to_input(torch.from_numpy(data.images[idx]), dev)
             y = torch.from_numpy(data.targets[idx]).to(dev)
             wt = torch.from_numpy(w.astype(np.float32)).to(dev)
-            x, y, wt = augment(x, y, wt, cfg, data, self.gen)
+            x, y, wt, aug = augment(x, y, wt, cfg, data, self.gen)
             for g in self.optimizer.param_groups:
                 g["lr"] = lr_at(self.epoch * n_batches + b, total_steps, cfg.lr)
             with _autocast(dev, cfg.amp):
@@ -538,6 +577,9 @@ class _Trainer:
             loss.backward()
             self.optimizer.step()
             losses.append(float(loss.detach()))
+            if self.train_res is not None:
+                r = unaugment_residuals((y - pred).detach(), aug, data)
+                self.train_res[pos] = r.float().cpu().numpy()
             seen += len(idx)
             now = time.perf_counter()
             if now - last >= PROGRESS_INTERVAL_S or b == n_batches - 1:
@@ -578,14 +620,15 @@ class _Trainer:
         counts, _ = np.histogram(mix.r[observed], bins=HIST_BINS, range=(0.0, 1.0))
         return tuple(int(c) for c in counts)
 
-    def evaluate(self) -> tuple[np.ndarray, float | None, float]:
-        """Eval-mode residuals of the training samples and the validation error."""
+    def evaluate(self, train: bool = True) -> tuple[np.ndarray | None, float | None, float]:
+        """Eval-mode residuals of the training samples (None unless ``train``) and the
+        validation error."""
         t0 = time.perf_counter()
         data = self.data
-        both = np.concatenate([data.train, data.val])
+        both = np.concatenate([data.train, data.val]) if train else data.val
         pred, _ = predict(self.model, data, both, self.device, False, self.should_stop, self.cfg.amp)
-        n = len(data.train)
-        res = data.targets[data.train] - pred[:n]
+        n = len(data.train) if train else 0
+        res = data.targets[data.train] - pred[:n] if train else None
         return res, val_error(pred[n:], data, data.val), time.perf_counter() - t0
 
     def write_scores(self) -> None:
@@ -602,7 +645,9 @@ class _Trainer:
         rows = score_rows(data, pred, spread, res, scorer)
         self.project.write_scores(self.run_id, rows)
         top = sorted(((r.sample_id, float(r.score)) for r in rows), key=lambda t: -t[1])[:20]
-        n_flagged = sum(1 for r in rows if r.outlier_prob is not None and r.outlier_prob > 0.5)
+        log_odds = isinstance(self.criterion, DeepGUMCriterion)
+        n_flagged = sum(1 for r in rows
+                        if image_flagged(r.landmark_scores or [r.score], log_odds))
         self.cb.on_scores(ScoresEvent(self.run_id, self.epoch, len(rows), n_flagged, tuple(top)))
 
     # ----------------------------------------------------------- run
@@ -616,9 +661,13 @@ class _Trainer:
             train_mean = (self.data.targets[self.data.train] * self.data.mask[self.data.train]).sum(0) \
                 / np.maximum(self.data.mask[self.data.train].sum(0), 1)
             self.model.init_output(torch.from_numpy(train_mean.astype(np.float32)))
-            if cfg.method == "deepgum" and cfg.warmup_epochs == 0:
+            if cfg.method == "deepgum":
                 res, _, _ = self.evaluate()
-                self.em_round(res)
+                assert res is not None
+                if self.train_res is not None:  # until the training pass has seen them
+                    self.train_res[:] = res
+                if cfg.warmup_epochs == 0:
+                    self.em_round(res)
             self.save()
         self.project.update_run(self.run_id, status="running", message="")
         self.cb.on_status(StatusEvent(self.run_id, "running",
@@ -626,10 +675,14 @@ class _Trainer:
         while self.epoch < cfg.epochs:
             t0 = time.perf_counter()
             loss, ips = self.train_epoch()
-            res, verr, eval_s = self.evaluate()
+            from_eval = cfg.method == "deepgum" and self.train_res is None
+            res, verr, eval_s = self.evaluate(train=from_eval)
+            if self.train_res is not None:
+                res = self.train_res.astype(np.float64)
             em_s = 0.0
             if cfg.method == "deepgum" and self.epoch + 1 >= cfg.warmup_epochs \
                     and self.epoch + 1 < cfg.epochs:
+                assert res is not None
                 em_s = self.em_round(res)
             seconds = time.perf_counter() - t0
             inlier = self._inlier_fraction()

@@ -30,6 +30,7 @@ from core.training import (
     augment,
     checkpoint_path,
     train,
+    unaugment_residuals,
 )
 from tests.core.synth import draw_dots, make_dots_project
 
@@ -259,7 +260,14 @@ def test_augmentation_moves_labels_with_the_image() -> None:
                   np.ones((1, 4), bool), [], np.zeros(1, np.int64), np.zeros(0, np.int64),
                   "landmarks", np.array([1, 0]), None))
     cfg = TrainConfig(scale_jitter=0.1, rotate_jitter=15.0, shift_jitter=0.1)
-    xa, ya, wa = augment(x, y, w, cfg, data, torch.Generator().manual_seed(0))
+    xa, ya, wa, aug = augment(x, y, w, cfg, data, torch.Generator().manual_seed(0))
+    # a residual in the augmented frame maps back to the label frame: a "prediction"
+    # moved by the same transform leaves exactly its own residual y - p
+    p = y + torch.tensor([[0.05, -0.02, -0.03, 0.04]])
+    _, pa, _, _ = augment(x, p, w, cfg, data, torch.Generator().manual_seed(0))
+    back = unaugment_residuals(ya - pa, aug, data)
+    assert torch.allclose(back, y - p, atol=1e-6)
+    assert not torch.allclose(ya - pa, y - p, atol=1e-3)  # the map did something
     flipped = 0
     for i in range(b):
         mass = xa[i, :2].sum(dim=(1, 2))
