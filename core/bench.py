@@ -38,7 +38,7 @@ from core.metrics import (
 )
 from core.noise import IMAGE_KINDS, apply_noise, parse_spec
 from core.project import Project, Sample
-from core.scoring import BASELINE_FLAG, outre_scores
+from core.scoring import BASELINE_FLAG, image_flagged, outre_scores
 from core.training import StopFn, TrainConfig, train
 
 Log = Callable[[str], None]
@@ -88,7 +88,7 @@ def detection(project: Project, run_id: int, per_image: bool, log_odds: bool,
             v = row["score"] if override is None else override[sample.id]
             s.append(v)
             t.append(img or bool(lms))
-            f.append(row["outlier_prob"] > 0.5 if log_odds else v > BASELINE_FLAG)
+            f.append(image_flagged(row["landmark_scores"] or [row["score"]], log_odds))
         else:
             bad = set(lms)
             probs = row["landmark_probs"]

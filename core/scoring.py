@@ -2,7 +2,8 @@
 
 DeepGUM: the outlier log-odds ``log((1 - r) / r)`` per landmark (or per sample
 for ages), from the fitted mixture; ``outlier_prob`` is ``1 - r``. A sample's
-score is its worst landmark's.
+score (and ``outlier_prob``) is its worst landmark's; a landmark is flagged at
+r < 0.5, an image by the family-wise rule of :func:`image_threshold`.
 
 Baselines (no mixture): a landmark's residual length divided by the median
 residual length of that landmark over the training samples (an age's absolute
@@ -71,6 +72,29 @@ def flags(scores: np.ndarray, log_odds: bool) -> np.ndarray:
     residual over :data:`BASELINE_FLAG` medians for the baselines."""
     s = np.nan_to_num(np.asarray(scores, dtype=np.float64), nan=-np.inf)
     return s > 0.0 if log_odds else s > BASELINE_FLAG
+
+
+def image_threshold(n_units: int) -> float:
+    """The log-odds a sample's worst unit must pass for DeepGUM to flag the *image*:
+    ``log(2K - 1)`` for K judged units, i.e. worst outlier probability above
+    ``1 - 1/(2K)``. Each landmark is flagged on its own at r < 0.5, but with 68 of
+    them a clean face whose hardest point the network places badly would be called
+    wrong too often; this family-wise bound keeps the expected number of falsely
+    flagged landmarks of a clean image under one half. One unit (an age): r < 0.5."""
+    return math.log(max(2 * n_units - 1, 1))
+
+
+def image_flagged(unit_scores: np.ndarray | list[float | None], log_odds: bool) -> bool:
+    """Whether a method calls a sample's label wrong, from its per-unit scores
+    (landmarks, or the one age): DeepGUM by :func:`image_threshold`, a baseline
+    when any unit passes :data:`BASELINE_FLAG`."""
+    s = np.array([np.nan if v is None else v for v in unit_scores], dtype=np.float64)
+    s = s[np.isfinite(s)]
+    if len(s) == 0:
+        return False
+    if log_odds:
+        return bool(s.max() > image_threshold(len(s)))
+    return bool(s.max() > BASELINE_FLAG)
 
 
 def outre_scores(labels: np.ndarray, predictions: np.ndarray) -> np.ndarray:
