@@ -39,6 +39,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="DeepGUM mixture unit (default: landmark, or sample for ages)")
     p.add_argument("--warmup-epochs", type=int, default=d.warmup_epochs,
                    help="plain least-squares epochs before the first EM round")
+    p.add_argument("--estep-residuals", choices=["training", "evaluation"], default=d.estep_residuals,
+                   help="DeepGUM E-step residuals: from the training pass (default, free) or from "
+                        "an extra eval-mode pass over the training samples")
     p.add_argument("--backbone", default=d.backbone, help="cnn, or resnet18/resnet34 with torchvision")
     p.add_argument("--weights", help="local weights file for a torchvision backbone")
     p.add_argument("--resume", type=int, metavar="RUN", help="continue a paused run")
@@ -82,7 +85,8 @@ def run(args: argparse.Namespace) -> int:
         config = TrainConfig(method=args.method, epochs=args.epochs, image_size=args.image_size,
                              batch_size=args.batch_size, lr=args.lr, device=args.device,
                              seed=args.seed, unit=args.unit, warmup_epochs=args.warmup_epochs,
-                             backbone=args.backbone, weights=args.weights)
+                             backbone=args.backbone, weights=args.weights,
+                             estep_residuals=args.estep_residuals)
     stop = {"now": False}
 
     def on_signal(_signum: int, _frame: FrameType | None) -> None:

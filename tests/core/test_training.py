@@ -29,6 +29,8 @@ from core.training import (
     TrainData,
     augment,
     checkpoint_path,
+    load_data,
+    predict,
     train,
     unaugment_residuals,
 )
@@ -162,6 +164,45 @@ def test_stop_mid_epoch_pauses_and_resume_matches_an_uninterrupted_run(
         assert a.keys() == b.keys()
         for sid in a:
             np.testing.assert_allclose(a[sid]["prediction"], b[sid]["prediction"], atol=1e-3)
+
+
+def test_each_epoch_refreshes_a_rotating_share_of_the_estep_residuals(project_path: Path) -> None:
+    stop = {"now": False}
+
+    class StopAfterAnEpoch(Callbacks):
+        def on_epoch_end(self, event: EpochEvent) -> None:
+            stop["now"] = True
+
+    cfg = TrainConfig(epochs=3, refresh_epochs=3, seed=4, **FAST)
+    run_id = train(project_path, cfg, StopAfterAnEpoch(), lambda: stop["now"])
+    with Project.open(project_path) as project:
+        data = load_data(project, cfg.image_size)
+        ck = torch.load(checkpoint_path(project, run_id), weights_only=True)
+    model = build_model(data.n_dims, "cnn", cfg.image_size)
+    model.load_state_dict(ck["model"])
+    pred, _ = predict(model, data, data.train, torch.device("cpu"), False, None, False)
+    now = data.targets[data.train] - pred  # eval-mode residuals of the model after epoch 1
+    kept = ck["train_res"].numpy()
+    fresh = np.isclose(kept, now, atol=1e-5).all(axis=1)
+    # exactly the samples of this epoch's fold were re-evaluated; the rest keep the
+    # residuals of the pass before the first epoch
+    fold = np.random.default_rng(cfg.seed).permutation(len(data.train)) % 3 == 0
+    assert np.array_equal(fresh, fold) and 0.25 < fold.mean() < 0.42
+    # the training pass's own residuals (mapped back): every sample seen in the epoch
+    stop["now"] = False
+    assert len(data.train) % 24 == 0  # a batch size with no ragged batch: all are seen
+    cfg = dataclasses.replace(cfg, estep_residuals="training", batch_size=24)
+    run_id = train(project_path, cfg, StopAfterAnEpoch(), lambda: stop["now"])
+    with Project.open(project_path) as project:
+        ck = torch.load(checkpoint_path(project, run_id), weights_only=True)
+    moved = ~np.isclose(ck["train_res"].numpy(), kept, atol=1e-6).all(axis=1)
+    assert moved.all()
+
+
+def test_training_pass_residuals_also_separate_injected_outliers(project_path: Path) -> None:
+    run_id = train(project_path, TrainConfig(epochs=6, estep_residuals="training", **FAST))
+    with Project.open(project_path) as project:
+        assert landmark_auroc(project, run_id) > 0.9
 
 
 def test_a_stop_while_preparing_leaves_a_paused_run(project_path: Path) -> None:
