@@ -94,7 +94,7 @@ class TrainConfig:
     # "training" = the training pass itself (each sample's last augmented residual
     # mapped back to its label frame: free, but a looser mixture)
     estep_residuals: str = "evaluation"
-    refresh_epochs: int = 3
+    refresh_epochs: int = 4
     flip: bool = True
     scale_jitter: float = 0.05  # +- share of the size
     rotate_jitter: float = 10.0  # +- degrees

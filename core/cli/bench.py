@@ -34,6 +34,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--estep-residuals", choices=["training", "evaluation"], default=d.estep_residuals,
                    help="DeepGUM E-step residuals: from the training pass (default, free) or from "
                         "an extra eval-mode pass over the training samples")
+    p.add_argument("--refresh-epochs", type=int, default=d.refresh_epochs,
+                   help="with evaluation residuals: epochs between two re-evaluations of a "
+                        "training sample (default: %(default)s; 1 = every epoch)")
     p.add_argument("--workdir", type=Path, help="keep the projects here (default: a temporary folder)")
     p.add_argument("--json", type=Path, required=True, metavar="OUT", help="results file")
     return p
@@ -49,7 +52,8 @@ def run(args: argparse.Namespace) -> int:
     settings = BenchSettings(methods=methods, seeds=args.seeds, first_seed=args.first_seed,
                              train=replace(TrainConfig(), epochs=args.epochs,
                                            image_size=args.image_size, device=args.device,
-                                           estep_residuals=args.estep_residuals, score_every=0))
+                                           estep_residuals=args.estep_residuals,
+                                           refresh_epochs=args.refresh_epochs, score_every=0))
     stop = {"now": False}
 
     def on_signal(_signum: int, _frame: FrameType | None) -> None:

@@ -42,6 +42,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--estep-residuals", choices=["training", "evaluation"], default=d.estep_residuals,
                    help="DeepGUM E-step residuals: from the training pass (default, free) or from "
                         "an extra eval-mode pass over the training samples")
+    p.add_argument("--refresh-epochs", type=int, default=d.refresh_epochs,
+                   help="with evaluation residuals: epochs between two re-evaluations of a "
+                        "training sample (default: %(default)s; 1 = every epoch)")
     p.add_argument("--backbone", default=d.backbone, help="cnn, or resnet18/resnet34 with torchvision")
     p.add_argument("--weights", help="local weights file for a torchvision backbone")
     p.add_argument("--resume", type=int, metavar="RUN", help="continue a paused run")
@@ -86,7 +89,8 @@ def run(args: argparse.Namespace) -> int:
                              batch_size=args.batch_size, lr=args.lr, device=args.device,
                              seed=args.seed, unit=args.unit, warmup_epochs=args.warmup_epochs,
                              backbone=args.backbone, weights=args.weights,
-                             estep_residuals=args.estep_residuals)
+                             estep_residuals=args.estep_residuals,
+                             refresh_epochs=args.refresh_epochs)
     stop = {"now": False}
 
     def on_signal(_signum: int, _frame: FrameType | None) -> None:
