@@ -39,9 +39,10 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="DeepGUM mixture unit (default: landmark, or sample for ages)")
     p.add_argument("--warmup-epochs", type=int, default=d.warmup_epochs,
                    help="plain least-squares epochs before the first EM round")
-    p.add_argument("--estep-residuals", choices=["training", "evaluation"], default=d.estep_residuals,
-                   help="DeepGUM E-step residuals: from the training pass (default, free) or from "
-                        "an extra eval-mode pass over the training samples")
+    p.add_argument("--estep-residuals", choices=["auto", "training", "evaluation"],
+                   default=d.estep_residuals,
+                   help="DeepGUM E-step residuals: from an eval-mode pass (landmarks, by default) "
+                        "or from the training pass (ages, by default)")
     p.add_argument("--refresh-epochs", type=int, default=d.refresh_epochs,
                    help="with evaluation residuals: epochs between two re-evaluations of a "
                         "training sample (default: %(default)s; 1 = every epoch)")

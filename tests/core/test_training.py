@@ -253,8 +253,23 @@ def test_an_age_run_predicts_years(tmp_path: Path) -> None:
     with Project.create(path, LabelSchema("age")) as project:
         source = project.add_source(tmp_path, "synthetic", "age")
         project.add_samples(source, items)
-    run_id = train(path, TrainConfig(epochs=2, **FAST))
+    stop = {"now": False}
+
+    class StopAfterAnEpoch(Callbacks):
+        def on_epoch_end(self, event: EpochEvent) -> None:
+            stop["now"] = True
+
+    run_id = train(path, TrainConfig(epochs=2, **FAST), StopAfterAnEpoch(), lambda: stop["now"])
     with Project.open(path) as project:
+        before = torch.load(checkpoint_path(project, run_id), weights_only=True)["train_res"]
+    stop["now"] = False
+    train(path, resume=run_id)
+    with Project.open(path) as project:
+        after = torch.load(checkpoint_path(project, run_id), weights_only=True)["train_res"]
+        # ages take the training pass's residuals (estep_residuals="auto"): the second
+        # epoch renewed every sample's, not a rotating quarter as an eval pass would
+        changed = ~torch.isclose(after, before, atol=1e-7).all(dim=1)
+        assert float(changed.float().mean()) > 0.9
         scores = project.scores(run_id)
         assert len(scores) == 80
         row = next(iter(scores.values()))
@@ -280,6 +295,8 @@ def test_config_round_trip_and_bad_settings() -> None:
         TrainConfig.from_dict({"epochz": 3})
     with pytest.raises(ValueError, match="unknown method"):
         TrainConfig(method="ransac")
+    with pytest.raises(ValueError, match="unknown E-step residual source"):
+        TrainConfig(estep_residuals="test")
     with pytest.raises(ValueError, match="unknown device"):
         TrainConfig(device="tpu")
 
