@@ -19,6 +19,7 @@ in that plane (a label far from the bulk of (label, residual) pairs is suspect).
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import TYPE_CHECKING
 
@@ -58,11 +59,18 @@ def residual_scores(res: np.ndarray, mask: np.ndarray, task: str,
 
 def unit_scores(res: np.ndarray, mask: np.ndarray, task: str, scorer: Criterion,
                 reference: np.ndarray) -> tuple[np.ndarray, bool]:
-    """(scores per landmark or per age (N, K|1), whether they are log-odds)."""
+    """(scores per landmark or per age (N, K|1), whether they are log-odds).
+    DeepGUM on landmarks with per-landmark or per-dimension units: the mixture
+    with a per-image variance multiplier (see ``fit_sample_scales``) fitted on
+    these residuals first; ``scorer`` is left as it was."""
     if isinstance(scorer, DeepGUMCriterion):
         mix = scorer.mixture
         if task == "landmarks":
-            return landmark_log_odds(mix, res, mask), True
+            scale = None
+            if mix.n_units > 1:
+                mix = copy.deepcopy(mix)
+                scale = mix.fit_sample_scales(res, mask, reference)
+            return landmark_log_odds(mix, res, mask, scale=scale), True
         return mix.e_step(res, mask)[1], True
     return residual_scores(res, mask, task, reference), False
 
