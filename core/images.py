@@ -345,6 +345,11 @@ class ImageCache:
                 raise ValueError("index points past the data file")
         except (OSError, ValueError, KeyError, TypeError, IndexError):
             entries, used = {}, 0  # missing or corrupt: rebuild from scratch
+            if file_slots:
+                # into a new file: a trainer may still map the old one's rows (an open
+                # map keeps the unlinked file), and must not see them overwritten
+                self.data_path.unlink()
+                file_slots = 0
         self._entries, self._used = entries, used
         if file_slots:
             self._mm = np.memmap(self.data_path, np.uint8, "r+",

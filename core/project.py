@@ -80,9 +80,16 @@ class LabelSchema:
         return len(self.keypoints)
 
     def flip_permutation(self) -> np.ndarray:
-        """Index array mapping each keypoint to its mirror partner."""
+        """Index array mapping each keypoint to its mirror partner (its own inverse).
+        Pairs that share a keypoint or name one out of range are refused."""
         perm = np.arange(self.n_keypoints)
+        seen: set[int] = set()
         for a, b in self.flip_pairs:
+            if not (0 <= a < self.n_keypoints and 0 <= b < self.n_keypoints) or a == b \
+                    or a in seen or b in seen:
+                raise ValueError(f"schema {self.name or self.task!r}: flip pair ({a}, {b}) is out of "
+                                 "range or shares a keypoint with another pair")
+            seen.update((a, b))
             perm[a], perm[b] = b, a
         return perm
 

@@ -1,8 +1,8 @@
 """Outlier scores from a trained model's residuals, as rows for the project file.
 
 DeepGUM: the outlier log-odds ``log((1 - r) / r)`` per landmark (or per sample
-for ages), from the fitted mixture, for landmarks with each image's inlier
-variances scaled by how hard the network finds that image
+for ages), from the fitted mixture, for landmarks with the inlier variances
+of each image the network places closely tightened to match
 (``GaussianUniformMixture.fit_sample_scales``); ``outlier_prob`` is ``1 - r``. A sample's
 score (and ``outlier_prob``) is its worst landmark's; a landmark is flagged at
 r < 0.5, an image by the family-wise rule of :func:`image_threshold`.

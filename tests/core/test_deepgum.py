@@ -134,44 +134,63 @@ def test_fit_recovers_planted_outliers() -> None:
 
 def test_sample_scales_match_hand_computation() -> None:
     mix = landmark_mixture()
-    res = np.array([[0.1, -0.2, 0.05, 0.03], [0.6, 0.5, -0.3, 0.4]])
+    res = np.array([[0.15, -0.3, 0.2, 0.2], [0.02, 0.01, -0.3, 0.4]])
     mask = np.ones_like(res, bool)
-    mask[1, 2:] = False  # sample 1 has one landmark, far out
+    mask[1, 2:] = False  # sample 1: one landmark, placed closely
     r, _ = mix.e_step(res, mask)
     var0 = mix.var.copy()
-    h = mix.fit_sample_scales(res, mask, np.array([0, 1]), iterations=1, prior=4.0)
+    h = mix.fit_sample_scales(res, mask, np.array([0, 1]), iterations=1, prior=4.0,
+                              max_scale=np.inf)
     w = r[:, mix.groups] * mask
     for n in range(2):
         z = (w[n] * res[n] ** 2 / var0).sum()
         assert h[n] == pytest.approx((4.0 + z) / (4.0 + w[n].sum()), rel=1e-9)
-    # an outlying landmark (r ~ 0) does not widen its own sample's Gaussian
-    assert h[1] == pytest.approx(1.0, abs=1e-3)
+    assert h[0] > 1 > h[1]
     # the shared variances are refitted on the residuals divided by h
     num = (w * res**2 / h[:, None]).sum(axis=0)
-    np.testing.assert_allclose(mix.var, np.where(w.sum(0) > 0, num / np.maximum(w.sum(0), 1e-300), var0))
+    np.testing.assert_allclose(mix.var, np.maximum(num / w.sum(0), 1e-10))
+    # by default h never exceeds 1
+    capped = landmark_mixture().fit_sample_scales(res, mask, np.array([0, 1]), iterations=1,
+                                                  prior=4.0)
+    assert capped[0] == 1.0 and capped[1] == pytest.approx(h[1])
     # with a scale, the E-step uses h_n S: the same as a mixture whose variances are scaled
     scaled = landmark_mixture()
-    scaled.var = mix.var * 2.5
-    np.testing.assert_allclose(mix.e_step(res[:1], mask[:1], np.array([2.5]))[1],
+    scaled.var = mix.var * 0.4
+    np.testing.assert_allclose(mix.e_step(res[:1], mask[:1], np.array([0.4]))[1],
                                scaled.e_step(res[:1], mask[:1])[1], rtol=1e-12)
 
 
-def test_sample_scales_rank_a_displacement_by_how_hard_the_image_is() -> None:
+def test_sample_scales_make_easy_images_stricter_and_hide_no_shifted_image() -> None:
     rng = np.random.default_rng(1)
     n, k = 600, 20
-    hard = rng.random(n) < 0.3  # images the network places 3x worse, all points
-    sigma = np.where(hard, 0.06, 0.02)[:, None]
+    easy = rng.random(n) < 0.3  # images the network places 3x better, all points
+    sigma = np.where(easy, 0.015, 0.045)[:, None]
     res = rng.normal(0, 1, (n, 2 * k)) * sigma
-    bad = rng.random((n, k)) < 0.1  # Gaussian displacements of 0.09 on random points
-    res += np.repeat(bad, 2, axis=1) * rng.normal(0, 0.09, (n, 2 * k))
+    bad = rng.random((n, k)) < 0.1  # Gaussian displacements of 0.06 on random points
+    res += np.repeat(bad, 2, axis=1) * rng.normal(0, 0.06, (n, 2 * k))
+    shifted = np.zeros(n, bool)
+    shifted[np.flatnonzero(~easy)[:20]] = True  # every point of 20 images moved 3 sigmas
+    res[shifted] += np.tile([0.135, 0.0], k)
     mask = np.ones_like(res, bool)
     mix = GaussianUniformMixture(unit_of_dim(2 * k, "landmark"), 2.0)
     mix.fit(res, mask, iterations=10)
     plain = landmark_log_odds(mix, res, mask)
     h = mix.fit_sample_scales(res, mask, np.arange(n))
     scaled = landmark_log_odds(mix, res, mask, scale=h)
-    assert np.median(h[hard]) > 3 * np.median(h[~hard])
-    assert auroc(scaled.ravel(), bad.ravel()) > auroc(plain.ravel(), bad.ravel()) + 0.02
+    assert np.median(h[easy]) < 0.6 < np.median(h[~easy]) and (h <= 1.0).all()
+    clean = ~shifted
+    assert auroc(scaled[clean].ravel(), bad[clean].ravel()) \
+        > auroc(plain[clean].ravel(), bad[clean].ravel()) + 0.01
+    # the shifted images stay flagged: a multiplier capped at 1 cannot absorb their error
+    for s in (plain, scaled):
+        assert (s[shifted].max(axis=1) > 0).all()
+        spotless = ~bad.any(axis=1)  # shifted or untouched: the shift alone decides
+        assert auroc(s.max(axis=1)[spotless], shifted[spotless]) > 0.99
+    # uncapped, their own residuals would have widened their Gaussian and hidden them
+    loose = GaussianUniformMixture(unit_of_dim(2 * k, "landmark"), 2.0)
+    loose.fit(res, mask, iterations=10)
+    h_free = loose.fit_sample_scales(res, mask, np.arange(n), max_scale=np.inf)
+    assert np.median(h_free[shifted]) > 3
     # no landmark observed: nothing to learn, the prior's 1
     mask[0] = False
     assert mix.fit_sample_scales(res, mask, np.arange(n))[0] == 1.0

@@ -353,10 +353,15 @@ def test_cache_survives_corrupt_or_missing_index(tmp_path: Path) -> None:
     samples = make_files(tmp_path / "src", 3)
     ImageCache(tmp_path / "cache", 16).ensure(samples)
     index = tmp_path / "cache" / "images-16.json"
+    reader = ImageCache(tmp_path / "cache", 16).reader([1, 2, 3])  # a trainer's view
+    rows = reader[[0, 1, 2]]
     index.write_text('{"format": 1, "size": 16, "sl')  # torn write
     cache = ImageCache(tmp_path / "cache", 16)
     assert len(cache) == 0
-    assert cache.ensure(samples) == {} and len(cache) == 3
+    assert cache.ensure(samples[::-1]) == {} and len(cache) == 3
+    # rebuilt into a new file: the old view still reads its own rows
+    assert np.array_equal(reader[[0, 1, 2]], rows)
+    assert np.array_equal(cache.batch([1, 2, 3]), rows)
     (tmp_path / "cache" / "images-16.u8").unlink()
     cache = ImageCache(tmp_path / "cache", 16)  # index points past a missing data file
     assert len(cache) == 0

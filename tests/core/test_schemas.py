@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from core.formats import READERS
+from core.project import LabelSchema
 from core.schemas import (
     AGE,
     BUILTIN,
@@ -32,6 +33,13 @@ def test_schema_is_consistent(schema):
     perm = schema.flip_permutation()
     assert np.array_equal(perm[perm], np.arange(k))
     assert all(0 <= a < k and 0 <= b < k and a != b for a, b in schema.skeleton)
+
+
+def test_overlapping_or_out_of_range_flip_pairs_are_refused():
+    kp = ("a", "b", "c")
+    for pairs in (((0, 1), (1, 2)), ((0, 3),), ((1, 1),)):
+        with pytest.raises(ValueError, match="flip pair .* shares a keypoint"):
+            LabelSchema("landmarks", "bad", kp, pairs).flip_permutation()
 
 
 @pytest.mark.parametrize("schema", LANDMARK_SCHEMAS, ids=lambda s: s.name)

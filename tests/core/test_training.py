@@ -169,30 +169,29 @@ def test_stop_mid_epoch_pauses_and_resume_matches_an_uninterrupted_run(
 def test_each_epoch_refreshes_a_rotating_share_of_the_estep_residuals(project_path: Path) -> None:
     stop = {"now": False}
 
-    class StopAfterAnEpoch(Callbacks):
+    class StopAfterTwoEpochs(Callbacks):
         def on_epoch_end(self, event: EpochEvent) -> None:
-            stop["now"] = True
+            stop["now"] = event.epoch == 1
 
-    cfg = TrainConfig(epochs=3, refresh_epochs=3, seed=4, **FAST)
-    run_id = train(project_path, cfg, StopAfterAnEpoch(), lambda: stop["now"])
+    cfg = TrainConfig(epochs=4, refresh_epochs=3, seed=4, **FAST)
+    run_id = train(project_path, cfg, StopAfterTwoEpochs(), lambda: stop["now"])
     with Project.open(project_path) as project:
         data = load_data(project, cfg.image_size)
         ck = torch.load(checkpoint_path(project, run_id), weights_only=True)
     model = build_model(data.n_dims, "cnn", cfg.image_size)
     model.load_state_dict(ck["model"])
     pred, _ = predict(model, data, data.train, torch.device("cpu"), False, None, False)
-    now = data.targets[data.train] - pred  # eval-mode residuals of the model after epoch 1
+    now = data.targets[data.train] - pred  # eval-mode residuals of the model after epoch 2
     kept = ck["train_res"].numpy()
     fresh = np.isclose(kept, now, atol=1e-5).all(axis=1)
-    # exactly the samples of this epoch's fold were re-evaluated; the rest keep the
-    # residuals of the pass before the first epoch
-    fold = np.random.default_rng(cfg.seed).permutation(len(data.train)) % 3 == 0
+    # epoch 1 re-evaluated every sample, epoch 2 exactly the samples of its fold
+    fold = np.random.default_rng(cfg.seed).permutation(len(data.train)) % 3 == 1
     assert np.array_equal(fresh, fold) and 0.25 < fold.mean() < 0.42
     # the training pass's own residuals (mapped back): every sample seen in the epoch
     stop["now"] = False
     assert len(data.train) % 24 == 0  # a batch size with no ragged batch: all are seen
     cfg = dataclasses.replace(cfg, estep_residuals="training", batch_size=24)
-    run_id = train(project_path, cfg, StopAfterAnEpoch(), lambda: stop["now"])
+    run_id = train(project_path, cfg, StopAfterTwoEpochs(), lambda: stop["now"])
     with Project.open(project_path) as project:
         ck = torch.load(checkpoint_path(project, run_id), weights_only=True)
     moved = ~np.isclose(ck["train_res"].numpy(), kept, atol=1e-6).all(axis=1)
@@ -295,6 +294,10 @@ def test_config_round_trip_and_bad_settings() -> None:
         TrainConfig.from_dict({"epochz": 3})
     with pytest.raises(ValueError, match="unknown method"):
         TrainConfig(method="ransac")
+    # a run saved before the E-step settings existed resumes as it trained: all refreshed
+    old = {k: v for k, v in cfg.to_dict().items() if k not in ("estep_residuals", "refresh_epochs")}
+    assert TrainConfig.from_dict(old).estep_residuals == "evaluation"
+    assert TrainConfig.from_dict(old).refresh_epochs == 1
     with pytest.raises(ValueError, match="unknown E-step residual source"):
         TrainConfig(estep_residuals="test")
     with pytest.raises(ValueError, match="unknown device"):
