@@ -727,10 +727,11 @@ class _Trainer:
                 self.train_res[refresh] = fresh
                 if em_next:
                     em_s = self.em_round(self.train_res.astype(np.float64))
-                # the E-step's cost includes the passes that made its residuals
+                # the E-step's cost includes the passes that made its residuals; the one
+                # before the first epoch counts with (and in the time of) the first
                 em_s += refresh_s + self.pending_estep_s
-                self.pending_estep_s = 0.0
-            seconds = time.perf_counter() - t0
+            seconds = time.perf_counter() - t0 + self.pending_estep_s
+            self.pending_estep_s = 0.0
             inlier = self._inlier_fraction()
             hist = self._histogram()
             metrics: dict[str, Any] = {"eval_seconds": eval_s, "estep_seconds": em_s,
