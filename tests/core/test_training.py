@@ -62,6 +62,20 @@ class Recorder(Callbacks):
         return [e for e in self.events if isinstance(e, kind)]
 
 
+class StopAfterEpoch(Callbacks):
+    """Asks the run to pause once epoch ``last`` (0-based) has ended; ``should_stop``
+    is its flag, ``reset()`` clears it for a resume."""
+
+    def __init__(self, last: int = 0) -> None:
+        self.last, self.now = last, False
+
+    def on_epoch_end(self, event: EpochEvent) -> None:
+        self.now = self.now or event.epoch >= self.last
+
+    def should_stop(self) -> bool:
+        return self.now
+
+
 @pytest.fixture(scope="module")
 def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("ellipses")
@@ -167,14 +181,9 @@ def test_stop_mid_epoch_pauses_and_resume_matches_an_uninterrupted_run(
 
 
 def test_each_epoch_refreshes_a_rotating_share_of_the_estep_residuals(project_path: Path) -> None:
-    stop = {"now": False}
-
-    class StopAfterTwoEpochs(Callbacks):
-        def on_epoch_end(self, event: EpochEvent) -> None:
-            stop["now"] = event.epoch == 1
-
     cfg = TrainConfig(epochs=4, refresh_epochs=3, seed=4, **FAST)
-    run_id = train(project_path, cfg, StopAfterTwoEpochs(), lambda: stop["now"])
+    stop = StopAfterEpoch(1)
+    run_id = train(project_path, cfg, stop, stop.should_stop)
     with Project.open(project_path) as project:
         data = load_data(project, cfg.image_size)
         ck = torch.load(checkpoint_path(project, run_id), weights_only=True)
@@ -188,10 +197,10 @@ def test_each_epoch_refreshes_a_rotating_share_of_the_estep_residuals(project_pa
     fold = np.random.default_rng(cfg.seed).permutation(len(data.train)) % 3 == 1
     assert np.array_equal(fresh, fold) and 0.25 < fold.mean() < 0.42
     # the training pass's own residuals (mapped back): every sample seen in the epoch
-    stop["now"] = False
     assert len(data.train) % 24 == 0  # a batch size with no ragged batch: all are seen
     cfg = dataclasses.replace(cfg, estep_residuals="training", batch_size=24)
-    run_id = train(project_path, cfg, StopAfterTwoEpochs(), lambda: stop["now"])
+    stop = StopAfterEpoch(1)
+    run_id = train(project_path, cfg, stop, stop.should_stop)
     with Project.open(project_path) as project:
         ck = torch.load(checkpoint_path(project, run_id), weights_only=True)
     moved = ~np.isclose(ck["train_res"].numpy(), kept, atol=1e-6).all(axis=1)
@@ -216,14 +225,8 @@ def test_a_stop_while_preparing_leaves_a_paused_run(project_path: Path) -> None:
 
 
 def test_corrupt_or_foreign_checkpoints_are_refused(project_path: Path) -> None:
-    stop = {"now": False}
-
-    class StopAfterAnEpoch(Callbacks):
-        def on_epoch_end(self, event: EpochEvent) -> None:
-            stop["now"] = True
-
-    run_id = train(project_path, TrainConfig(epochs=3, **FAST), StopAfterAnEpoch(),
-                   lambda: stop["now"])
+    stop = StopAfterEpoch()
+    run_id = train(project_path, TrainConfig(epochs=3, **FAST), stop, stop.should_stop)
     with Project.open(project_path) as project:
         ck = checkpoint_path(project, run_id)
     assert ck.exists()
@@ -252,16 +255,10 @@ def test_an_age_run_predicts_years(tmp_path: Path) -> None:
     with Project.create(path, LabelSchema("age")) as project:
         source = project.add_source(tmp_path, "synthetic", "age")
         project.add_samples(source, items)
-    stop = {"now": False}
-
-    class StopAfterAnEpoch(Callbacks):
-        def on_epoch_end(self, event: EpochEvent) -> None:
-            stop["now"] = True
-
-    run_id = train(path, TrainConfig(epochs=2, **FAST), StopAfterAnEpoch(), lambda: stop["now"])
+    stop = StopAfterEpoch()
+    run_id = train(path, TrainConfig(epochs=2, **FAST), stop, stop.should_stop)
     with Project.open(path) as project:
         before = torch.load(checkpoint_path(project, run_id), weights_only=True)["train_res"]
-    stop["now"] = False
     train(path, resume=run_id)
     with Project.open(path) as project:
         after = torch.load(checkpoint_path(project, run_id), weights_only=True)["train_res"]
