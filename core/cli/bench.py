@@ -12,6 +12,7 @@ from pathlib import Path
 from types import FrameType
 
 from core.bench import BenchSettings, run_bench
+from core.cli.train import add_estep_arguments
 from core.robust import METHODS
 from core.training import TrainConfig
 
@@ -31,13 +32,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=d.epochs, help="default: %(default)s")
     p.add_argument("--image-size", type=int, default=d.image_size, help="default: %(default)s")
     p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default=d.device)
-    p.add_argument("--estep-residuals", choices=["auto", "training", "evaluation"],
-                   default=d.estep_residuals,
-                   help="DeepGUM E-step residuals: from an eval-mode pass (landmarks, by default) "
-                        "or from the training pass (ages, by default)")
-    p.add_argument("--refresh-epochs", type=int, default=d.refresh_epochs,
-                   help="with evaluation residuals: epochs between two re-evaluations of a "
-                        "training sample (default: %(default)s; 1 = every epoch)")
+    add_estep_arguments(p)
     p.add_argument("--workdir", type=Path, help="keep the projects here (default: a temporary folder)")
     p.add_argument("--json", type=Path, required=True, metavar="OUT", help="results file")
     return p

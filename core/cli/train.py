@@ -23,6 +23,18 @@ from core.training import (
 )
 
 
+def add_estep_arguments(p: argparse.ArgumentParser) -> None:
+    """The DeepGUM E-step options shared by ``train`` and ``bench``."""
+    d = TrainConfig()
+    p.add_argument("--estep-residuals", choices=["auto", "training", "evaluation"],
+                   default=d.estep_residuals,
+                   help="DeepGUM E-step residuals: from an eval-mode pass (landmarks, by default) "
+                        "or from the training pass (ages, by default)")
+    p.add_argument("--refresh-epochs", type=int, default=d.refresh_epochs,
+                   help="with evaluation residuals: epochs between two re-evaluations of a "
+                        "training sample (default: %(default)s; 1 = every epoch)")
+
+
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     d = TrainConfig()
     p = sub.add_parser("train", help="train on the project's labels and score every sample")
@@ -39,13 +51,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="DeepGUM mixture unit (default: landmark, or sample for ages)")
     p.add_argument("--warmup-epochs", type=int, default=d.warmup_epochs,
                    help="plain least-squares epochs before the first EM round")
-    p.add_argument("--estep-residuals", choices=["auto", "training", "evaluation"],
-                   default=d.estep_residuals,
-                   help="DeepGUM E-step residuals: from an eval-mode pass (landmarks, by default) "
-                        "or from the training pass (ages, by default)")
-    p.add_argument("--refresh-epochs", type=int, default=d.refresh_epochs,
-                   help="with evaluation residuals: epochs between two re-evaluations of a "
-                        "training sample (default: %(default)s; 1 = every epoch)")
+    add_estep_arguments(p)
     p.add_argument("--backbone", default=d.backbone, help="cnn, or resnet18/resnet34 with torchvision")
     p.add_argument("--weights", help="local weights file for a torchvision backbone")
     p.add_argument("--resume", type=int, metavar="RUN", help="continue a paused run")
