@@ -51,3 +51,13 @@ def batch_sigma(res: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     mad = torch.nanmedian((r - med).abs(), dim=0).values
     return torch.nan_to_num(1.4826 * mad, nan=1.0).clamp_min(1e-4)
 
+
+
+def scaled_rho_loss(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor,
+                    rho: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """mean_n sum_d w_nd sigma_d^2 rho((y_nd - f_nd) / sigma_d), sigma the batch's
+    per-dimension MAD scale: a robust loss on standardised residuals, scaled back so
+    its inlier part is (y - f)^2 / 2 whatever the units (Huber and Tukey)."""
+    res = target - pred
+    sigma = batch_sigma(res, weight)
+    return (weight * rho(res / sigma) * sigma**2).sum(dim=1).mean()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from core.robust.base import Criterion, batch_sigma
+from core.robust.base import Criterion, scaled_rho_loss
 
 DELTA = 1.345  # 95% efficiency at the Gaussian
 
@@ -14,8 +14,8 @@ class HuberCriterion(Criterion):
     name = "huber"
 
     def loss(self, pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-        res = target - pred
-        sigma = batch_sigma(res, weight)
-        u = (res / sigma).abs()
-        rho = torch.where(u <= DELTA, 0.5 * u**2, DELTA * (u - 0.5 * DELTA))
-        return (weight * rho * sigma**2).sum(dim=1).mean()
+        def rho(u: torch.Tensor) -> torch.Tensor:
+            a = u.abs()
+            return torch.where(a <= DELTA, 0.5 * a**2, DELTA * (a - 0.5 * DELTA))
+
+        return scaled_rho_loss(pred, target, weight, rho)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import torch
 
-from core.robust.base import Criterion, batch_sigma
+from core.robust.base import Criterion, scaled_rho_loss
 
 C = 4.685  # 95% efficiency at the Gaussian
 
@@ -15,9 +15,8 @@ class TukeyCriterion(Criterion):
     name = "tukey"
 
     def loss(self, pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-        res = target - pred
-        sigma = batch_sigma(res, weight)
-        u = res / sigma
-        inside = (1.0 - (u / C) ** 2).clamp_min(0.0)
-        rho = (C**2 / 6.0) * (1.0 - inside**3)
-        return (weight * rho * sigma**2).sum(dim=1).mean()
+        def rho(u: torch.Tensor) -> torch.Tensor:
+            inside = (1.0 - (u / C) ** 2).clamp_min(0.0)
+            return (C**2 / 6.0) * (1.0 - inside**3)
+
+        return scaled_rho_loss(pred, target, weight, rho)
