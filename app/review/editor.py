@@ -11,6 +11,7 @@ import contextlib
 import math
 import time
 from collections.abc import Callable
+from dataclasses import fields
 from typing import Any
 
 import numpy as np
@@ -36,7 +37,7 @@ from app.review.history import Edit, EditHistory, Targets
 from app.review.images import ImageCache
 from app.review.queue_model import STATUS_LABELS, score_color
 from app.widgets import scrolling
-from core.project import ProjectError
+from core.project import ProjectError, ScoreRow
 
 
 def _fmt(v: float | None, spec: str = ".2f") -> str:
@@ -53,6 +54,11 @@ def _real_std(std: Any) -> float | None:
     except (TypeError, ValueError, IndexError):
         return None
     return v if math.isfinite(v) and v >= 0.05 else None
+
+
+def _fields(score: ScoreRow | None) -> dict[str, Any]:
+    """A stored score row's fields by name ({} when the sample has none)."""
+    return {} if score is None else {f.name: getattr(score, f.name) for f in fields(score)}
 
 
 def role_label(text: str, role: str) -> QLabel:
@@ -357,7 +363,7 @@ class EditorWidget(QWidget):
 
     def _show_label(self, keep_selection: bool = True) -> None:
         sel = self.canvas.selected
-        sc = self.score or {}
+        sc = _fields(self.score)
         pred = sc.get("prediction")
         if self.schema is not None and self.schema.task == "landmarks":
             k = self.schema.n_keypoints
@@ -401,7 +407,7 @@ class EditorWidget(QWidget):
         self.status_chip.setText(STATUS_LABELS.get(status, status))
 
     def _update_side(self) -> None:
-        s, lab, sc = self.sample, self.label, self.score or {}
+        s, lab, sc = self.sample, self.label, _fields(self.score)
         if s is None or lab is None:
             for w in (self.f_id, self.f_split, self.f_score, self.f_prob, self.f_version):
                 w.setText("–")
@@ -464,7 +470,7 @@ class EditorWidget(QWidget):
         if run_id is None:
             return ""
         try:
-            method = self.project.run(int(run_id)).get("method")
+            method = self.project.run(int(run_id)).method
         except ProjectError:
             method = None
         return f"from run {run_id}" + (f" ({method})" if method else "")
@@ -481,7 +487,7 @@ class EditorWidget(QWidget):
         has = self.sample is not None
         is_lm = self.schema is not None and self.schema.task == "landmarks"
         a = self.actions_by_name
-        a["accept"].setEnabled(has and self.score is not None and bool(self.score.get("prediction")))
+        a["accept"].setEnabled(has and self.score is not None and bool(self.score.prediction))
         a["accept_all"].setEnabled(has and is_lm and bool(self.canvas.flagged()))
         a["confirm"].setEnabled(has)
         a["exclude"].setEnabled(has)
@@ -532,10 +538,10 @@ class EditorWidget(QWidget):
     def accept_selected(self) -> None:
         """Accept the model's suggestion: the selected landmark (or the worst flagged one);
         for ages, the model's estimate."""
-        if self.sample is None or not self.score or not self.score.get("prediction"):
+        if self.sample is None or not self.score or not self.score.prediction:
             return
         if self.schema.task == "age":
-            pred = float(self.score["prediction"][0])
+            pred = float(self.score.prediction[0])
             self._commit_label(Targets(age=round(pred, 1)), "accepted model age", origin="model")
             self._show_label()
             return
