@@ -107,15 +107,19 @@ class SamplesMixin(StoreBase):
                     sid += 1
                     lid += 1
                     srows.append((sid, source_id, s.key, s.path, int(s.width), int(s.height), box,
-                                  s.split, s.content_hash, lid))
+                                  s.split, s.content_hash))
                     lrows.append((lid, sid, pts, vis, age, "import", author, t))
                     ids.append(sid)
+                # sample, then its label, then the sample's pointer to it (foreign keys are
+                # checked row by row: a deferred one would scan a table per insert)
                 self.conn.executemany(
                     "INSERT INTO samples(id, source_id, key, path, width, height, box, split,"
-                    " content_hash, label_id) VALUES (?,?,?,?,?,?,?,?,?,?)", srows)
+                    " content_hash) VALUES (?,?,?,?,?,?,?,?,?)", srows)
                 self.conn.executemany(
                     "INSERT INTO labels(id, sample_id, points, visibility, age, origin, author,"
                     " created_at) VALUES (?,?,?,?,?,?,?,?)", lrows)
+                self.conn.executemany("UPDATE samples SET label_id = ? WHERE id = ?",
+                                      [(r[0], r[1]) for r in lrows])
         return ids
 
     def sample_ids_by_key(self, source_id: int, keys: Sequence[str]) -> dict[str, int]:

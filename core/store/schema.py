@@ -173,7 +173,7 @@ CREATE TABLE samples (
     review_status TEXT NOT NULL DEFAULT 'unreviewed',
     reviewed_by TEXT,
     reviewed_at TEXT,
-    label_id INTEGER REFERENCES labels(id) DEFERRABLE INITIALLY DEFERRED,  -- current label
+    label_id INTEGER REFERENCES labels(id),  -- the current label
     UNIQUE (source_id, key)
 ) STRICT;
 CREATE INDEX samples_status ON samples(review_status);
