@@ -40,6 +40,8 @@ from core.store.scores import RunsMixin
 
 log = logging.getLogger("gumshoe.store")
 
+ASKED = "opened read-only"
+OPEN_WAIT_MS = 2000  # how long opening waits for a lock before calling the file locked
 SOURCE_COLS = "id, root, format, task, options, status, skipped, created_at, completed_at"
 
 
@@ -90,19 +92,20 @@ class Project(SamplesMixin, RunsMixin, QueueMixin, LeaseMixin, StoreBase):
 
     @classmethod
     def _open(cls, path: Path, read_only: bool) -> Project:
-        reason = "opened read-only" if read_only else cls._why_read_only(path)
+        reason = ASKED if read_only else cls._why_read_only(path)
         if reason is not None and not path.exists():
             raise ProjectError(f"{path}: cannot create a project here ({reason})")
         if reason is None:
             try:
                 return cls._open_writable(path)
             except _Locked as exc:
-                reason = f"locked by another process ({exc})"
+                reason = str(exc)
         return cls._open_read_only(path, reason)
 
     @classmethod
     def _check_header(cls, conn: sqlite3.Connection, path: Path) -> int:
         """The file's schema version, after refusing what is not a project this reads."""
+        conn.execute(f"PRAGMA busy_timeout = {OPEN_WAIT_MS}")
         try:
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             app_id = conn.execute("PRAGMA application_id").fetchone()[0]
@@ -122,6 +125,7 @@ class Project(SamplesMixin, RunsMixin, QueueMixin, LeaseMixin, StoreBase):
                 f"version reads up to v{SCHEMA_VERSION}). Upgrade Gumshoe to open it.")
         if version < 0 or (has_tables and version == 0):
             raise ProjectError(f"{path}: not a Gumshoe project (unknown schema version {version})")
+        conn.execute(f"PRAGMA busy_timeout = {files.BUSY_TIMEOUT_MS}")
         return int(version)
 
     @staticmethod
@@ -148,13 +152,14 @@ class Project(SamplesMixin, RunsMixin, QueueMixin, LeaseMixin, StoreBase):
             else:
                 conn.execute(f"PRAGMA page_size = {PAGE_SIZE}")
             try:
-                conn.execute("PRAGMA busy_timeout = 2000")
+                conn.execute(f"PRAGMA busy_timeout = {OPEN_WAIT_MS}")
                 mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                _probe_write(conn)
             except sqlite3.OperationalError as exc:
                 if "locked" in str(exc) or "busy" in str(exc):
-                    raise _Locked("it could not be switched to WAL mode") from None
-                if "readonly" in str(exc):
-                    raise _Locked("the file cannot be written") from None
+                    raise _Locked("locked by another process") from None
+                if "readonly" in str(exc) or "unable to open" in str(exc):
+                    raise _Locked(f"it cannot be written here: {exc}") from None
                 raise
             finally:
                 conn.execute(f"PRAGMA busy_timeout = {files.BUSY_TIMEOUT_MS}")
@@ -167,7 +172,8 @@ class Project(SamplesMixin, RunsMixin, QueueMixin, LeaseMixin, StoreBase):
                     backup = migrations.migrate(conn, path, version)
                 except ProjectError as exc:
                     if "locked" in str(exc) and version > 0:
-                        raise _Locked("it needs an upgrade, and another process holds it") from None
+                        raise _Locked("locked by another process (it needs an upgrade, which "
+                                      "waits for that process)") from None
                     raise
                 if backup is not None:
                     proj.warnings.append(f"{path}: upgraded from schema v{version} to "
@@ -183,23 +189,25 @@ class Project(SamplesMixin, RunsMixin, QueueMixin, LeaseMixin, StoreBase):
 
     @classmethod
     def _open_read_only(cls, path: Path, reason: str) -> Project:
-        conn = None
         try:
             conn = files.connect(path, read_only=True)
-            version = cls._check_header(conn, path)
-        except ProjectError:
-            if conn is not None:
+        except sqlite3.Error as exc:
+            raise ProjectError(f"{path}: cannot open ({exc})") from None
+        try:
+            conn.execute("PRAGMA user_version").fetchone()
+        except sqlite3.OperationalError as exc:
+            if "unable to open" in str(exc) or "readonly" in str(exc):
+                # WAL mode, and no -shm file can be made here: read the file alone
                 conn.close()
+                conn = files.connect(path, read_only=True, immutable=True)
+                wal = path.with_name(path.name + "-wal")
+                if wal.exists() and wal.stat().st_size:
+                    reason += f"; changes still in {wal.name} are not shown"
+        try:
+            version = cls._check_header(conn, path)
+        except BaseException:
+            conn.close()
             raise
-        except sqlite3.Error:
-            # WAL without a -shm we may create: read the file alone, as it is
-            if conn is not None:
-                conn.close()
-            conn = files.connect(path, read_only=True, immutable=True)
-            wal = path.with_name(path.name + "-wal")
-            if wal.exists() and wal.stat().st_size:
-                reason += f"; changes still in {wal.name} are not shown"
-            version = cls._check_header(conn, path)
         if version != SCHEMA_VERSION:
             conn.close()
             raise ProjectError(f"{path}: schema v{version} needs an upgrade to v{SCHEMA_VERSION}, "
@@ -211,7 +219,8 @@ class Project(SamplesMixin, RunsMixin, QueueMixin, LeaseMixin, StoreBase):
         except BaseException:
             conn.close()
             raise
-        proj.warnings.append(f"{path}: {reason}; open read-only: viewing and export only")
+        if reason != ASKED:
+            proj.warnings.append(f"{path}: {reason}; open read-only: viewing and export only")
         proj._warn_network()
         return proj
 
@@ -360,4 +369,20 @@ class Project(SamplesMixin, RunsMixin, QueueMixin, LeaseMixin, StoreBase):
 
 
 class _Locked(Exception):
-    """Writing the file is impossible right now (another process holds it)."""
+    """Writing the file is impossible (another process holds it, or the medium or the
+    file refuses writes): the message is the reason shown with the read-only project."""
+
+
+def _probe_write(conn: sqlite3.Connection) -> None:
+    """Raise if this connection cannot write (a read-only file or folder, which SQLite
+    opens read-only without a word); a busy writer elsewhere is no failure."""
+    conn.execute("PRAGMA busy_timeout = 0")
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+    except sqlite3.OperationalError as exc:
+        if "locked" in str(exc) or "busy" in str(exc):
+            return
+        raise
+    finally:
+        conn.execute(f"PRAGMA busy_timeout = {OPEN_WAIT_MS}")
+    conn.execute("ROLLBACK")
