@@ -26,7 +26,7 @@ def _worst_landmarks(row: ScoreRow, names: tuple[str, ...], n: int = 3) -> list[
 
 
 def run(args: argparse.Namespace) -> int:
-    with Project.open(args.project, read_only=True) as project:
+    with Project.open(args.project) as project:
         run_id = args.run if args.run is not None else project.scored_run()
         if run_id is None:
             raise ProjectError(f"{args.project}: no run has written scores yet (run `gumshoe train`)")

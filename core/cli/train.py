@@ -111,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
     finally:
         signal.signal(signal.SIGINT, previous)
         printer.pbar.close()
-    with Project.open(args.project, read_only=True) as project:
+    with Project.open(args.project) as project:
         info = project.run(run_id)
     if info.status == "paused":
         print(f"run {run_id} paused: resume with `gumshoe train {args.project} --resume {run_id}`",
