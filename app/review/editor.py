@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import fields
@@ -502,12 +503,25 @@ class EditorWidget(QWidget):
         sid = self.sample.id
         before = Targets.of(self.label)
         status_before = self._status()
-        self.project.add_label(sid, points=targets.points, visibility=targets.visibility,
-                               age=targets.age, origin=origin, author=self.annotator,
-                               note=description)
-        self.history.push(Edit(sid, description, status_before, "fixed", before, targets))
+        try:  # compare-and-append: refused if someone else changed the sample meanwhile
+            lid = self.project.add_label(sid, points=targets.points, visibility=targets.visibility,
+                                         age=targets.age, origin=origin, author=self.annotator,
+                                         note=description, replaces=self.label.id)
+        except (ProjectError, sqlite3.Error) as exc:
+            self._not_saved(sid, exc)
+            return
+        self.history.push(Edit(sid, description, status_before, "fixed", before, targets,
+                               self.label.id, lid))
         self.label = self.project.current_label(sid)
         self.edited.emit(sid, "fixed")
+
+    def _not_saved(self, sid: int, exc: Exception) -> None:
+        """An edit the file refused (another annotator's newer version, a locked or
+        read-only file): show the stored label again, so the marker goes back, and why."""
+        with contextlib.suppress(ProjectError, sqlite3.Error):
+            self.label = self.project.current_label(sid)
+        self._show_label()
+        self.hint.setText(f"Not saved: {str(exc).splitlines()[0] if str(exc) else exc!r}")
 
     def move_landmark(self, i: int, x: float, y: float) -> None:
         """Move landmark ``i`` to (x, y) image pixels and commit a new label version."""
@@ -573,7 +587,12 @@ class EditorWidget(QWidget):
             return
         sid = self.sample.id
         before = self._status()
-        self.project.set_review(sid, status, author=self.annotator, note=description)
+        try:
+            self.project.set_review(sid, status, author=self.annotator, note=description,
+                                    replaces=before)
+        except (ProjectError, sqlite3.Error) as exc:
+            self._not_saved(sid, exc)
+            return
         self.history.push(Edit(sid, description, before, status))
         self.edited.emit(sid, status)
         self._update_header()
@@ -596,10 +615,23 @@ class EditorWidget(QWidget):
 
     def undo(self) -> None:
         if self.project is not None:
-            self._after_history(self.history.undo(self.project, self.annotator), True)
+            try:
+                self._after_history(self.history.undo(self.project, self.annotator), True)
+            except (ProjectError, sqlite3.Error) as exc:
+                self._history_refused("Not undone", exc)
             self._update_enabled()
 
     def redo(self) -> None:
         if self.project is not None:
-            self._after_history(self.history.redo(self.project, self.annotator), False)
+            try:
+                self._after_history(self.history.redo(self.project, self.annotator), False)
+            except (ProjectError, sqlite3.Error) as exc:
+                self._history_refused("Not redone", exc)
             self._update_enabled()
+
+    def _history_refused(self, what: str, exc: Exception) -> None:
+        """Someone else changed the sample since: show it as stored now, and why."""
+        if self.sample is not None:
+            with contextlib.suppress(ProjectError, sqlite3.Error):
+                self.show_sample(self.sample.id)
+        self.hint.setText(f"{what}: {str(exc).splitlines()[0]}")
