@@ -142,6 +142,7 @@ class QueueModel(QAbstractTableModel):
         self._filter = QueueFilter()
         self._gen = 0
         self._loaded_gen = -1
+        self._counted = False
         self._count = 0
         self._pages: OrderedDict[int, list[QueueRow]] = OrderedDict()
         self._pending: set[int] = set()
@@ -208,6 +209,11 @@ class QueueModel(QAbstractTableModel):
     def loaded(self) -> bool:
         return self._loaded_gen == self._gen
 
+    @property
+    def counted(self) -> bool:
+        """The row count is final (the whole ordering has been read)."""
+        return self.loaded and self._counted
+
     # ---------------------------------------------------------- replies (GUI thread)
     def _on_reply(self, msg: tuple) -> None:
         kind = msg[0]
@@ -216,9 +222,10 @@ class QueueModel(QAbstractTableModel):
             self.counts_changed.emit(self.counts)
             return
         if kind == "reset":
-            _, gen, run_id, method, count, rows, counts, _complete = msg
+            _, gen, run_id, method, count, rows, counts, complete = msg
             if gen != self._gen:
                 return
+            self._counted = complete
             self.beginResetModel()
             self.run_id, self.run_method = run_id, method
             self._count = count
@@ -232,7 +239,10 @@ class QueueModel(QAbstractTableModel):
             return
         if kind == "count":  # the whole ordering is known: the rows beyond the first page
             _, gen, count = msg
-            if gen != self._loaded_gen or count == self._count:
+            if gen != self._loaded_gen:
+                return
+            self._counted = True
+            if count == self._count:
                 return
             if count > self._count:
                 self.beginInsertRows(QModelIndex(), self._count, count - 1)

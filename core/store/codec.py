@@ -4,8 +4,8 @@ for Datasette (used by the views in :mod:`core.store.schema`).
 
 Formats (all little-endian; the sizes are for K = 68 landmarks):
 
-* label ``points``: float32 (x, y) per landmark, NaN where missing (544 B). float32
-  resolves 0.001 px at 8192 px: finer than any annotation.
+* label ``points``: int32 (x, y) per landmark in steps of 1/10000 px, -2^31 where
+  missing (544 B): exactly the four decimals the v1 store kept, over +-214 748 px.
 * label ``visibility``: uint8 per landmark; NULL when it is the default (2 where the
   point is present, 0 where missing), which it is for most datasets.
 * score ``landmark_scores`` and stored ``landmark_probs``: float32 (272 B).
@@ -76,20 +76,29 @@ def encode_box(box: Sequence[float] | None) -> str | None:
 # --------------------------------------------------------------------------- labels
 
 
+POINT_SCALE = 10_000  # label coordinates are stored in 1/10000 px
+POINT_MISSING = -(2**31)
+POINT_LIMIT = (2**31 - 1) / POINT_SCALE
+
+
 def encode_points(points: np.ndarray | Sequence[Sequence[float]] | None) -> bytes | None:
     if points is None:
         return None
     pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
-    pts = np.where(np.isfinite(pts).all(axis=1, keepdims=True), pts, np.nan)
-    return pts.astype("<f4").tobytes()
+    ok = np.isfinite(pts).all(axis=1, keepdims=True)
+    if (np.abs(np.where(ok, pts, 0.0)) >= POINT_LIMIT).any():
+        raise ValueError(f"a landmark lies beyond +-{POINT_LIMIT:.0f} px")
+    q = np.where(ok, np.rint(np.where(ok, pts, 0.0) * POINT_SCALE), POINT_MISSING)
+    return q.astype("<i4").tobytes()
 
 
 def decode_points(blob: bytes | None) -> np.ndarray | None:
     if blob is None:
         return None
     if not isinstance(blob, bytes) or len(blob) % 8:
-        raise ValueError("malformed points (not float32 (x, y) pairs)")
-    return np.frombuffer(blob, "<f4").astype(np.float64).reshape(-1, 2)
+        raise ValueError("malformed points (not int32 (x, y) pairs)")
+    q = np.frombuffer(blob, "<i4").reshape(-1, 2)
+    return np.where(q == POINT_MISSING, np.nan, q / POINT_SCALE)
 
 
 def default_visibility(points: np.ndarray) -> np.ndarray:

@@ -55,6 +55,30 @@ def _label(r: Sequence[Any]) -> Label:
                  str(r[5]), str(r[6]), str(r[7]), str(r[8]), None if r[9] is None else int(r[9]))
 
 
+def _label_chunk(rows: Sequence[Sequence[Any]]) -> list[Label | None]:
+    """:func:`_label` for many rows at once: the points of rows with the same number of
+    landmarks are decoded as one array (a bulk export reads a million labels)."""
+    out: list[Label | None] = [None] * len(rows)
+    by_len: dict[int, list[int]] = {}  # default visibility, points of one length
+    for i, r in enumerate(rows):
+        if r[0] is not None and isinstance(r[2], bytes) and r[3] is None:
+            by_len.setdefault(len(r[2]), []).append(i)
+    for n_bytes, idx in by_len.items():
+        if n_bytes % 8:
+            continue
+        pts = codec.decode_points(b"".join(rows[i][2] for i in idx)).reshape(len(idx), -1, 2)
+        vis = np.where(np.isfinite(pts).all(axis=2), 2, 0).astype(np.int8)
+        for j, i in enumerate(idx):
+            r = rows[i]
+            out[i] = Label(int(r[0]), int(r[1]), pts[j], vis[j],
+                           None if r[4] is None else float(r[4]), str(r[5]), str(r[6]),
+                           str(r[7]), str(r[8]), None if r[9] is None else int(r[9]))
+    for i, r in enumerate(rows):
+        if out[i] is None and r[0] is not None:
+            out[i] = _label(r)
+    return out
+
+
 def _event(r: Sequence[Any]) -> ReviewEvent:
     return ReviewEvent(int(r[0]), int(r[1]), str(r[2]), str(r[3]), str(r[4]), str(r[5]), r[6])
 
@@ -165,8 +189,10 @@ class SamplesMixin(StoreBase):
         last = 0
         while True:
             rows = self.conn.execute(sql, (last, chunk)).fetchall()
-            for r in rows:
-                yield self._sample_row(r[:11]), None if r[11] is None else self._label_row(r[11:])
+            labels = self._decode(f"labels of samples {last + 1}-", _label_chunk,
+                                  [r[11:] for r in rows])
+            for r, label in zip(rows, labels, strict=True):
+                yield self._sample_row(r[:11]), label
             if len(rows) < chunk:
                 return
             last = int(rows[-1][0])

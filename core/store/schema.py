@@ -183,7 +183,7 @@ CREATE INDEX samples_reviewed ON samples(reviewed_at);
 CREATE TABLE labels (
     id INTEGER PRIMARY KEY,
     sample_id INTEGER NOT NULL REFERENCES samples(id),
-    points BLOB,  -- float32 LE (x, y) per landmark, NaN where missing
+    points BLOB,  -- int32 LE (x, y) per landmark in 1/10000 px, -2^31 where missing
     visibility BLOB,  -- uint8 per landmark; NULL: 2 where present, 0 where missing
     age REAL,
     origin TEXT NOT NULL,
@@ -328,9 +328,12 @@ a AS (SELECT l.id AS label_id, l.sample_id, n.i, l.points AS blob, l.visibility,
              {sql_uint('l.points', '(2 * n.i + 1)', 4)} AS uy
       FROM labels l JOIN n ON n.i < length(l.points) / 8)
 SELECT label_id, sample_id, i AS landmark,
-       {sql_float('a.ux', 4)} AS x, {sql_float('a.uy', 4)} AS y,
+       CASE WHEN ux = 2147483648 THEN NULL
+            ELSE (CASE WHEN ux > 2147483648 THEN ux - 4294967296 ELSE ux END) / 10000.0 END AS x,
+       CASE WHEN uy = 2147483648 THEN NULL
+            ELSE (CASE WHEN uy > 2147483648 THEN uy - 4294967296 ELSE uy END) / 10000.0 END AS y,
        CASE WHEN visibility IS NOT NULL THEN {sql_uint('visibility', 'i', 1)}
-            WHEN {sql_float('a.ux', 4)} IS NULL THEN 0 ELSE 2 END AS visibility
+            WHEN ux = 2147483648 THEN 0 ELSE 2 END AS visibility
 FROM a;
 CREATE VIEW run_scores AS
 SELECT ss.run_id, sc.sample_id, sc.score, sc.outlier_prob, sc.statistic, sc.issue,

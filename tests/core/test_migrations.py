@@ -59,8 +59,8 @@ def test_v1_fixture_upgrades_label_by_label(tmp_path: Path, name: str) -> None:
             history = p.label_history(s.id)
             assert [lab.id for lab in history] == [w["id"] for w in ws["labels"]]
             for i, (lab, wl) in enumerate(zip(history, ws["labels"], strict=True)):
-                # points: float32 now (the JSON kept 4 decimals): within 1e-4 px
-                assert _close(lab.points, wl["points"], 1e-4), (s.key, i)
+                # points: 1/10000 px integers now, exactly the 4 decimals the JSON kept
+                assert _close(lab.points, wl["points"], 0.0), (s.key, i)
                 assert (None if lab.visibility is None else lab.visibility.tolist()) \
                     == wl["visibility"], (s.key, i)
                 assert (lab.age, lab.origin, lab.author, lab.created_at, lab.note) == \
