@@ -521,7 +521,9 @@ class EditorWidget(QWidget):
         with contextlib.suppress(ProjectError, sqlite3.Error):
             self.label = self.project.current_label(sid)
         self._show_label()
-        self.hint.setText(f"Not saved: {str(exc).splitlines()[0] if str(exc) else exc!r}")
+        why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        self.hint.setText(f"Not saved: {why}")
+        self.hint.setToolTip(str(exc))
 
     def move_landmark(self, i: int, x: float, y: float) -> None:
         """Move landmark ``i`` to (x, y) image pixels and commit a new label version."""

@@ -366,7 +366,7 @@ class QueueModel(QAbstractTableModel):
             return row.split
         if c == 3:
             text = STATUS_LABELS.get(row.review_status, row.review_status)
-            return text + " · conflict" if row.conflict else text
+            return "⚠ " + text if row.conflict else text
         if c == 4:
             return "" if row.score is None else _fmt_score(row.score)
         if c == 5:

@@ -55,6 +55,11 @@ def _label(r: Sequence[Any]) -> Label:
                  str(r[5]), str(r[6]), str(r[7]), str(r[8]), None if r[9] is None else int(r[9]))
 
 
+def _when(iso: str | None) -> str:
+    """'2026-12-02T10:41:51.409+00:00' -> '2026-12-02 10:41:51 UTC' for messages."""
+    return "an unknown time" if not iso else iso[:19].replace("T", " ") + " UTC"
+
+
 def _label_chunk(rows: Sequence[Sequence[Any]]) -> list[Label | None]:
     """:func:`_label` for many rows at once: the points of rows with the same number of
     landmarks are decoded as one array (a bulk export reads a million labels)."""
@@ -255,9 +260,8 @@ class SamplesMixin(StoreBase):
         if row[0] != expected:
             who = row[1] or row[2]
             raise LabelConflictError(
-                f"sample {sample_id} was changed by {who} at {row[3]} after you loaded it "
-                f"(your edit replaced version {expected}, the current one is {row[0]}); "
-                "it was not saved: look at the new version and edit again")
+                f"sample {sample_id} was changed by {who} at {_when(row[3])} after you "
+                f"loaded it (version {row[0]}, not {expected})")
 
     def current_label(self, sample_id: int) -> Label:
         row = self.conn.execute(
@@ -348,7 +352,7 @@ class SamplesMixin(StoreBase):
                 if row is not None and row[0] != replaces:
                     raise LabelConflictError(
                         f"sample {sample_id} was marked {row[0]} by {row[1] or 'someone'} at "
-                        f"{row[2]} after you loaded it (not {replaces}); it was not saved")
+                        f"{_when(row[2])} after you loaded it (not {replaces})")
                 self._resolve(sample_id)
             self._set_review(sample_id, status, author, note)
 
