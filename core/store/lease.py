@@ -17,6 +17,7 @@ import threading
 import time
 import uuid
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -101,8 +102,7 @@ class Lease:
             self._check()
             self.project.conn.execute("UPDATE lease SET run_id = ? WHERE token = ?",
                                       (run_id, self.token))
-        self.info = LeaseInfo(run_id, *(getattr(self.info, f) for f in
-                                        ("owner", "pid", "host", "since", "heartbeat")))
+        self.info = replace(self.info, run_id=run_id)
 
     def _check(self) -> None:
         row = self.project.conn.execute(f"SELECT {_COLS} FROM lease WHERE id = 1").fetchone()

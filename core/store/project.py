@@ -15,6 +15,7 @@ Closing folds the WAL into the file, so the ``.gumshoe`` alone is complete.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import sqlite3
@@ -264,8 +265,6 @@ class Project(SamplesMixin, RunsMixin, QueueMixin, LeaseMixin, StoreBase):
     def add_source(self, root: str | os.PathLike[str], fmt: str, task: str,
                    options: dict[str, Any] | None = None) -> int:
         """The id of the source (root, format, task), created if new."""
-        import json
-
         root_s = str(Path(root).resolve())
         with self.transaction():
             row = self.conn.execute(
