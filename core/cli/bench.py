@@ -12,6 +12,7 @@ from pathlib import Path
 from types import FrameType
 
 from core.bench import BenchSettings, run_bench
+from core.bench_report import reliability_png
 from core.cli.train import add_estep_arguments
 from core.robust import METHODS
 from core.training import TrainConfig
@@ -67,6 +68,9 @@ def run(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGINT, previous)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(out, indent=1))
+    if any(s.get("reliability") for s in out["summary"]):
+        png = reliability_png(out["summary"], args.json.with_suffix(".reliability.png"))
+        print(f"reliability diagrams in {png}")
     for s in out["summary"]:
         auroc = "-" if s["auroc"] is None else f"{s['auroc']:.4f}"
         err = s["test_nme"] if s["test_nme"] is not None else s["test_mae"]

@@ -8,12 +8,14 @@ import pytest
 from core.metrics import (
     auprc,
     auroc,
+    ece,
     failure_rate,
     mae,
     nme,
     paired_wilcoxon,
     point_errors,
     precision_recall,
+    reliability,
     summarise,
 )
 from core.robust.base import Problem, residual_ratio
@@ -104,3 +106,14 @@ def test_outre_ranks_the_planted_outlier_first() -> None:
     pred = y + rng.normal(0, 2, 200)
     y[7] = pred[7] + 40
     assert int(np.argmax(outre_scores(y, pred))) == 7
+
+
+def test_reliability_and_ece_by_hand() -> None:
+    probs = [0.05, 0.05, 0.05, 0.05, 0.95, 0.95, 0.55, np.nan]
+    truth = [False, False, False, True, True, True, False, True]
+    rel = reliability(probs, truth, bins=10)
+    assert [(b["low"], b["count"]) for b in rel] == [(0.0, 4), (0.5, 1), (0.9, 2)]
+    assert rel[0]["wrong_share"] == 0.25 and rel[2]["mean_prob"] == pytest.approx(0.95)
+    # |0.05 - 0.25| * 4 + |0.55 - 0| * 1 + |0.95 - 1| * 2, over 7
+    assert ece(probs, truth, bins=10) == pytest.approx((0.8 + 0.55 + 0.1) / 7)
+    assert ece([], []) is None
