@@ -81,7 +81,12 @@ def score_rows(data: TrainData, preds: Predictions, method: Method) -> list[Scor
     uncertainty (the predicted scale per point where the method has one, else the
     flip spread per dimension) in original image pixels, or years."""
     res = data.targets - preds.mean
-    units = method.unit_log_odds(res, preds.log_scale, data.mask, data.train, data.reviewed)
+    units = method.unit_log_odds(res, preds.log_scale, data.mask, data.train, data.reviewed,
+                                 data.targets)
+    from core.issues import name_issues
+
+    issues = name_issues(data.targets, preds.mean, data.mask, units.log_odds,
+                         units.swap_log_odds, preds.log_scale, data.train, data.task)
     size = data.images.size
     rows: list[ScoreRow] = []
     for i, sid in enumerate(data.ids):
@@ -90,6 +95,7 @@ def score_rows(data: TrainData, preds: Predictions, method: Method) -> list[Scor
             continue  # nothing labelled to judge
         score = float(np.nanmax(u))
         prob = float(expit(score))
+        statistic = float(np.nanmax(units.statistic[i]))
         lb = data.letterboxes[i]
         if data.task == "landmarks":
             cache = (preds.mean[i].reshape(-1, 2) + 1.0) / 2.0 * size - 0.5
@@ -100,7 +106,7 @@ def score_rows(data: TrainData, preds: Predictions, method: Method) -> list[Scor
                 std = None if preds.spread is None else \
                     (preds.spread[i] * size / 2.0 / lb.scale).tolist()
             rows.append(ScoreRow(int(sid), score, prob, u.tolist(), expit(u).tolist(),
-                                 prediction, std))
+                                 prediction, std, issues[i], statistic))
         else:
             assert data.age_range is not None
             lo, hi = data.age_range
@@ -110,5 +116,6 @@ def score_rows(data: TrainData, preds: Predictions, method: Method) -> list[Scor
                 std = [float(np.exp(preds.log_scale[i, 0]) * half)]
             else:
                 std = None if preds.spread is None else [float(preds.spread[i, 0] * half)]
-            rows.append(ScoreRow(int(sid), score, prob, None, None, [float(age)], std))
+            rows.append(ScoreRow(int(sid), score, prob, None, None, [float(age)], std,
+                                 issues[i], statistic))
     return rows

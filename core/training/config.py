@@ -7,6 +7,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from core.models import HEADS
 from core.robust import REGISTRY
 from core.robust.mixture import UNITS
 
@@ -24,8 +25,9 @@ class TrainConfig:
     weight_decay: float = 1e-4
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | mps
-    backbone: str = "cnn"
-    weights: str | None = None  # local weights file for a torchvision backbone
+    backbone: str = "cnn"  # cnn | resnet18 | resnet34 | resnet50 | timm:NAME
+    weights: str | None = None  # local ImageNet weights file for a backbone other than cnn
+    head: str = "fc"  # fc | heatmap (landmarks: integral regression)
     unit: str = "auto"  # DeepGUM mixture unit: auto (landmark, or sample for age) | landmark | sample | dimension
     variance: str = "diagonal"  # diagonal | isotropic
     warmup_epochs: int = 0  # plain least-squares epochs before the first EM round
@@ -63,6 +65,8 @@ class TrainConfig:
             raise ValueError("refresh_epochs must be >= 1")
         if self.epochs < 1 or self.batch_size < 2:
             raise ValueError("epochs must be >= 1 and batch size >= 2")
+        if self.head not in HEADS:
+            raise ValueError(f"unknown head {self.head!r} (expected one of {', '.join(HEADS)})")
         if not (32 <= self.image_size <= MAX_IMAGE_SIZE) or self.image_size % 32:
             raise ValueError(f"image size {self.image_size} must be a multiple of 32 from 32 "
                              f"to {MAX_IMAGE_SIZE}")

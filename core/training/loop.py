@@ -92,6 +92,7 @@ class _Fit:
     epochs: int
     warmup_epochs: int
     mask: np.ndarray
+    targets: np.ndarray
     inliers: np.ndarray
 
     def evaluate(self, positions: np.ndarray | None = None
@@ -117,7 +118,7 @@ class Trainer:
         self.method = make_method(cfg.method, data.problem, cfg)
         n_scales = data.n_points if self.method.predicts_scale else 0
         self.model = build_model(data.n_dims, cfg.backbone, cfg.image_size, cfg.weights,
-                                 n_scales=n_scales)
+                                 n_scales=n_scales, head=cfg.head)
         self.model.to(self.device).to(memory_format=torch.channels_last)
         self.method.to(self.device)
         self.optimizer = torch.optim.AdamW(
@@ -129,7 +130,7 @@ class Trainer:
     def fit_context(self, done: int) -> _Fit:
         d = self.data
         return _Fit(self, done, self.cfg.epochs, self.cfg.warmup_epochs, d.mask[d.train],
-                    d.reviewed[d.train])
+                    d.targets[d.train], d.reviewed[d.train])
 
     # ----------------------------------------------------------- checkpoint
 
@@ -187,9 +188,10 @@ class Trainer:
             self.check_stop()
             pos = order[b * bs:(b + 1) * bs]
             idx = data.train[pos]
-            w = self.method.weights(pos) * data.mask[idx]
+            targets, mask = self.method.batch_targets(pos, data.targets[idx], data.mask[idx])
+            w = self.method.weights(pos) * mask
             x = to_input(torch.from_numpy(data.images[idx]), dev)
-            y = torch.from_numpy(data.targets[idx]).to(dev)
+            y = torch.from_numpy(targets).to(dev)
             wt = torch.from_numpy(w.astype(np.float32)).to(dev)
             x, y, wt, aug = augment(x, y, wt, cfg, data, self.gen)
             for g in self.optimizer.param_groups:
