@@ -76,11 +76,15 @@ def outre_scores(labels: np.ndarray, predictions: np.ndarray) -> np.ndarray:
     return dist[:, 1:].mean(axis=1)
 
 
-def score_rows(data: TrainData, preds: Predictions, method: Method) -> list[ScoreRow]:
-    """A row for every sample with a label: scores, and the prediction and its
-    uncertainty (the predicted scale per point where the method has one, else the
-    flip spread per dimension) in original image pixels, or years."""
+def score_rows(data: TrainData, preds: Predictions, method: Method,
+               shown: Predictions | None = None) -> list[ScoreRow]:
+    """A row for every sample with a label: scores judged on ``preds``, and the
+    prediction and its uncertainty (the predicted scale per point where the method
+    has one, else the flip spread per dimension) of ``shown`` (default ``preds``;
+    cross-fitting judges out-of-fold predictions and shows the final model's), in
+    original image pixels, or years."""
     res = data.targets - preds.mean
+    shown = preds if shown is None else shown
     units = method.unit_log_odds(res, preds.log_scale, data.mask, data.train, data.reviewed,
                                  data.targets)
     from core.issues import name_issues
@@ -98,24 +102,24 @@ def score_rows(data: TrainData, preds: Predictions, method: Method) -> list[Scor
         statistic = float(np.nanmax(units.statistic[i]))
         lb = data.letterboxes[i]
         if data.task == "landmarks":
-            cache = (preds.mean[i].reshape(-1, 2) + 1.0) / 2.0 * size - 0.5
+            cache = (shown.mean[i].reshape(-1, 2) + 1.0) / 2.0 * size - 0.5
             prediction = lb.to_image(cache).reshape(-1).tolist()
-            if preds.log_scale is not None:
-                std = (np.exp(preds.log_scale[i]) * size / 2.0 / lb.scale).tolist()
+            if shown.log_scale is not None:
+                std = (np.exp(shown.log_scale[i]) * size / 2.0 / lb.scale).tolist()
             else:
-                std = None if preds.spread is None else \
-                    (preds.spread[i] * size / 2.0 / lb.scale).tolist()
+                std = None if shown.spread is None else \
+                    (shown.spread[i] * size / 2.0 / lb.scale).tolist()
             rows.append(ScoreRow(int(sid), score, prob, u.tolist(), expit(u).tolist(),
                                  prediction, std, issues[i], statistic))
         else:
             assert data.age_range is not None
             lo, hi = data.age_range
             half = (hi - lo) / 2.0
-            age = lo + (preds.mean[i, 0] + 1.0) * half
-            if preds.log_scale is not None:
-                std = [float(np.exp(preds.log_scale[i, 0]) * half)]
+            age = lo + (shown.mean[i, 0] + 1.0) * half
+            if shown.log_scale is not None:
+                std = [float(np.exp(shown.log_scale[i, 0]) * half)]
             else:
-                std = None if preds.spread is None else [float(preds.spread[i, 0] * half)]
+                std = None if shown.spread is None else [float(shown.spread[i, 0] * half)]
             rows.append(ScoreRow(int(sid), score, prob, None, None, [float(age)], std,
                                  issues[i], statistic))
     return rows

@@ -58,6 +58,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--weights", help="local ImageNet weights file for a backbone other than cnn")
     p.add_argument("--head", choices=HEADS, default=d.head,
                    help="fc (default) or heatmap (landmarks: integral regression)")
+    p.add_argument("--folds", type=int, default=d.folds,
+                   help="cross-fitting: judge each training label with one of K models that "
+                        "did not train on it (K + 1 trainings; default: %(default)s = off)")
     p.add_argument("--resume", type=int, metavar="RUN", help="continue a paused run")
     p.add_argument("--quiet", action="store_true", help="no per-epoch lines")
     return p
@@ -100,6 +103,7 @@ def run(args: argparse.Namespace) -> int:
                              batch_size=args.batch_size, lr=args.lr, device=args.device,
                              seed=args.seed, unit=args.unit, warmup_epochs=args.warmup_epochs,
                              backbone=args.backbone, weights=args.weights, head=args.head,
+                             folds=args.folds,
                              estep_residuals=args.estep_residuals,
                              refresh_epochs=args.refresh_epochs)
     stop = {"now": False}

@@ -45,6 +45,9 @@ class TrainConfig:
     rotate_jitter: float = 10.0  # +- degrees
     shift_jitter: float = 0.05  # +- share of the size
     tta: bool = True  # flip test-time augmentation when scoring
+    # cross-fitting: K > 1 trains K models on all but one fold each (a training label is
+    # judged by the model that did not learn it) and a final one (core.training.folds)
+    folds: int = 1
     score_every: int = 5  # epochs between score writes (and always at the end)
     amp: bool = True  # bfloat16 autocast on CUDA
     threads: int = 0  # torch CPU threads; 0 leaves torch's default
@@ -61,6 +64,8 @@ class TrainConfig:
                              "(expected auto, training or evaluation)")
         if self.device not in DEVICES:
             raise ValueError(f"unknown device {self.device!r} (expected auto, cpu, cuda or mps)")
+        if not 1 <= self.folds <= 10:
+            raise ValueError("folds must be from 1 (no cross-fitting) to 10")
         if self.refresh_epochs < 1:
             raise ValueError("refresh_epochs must be >= 1")
         if self.epochs < 1 or self.batch_size < 2:
