@@ -40,7 +40,7 @@ from core.metrics import (
 from core.noise import IMAGE_KINDS, apply_noise, parse_spec
 from core.project import Project, Sample
 from core.robust import METHODS
-from core.scoring import image_flagged, outre_scores
+from core.scoring import outre_scores, sample_flagged
 from core.training import StopFn, TrainConfig, train
 
 Log = Callable[[str], None]
@@ -89,7 +89,7 @@ def detection(project: Project, run_id: int, per_image: bool,
         if row is None:
             continue
         img, lms = truth.get(sample.id, (False, []))
-        flagged = image_flagged(row["landmark_scores"] or [row["score"]])
+        flagged = sample_flagged(row["score"])
         n_images += 1
         n_flagged += flagged
         if per_image or row["landmark_scores"] is None:

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from core.scoring import image_flagged
+from core.scoring import sample_flagged
 
 ISSUES = ("points", "swap", "shifted", "other_person", "many_points", "age", "hard")
 FEW_POINTS = 0.25  # at most this share of a sample's landmarks flagged: "points"
@@ -69,13 +69,14 @@ def fit_similarity(src: np.ndarray, dst: np.ndarray) -> Similarity:
 
 
 def name_issue(targets: np.ndarray, pred: np.ndarray, mask: np.ndarray,
-               log_odds: np.ndarray, swap_log_odds: float | None, typical: float,
-               task: str) -> str | None:
+               log_odds: np.ndarray, sample_log_odds: float, swap_log_odds: float | None,
+               typical: float, task: str) -> str | None:
     """The likely issue of one flagged-or-not sample (see the module docstring;
     ``hard`` is decided across samples by :func:`name_issues`). ``targets``,
-    ``pred``, ``mask`` (D,); ``log_odds`` per point (K,); ``typical``: the median
-    residual length of inlier landmarks (normalised units)."""
-    if not image_flagged(log_odds):
+    ``pred``, ``mask`` (D,); ``log_odds`` per point (K,), ``sample_log_odds`` the
+    sample's; ``typical``: the median residual length of inlier landmarks
+    (normalised units)."""
+    if not sample_flagged(sample_log_odds):
         return None
     if task != "landmarks":
         return "age"
@@ -101,9 +102,9 @@ def name_issue(targets: np.ndarray, pred: np.ndarray, mask: np.ndarray,
 
 
 def name_issues(targets: np.ndarray, pred: np.ndarray, mask: np.ndarray,
-                log_odds: np.ndarray, swap_log_odds: np.ndarray | None,
-                log_scale: np.ndarray | None, fit_rows: np.ndarray,
-                task: str) -> list[str | None]:
+                log_odds: np.ndarray, sample_log_odds: np.ndarray,
+                swap_log_odds: np.ndarray | None, log_scale: np.ndarray | None,
+                fit_rows: np.ndarray, task: str) -> list[str | None]:
     """:func:`name_issue` for every sample (N rows), plus ``hard`` for unflagged
     samples whose mean predicted log scale is above the :data:`HARD_QUANTILE` of
     the ``fit_rows`` (training) samples'."""
@@ -116,7 +117,7 @@ def name_issues(targets: np.ndarray, pred: np.ndarray, mask: np.ndarray,
     inl = (log_odds < 0) & np.isfinite(lengths)
     ref = lengths[fit_rows][inl[fit_rows]]
     typical = float(np.median(ref)) if ref.size else float(np.nanmedian(lengths))
-    out = [name_issue(targets[i], pred[i], mask[i], log_odds[i],
+    out = [name_issue(targets[i], pred[i], mask[i], log_odds[i], float(sample_log_odds[i]),
                       None if swap_log_odds is None else float(swap_log_odds[i]), typical, task)
            for i in range(n)]
     if log_scale is not None and len(fit_rows):

@@ -32,7 +32,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from core.robust.mixture import GaussianUniformMixture, landmark_log_odds, unit_of_dim
+from core.robust.mixture import (
+    GaussianUniformMixture,
+    image_mixture,
+    landmark_log_odds,
+    unit_of_dim,
+)
 
 if TYPE_CHECKING:
     from core.training.config import TrainConfig
@@ -117,6 +122,9 @@ class UnitScores:
     log_odds: np.ndarray
     statistic: np.ndarray
     swap_log_odds: np.ndarray | None = None
+    # (N,) log-odds that the sample's label is wrong (the image-level mixture); None:
+    # the worst point's log-odds stands for the sample (one point per sample)
+    sample_log_odds: np.ndarray | None = None
 
 
 class FitContext(Protocol):
@@ -218,8 +226,9 @@ class Method(nn.Module):
         mix.fit(res[fit_rows], mask[fit_rows], 20,
                 scale=None if scale is None else scale[fit_rows],
                 inliers=None if inliers is None else inliers[fit_rows])
-        log_odds = self._mixture_log_odds(mix, res, mask, fit_rows, scale)
-        return UnitScores(log_odds, residual_ratio(res, mask, self.problem, fit_rows, log_scale))
+        log_odds, sample = self._mixture_log_odds(mix, res, mask, fit_rows, scale, inliers)
+        return UnitScores(log_odds, residual_ratio(res, mask, self.problem, fit_rows, log_scale),
+                          sample_log_odds=sample)
 
     def dim_variance(self, log_scale: np.ndarray | None) -> np.ndarray | None:
         """Predicted log scales (N, K) as variance multipliers per dimension (N, D)."""
@@ -228,13 +237,22 @@ class Method(nn.Module):
         return np.exp(2.0 * np.asarray(log_scale, np.float64))[:, self.problem.point_of_dim()]
 
     def _mixture_log_odds(self, mix: GaussianUniformMixture, res: np.ndarray, mask: np.ndarray,
-                          fit_rows: np.ndarray, scale: np.ndarray | None) -> np.ndarray:
-        if self.problem.task == "landmarks" and scale is None and mix.n_units > 1:
-            h = mix.fit_sample_scales(res, mask, fit_rows)
-            return landmark_log_odds(mix, res, mask, scale=h)
-        if self.problem.task == "landmarks":
-            return landmark_log_odds(mix, res, mask, scale=scale)
-        return mix.e_step(res, mask, scale)[1]
+                          fit_rows: np.ndarray, scale: np.ndarray | None,
+                          inliers: np.ndarray | None = None
+                          ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Per-landmark outlier log-odds (N, K) and per-sample ones (N,) from a fitted
+        mixture: with one unit per landmark through the image-level layer
+        (:func:`image_mixture`), else the mixture's own (sample: None)."""
+        if self.problem.task != "landmarks":
+            return mix.e_step(res, mask, scale)[1], None
+        if scale is None and mix.n_units > 1:
+            scale = mix.fit_sample_scales(res, mask, fit_rows)
+        per_landmark = np.array_equal(mix.groups, self.problem.point_of_dim())
+        if not per_landmark or self.problem.n_points < 2:
+            return landmark_log_odds(mix, res, mask, scale=scale), None
+        log_in, log_out, observed = mix.unit_log_densities(res, mask, scale)
+        img = image_mixture(log_in, log_out, observed, fit_rows, inliers)
+        return img.unit_log_odds, img.sample_log_odds
 
 
 def residual_ratio(res: np.ndarray, mask: np.ndarray, problem: Problem,

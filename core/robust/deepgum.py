@@ -270,13 +270,13 @@ class DeepGUM(Method):
         mix.fit(res[fit_rows], mask[fit_rows], SCORING_ITERATIONS, None,
                 None if scale is None else scale[fit_rows],
                 None if inliers is None else inliers[fit_rows])
-        log_odds = self._mixture_log_odds(mix, res, mask, fit_rows, scale)
+        log_odds, sample = self._mixture_log_odds(mix, res, mask, fit_rows, scale, inliers)
         swap = None
         if self.swap_dims is not None and targets is not None:
             res_sw = res + (targets[:, self.swap_dims] - targets)
             swap = swap_log_odds(mix, res, mask, res_sw, mask[:, self.swap_dims], scale,
                                  self.swap_prior)
-        return UnitScores(log_odds, log_odds, swap)
+        return UnitScores(log_odds, log_odds, swap, sample)
 
     # ------------------------------------------------------------------ state
 

@@ -26,6 +26,7 @@ import torch
 import zuko
 
 from core.robust.base import Method, Output, Problem, UnitScores
+from core.robust.mixture import image_mixture
 
 if TYPE_CHECKING:
     from core.training.config import TrainConfig
@@ -97,11 +98,13 @@ class RLE(Method):
                 best = (mix[0], (c, log_in, mix))
         assert best is not None
         _, (_, log_in, (_, pi, width)) = best
-        log_out = -np.log(width).reshape(k, d).sum(axis=1)  # uniform over the box
-        lo = np.log1p(-pi) + log_out - (np.log(pi) + log_in)
-        lo = np.where(observed, lo, np.nan)
+        log_out = np.broadcast_to(-np.log(width).reshape(k, d).sum(axis=1), log_in.shape)
         nll = np.where(observed, -log_in, np.nan)
-        return UnitScores(lo, nll)
+        if k > 1:
+            img = image_mixture(log_in, log_out, observed, fit, inliers)
+            return UnitScores(img.unit_log_odds, nll, sample_log_odds=img.sample_log_odds)
+        lo = np.log1p(-pi) + log_out - (np.log(pi) + log_in)
+        return UnitScores(np.where(observed, lo, np.nan), nll)
 
 
 def _fit_uniform_mixture(log_in: np.ndarray, res: np.ndarray, observed: np.ndarray, k: int,

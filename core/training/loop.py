@@ -33,7 +33,7 @@ from core.models import build_model
 from core.project import Project, ProjectError
 from core.robust import make_method
 from core.robust.base import EStepInfo
-from core.scoring import image_flagged, score_rows
+from core.scoring import sample_flagged, score_rows
 from core.training.augmentation import augment, unaugment_residuals
 from core.training.checkpoints import (
     CHECKPOINT_FORMAT,
@@ -271,7 +271,7 @@ class Trainer:
         rows = score_rows(data, judged, self.method, shown)
         self.recorder.scores(rows)
         top = sorted(((r.sample_id, float(r.score)) for r in rows), key=lambda t: -t[1])[:20]
-        n_flagged = sum(1 for r in rows if image_flagged(r.landmark_scores or [r.score]))
+        n_flagged = sum(1 for r in rows if sample_flagged(r.score))
         self.cb.on_scores(ScoresEvent(self.run_id, self.offset + self.epoch, len(rows), n_flagged,
                                       tuple(top)))
 

@@ -23,8 +23,8 @@ def test_similarity_recovers_a_known_transform() -> None:
 
 def issue(label: np.ndarray, log_odds: np.ndarray, swap: float | None = None) -> str | None:
     mask = np.ones(FACE.size, bool)
-    return name_issue(label.reshape(-1), FACE.reshape(-1), mask, log_odds, swap, 0.01,
-                      "landmarks")
+    return name_issue(label.reshape(-1), FACE.reshape(-1), mask, log_odds,
+                      float(log_odds.max()), swap, 0.01, "landmarks")
 
 
 def test_each_kind_of_error_is_named() -> None:
@@ -43,7 +43,7 @@ def test_each_kind_of_error_is_named() -> None:
     assert issue(FACE[::-1], all_bad, swap=12.0) == "swap"
     assert issue(FACE[::-1], all_bad, swap=-3.0) == "many_points"
     assert name_issue(np.array([30.0]), np.array([0.0]), np.array([True]), np.array([4.0]),
-                      None, 0.1, "age") == "age"
+                      4.0, None, 0.1, "age") == "age"
 
 
 def test_unflagged_samples_with_the_widest_uncertainty_are_hard() -> None:
@@ -56,7 +56,7 @@ def test_unflagged_samples_with_the_widest_uncertainty_are_hard() -> None:
     targets[9] = RNG.uniform(-1, 1, 24)
     log_scale[9] = -0.5  # wide, but flagged: its issue is what is wrong with it
     out = name_issues(targets, np.repeat(FACE.reshape(1, -1), n, axis=0),
-                      np.ones_like(targets, bool), log_odds, None, log_scale, np.arange(n),
-                      "landmarks")
+                      np.ones_like(targets, bool), log_odds, log_odds.max(axis=1), None,
+                      log_scale, np.arange(n), "landmarks")
     assert out[5] == "hard" and out[9] == "many_points"
     assert {out[i] for i in range(n) if i not in (5, 9)} == {None}
