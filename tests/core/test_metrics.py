@@ -8,15 +8,18 @@ import pytest
 from core.metrics import (
     auprc,
     auroc,
+    ece,
     failure_rate,
     mae,
     nme,
     paired_wilcoxon,
     point_errors,
     precision_recall,
+    reliability,
     summarise,
 )
-from core.scoring import flags, image_flagged, image_threshold, outre_scores, residual_scores
+from core.robust.base import Problem, residual_ratio
+from core.scoring import flags, outre_scores, sample_flagged
 
 
 def test_auroc_by_hand() -> None:
@@ -72,28 +75,20 @@ def test_summary_and_wilcoxon() -> None:
 def test_residual_scores_and_flags() -> None:
     res = np.array([[0.1, 0.0], [0.2, 0.0], [0.3, 0.0], [3.0, 0.0]])
     mask = np.ones_like(res, bool)
-    s = residual_scores(res, mask, "landmarks", np.arange(4))
+    s = residual_ratio(res, mask, Problem("landmarks", 2, 1), np.arange(4))
     # landmark residual lengths 0.1, 0.2, 0.3, 3.0 over their median 0.25
     np.testing.assert_allclose(s[:, 0], [0.4, 0.8, 1.2, 12.0])
-    assert flags(s[:, 0], log_odds=False).tolist() == [False, False, False, True]
-    assert flags(np.array([-1.0, 0.5, np.nan]), log_odds=True).tolist() == [False, True, False]
+    # with a predicted scale per point the lengths are divided by it first
+    s = residual_ratio(res, mask, Problem("landmarks", 2, 1), np.arange(4),
+                       np.log(np.array([[1.0], [2.0], [1.0], [10.0]])))
+    np.testing.assert_allclose(s[:, 0], np.array([0.1, 0.1, 0.3, 0.3]) / 0.2)
+    assert flags(np.array([-1.0, 0.5, np.nan])).tolist() == [False, True, False]
 
 
-def test_image_flag_is_family_wise() -> None:
-    # 68 landmarks: the worst must pass log(135) (outlier probability > 1 - 1/136)
-    assert image_threshold(68) == pytest.approx(np.log(135))
-    face = [-6.0] * 67 + [2.0]  # one point at 88 %: flagged as a landmark, not the face
-    assert flags(np.array(face), log_odds=True).sum() == 1
-    assert not image_flagged(face, log_odds=True)
-    assert image_flagged(face[:-1] + [5.0], log_odds=True)
-    # missing points are not counted: 2 judged units -> log(3)
-    assert image_flagged([None, float("nan"), -3.0, 1.2], log_odds=True)
-    assert not image_flagged([None, float("nan"), -3.0, 1.0], log_odds=True)
-    assert not image_flagged([None, float("nan")], log_odds=True)
-    # one unit (an age): r < 0.5, as before
-    assert image_flagged([0.01], log_odds=True) and not image_flagged([-0.01], log_odds=True)
-    # baselines: any unit over BASELINE_FLAG medians
-    assert image_flagged([0.5, 3.5], log_odds=False) and not image_flagged([0.5, 2.9], log_odds=False)
+def test_one_flag_rule_for_samples() -> None:
+    assert sample_flagged(0.01) and not sample_flagged(-0.01) and not sample_flagged(0.0)
+    assert not sample_flagged(None) and not sample_flagged(float("nan"))
+    assert sample_flagged(float("inf"))
 
 
 def test_outre_ranks_the_planted_outlier_first() -> None:
@@ -102,3 +97,14 @@ def test_outre_ranks_the_planted_outlier_first() -> None:
     pred = y + rng.normal(0, 2, 200)
     y[7] = pred[7] + 40
     assert int(np.argmax(outre_scores(y, pred))) == 7
+
+
+def test_reliability_and_ece_by_hand() -> None:
+    probs = [0.05, 0.05, 0.05, 0.05, 0.95, 0.95, 0.55, np.nan]
+    truth = [False, False, False, True, True, True, False, True]
+    rel = reliability(probs, truth, bins=10)
+    assert [(b["low"], b["count"]) for b in rel] == [(0.0, 4), (0.5, 1), (0.9, 2)]
+    assert rel[0]["wrong_share"] == 0.25 and rel[2]["mean_prob"] == pytest.approx(0.95)
+    # |0.05 - 0.25| * 4 + |0.55 - 0| * 1 + |0.95 - 1| * 2, over 7
+    assert ece(probs, truth, bins=10) == pytest.approx((0.8 + 0.55 + 0.1) / 7)
+    assert ece([], []) is None
