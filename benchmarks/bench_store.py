@@ -23,9 +23,9 @@ Measured per size:
   a new score set replacing the previous one), and once more with another process
   committing label edits meanwhile: ``edit_wait_ms`` (median, max);
 * ``bytes_per_sample``: the checkpointed file (labels + one run) / samples;
-* ``gui_peak_rss_mb``: ``python -m app.perf queue PROJECT`` (a real offscreen
-  main window: opens the project, shows the queue and a sample, jumps the table to
-  20 random places), its peak RSS.
+* ``gui``: ``python -m app.perf queue PROJECT`` (a real offscreen main window:
+  opens the project, shows the queue and a sample, reads the whole ordering, jumps
+  the table to 20 random places), with its peak RSS (``VmHWM``).
 """
 
 from __future__ import annotations
@@ -236,11 +236,16 @@ def gui_rss(path: Path) -> dict[str, Any]:
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
-def bench(n: int, workdir: Path) -> dict[str, Any]:
+def bench(n: int, workdir: Path, only: str | None = None) -> dict[str, Any]:
     path = workdir / f"store-{n}.gumshoe"
     path.unlink(missing_ok=True)
     row: dict[str, Any] = {"samples": n, "landmarks": K}
     row.update(build(path, n, IBUG68))
+    if only == "gui":
+        row["gui"] = gui_rss(path)
+        print(json.dumps(row["gui"]), flush=True)
+        path.unlink()
+        return row
     with Project.open(path) as p:
         p.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     row["bytes_per_sample"] = round(path.stat().st_size / n)
@@ -281,16 +286,17 @@ def main() -> None:
     ap.add_argument("--workdir", type=Path, help="where the projects are built (default: a "
                     "temporary folder; 1 000 000 samples need about 4 GB)")
     ap.add_argument("--json", type=Path, required=True)
+    ap.add_argument("--only", choices=["gui"], help="build, then measure only this")
     args = ap.parse_args()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="gumshoe-store-"))
     workdir.mkdir(parents=True, exist_ok=True)
-    rows = [bench(int(n), workdir) for n in args.sizes.split(",")]
+    rows = [bench(int(n), workdir, args.only) for n in args.sizes.split(",")]
     result = {
         "machine": f"{platform.machine()} {os.cpu_count()}-core VM, "
                    f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB, "
                    f"Python {platform.python_version()}, SQLite {__import__('sqlite3').sqlite_version}",
         "command": "flock /tmp/gumshoe-heavy.lock python benchmarks/bench_store.py --sizes "
-                   f"{args.sizes} --json {args.json}",
+                   f"{args.sizes}{' --only ' + args.only if args.only else ''} --json {args.json}",
         "date": time.strftime("%Y-%m-%d"),
         "results": rows,
     }
