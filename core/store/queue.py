@@ -14,6 +14,7 @@ from it with ``queue_rows``, so a deep page costs no ``OFFSET`` walk).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -35,8 +36,19 @@ def _one(_x: str | None) -> str:
     return "1"
 
 
-def _sid(_x: str | None) -> str:
-    return "s.id"
+def _sid(x: str | None) -> str:
+    return "r.sample_id" if x == "r" else "s.id"
+
+
+def _logit_bound(p: float, lower: bool) -> float:
+    """A score bound no tighter than ``outlier_prob >= p`` (``lower``) or ``<= p``
+    where probabilities are sigmoid(score): a little looser, for rounding; none near
+    0 and 1, where the logit is not to be trusted."""
+    if not 1e-12 < p < 1 - 1e-12:
+        return -1e308 if lower else 1e308
+    v = math.log(p / (1 - p))
+    slack = 1e-6 * max(1.0, abs(v))
+    return v - slack if lower else v + slack
 
 
 @dataclass(frozen=True)
@@ -114,16 +126,17 @@ class QueueMixin(StoreBase):
             joins += " LEFT JOIN scores sc ON sc.set_id = r.set_id AND sc.sample_id = r.sample_id"
         return joins
 
-    @staticmethod
-    def _filters(q: QueueQuery, x: str | None, status_by_subquery: bool) -> tuple[list[str], list[Any]]:
+    def _filters(self, q: QueueQuery, x: str | None, status_by_subquery: bool
+                 ) -> tuple[list[str], list[Any]]:
         """WHERE terms on samples ``s`` and scores ``x`` (None: unscored samples)."""
         where: list[str] = []
         args: list[Any] = []
+        sid = "r.sample_id" if x == "r" else "s.id"
         if not q.all_statuses:
             if status_by_subquery:
                 # the reviewed samples are few: exclude them through the status index
                 other = [st for st in REVIEW_STATUSES if st not in q.statuses]
-                where.append(f"s.id NOT IN (SELECT id FROM samples WHERE review_status IN "
+                where.append(f"{sid} NOT IN (SELECT id FROM samples WHERE review_status IN "
                              f"({marks(len(other))}))")
                 args += other
             else:
@@ -137,6 +150,15 @@ class QueueMixin(StoreBase):
                 if value is not None:
                     where.append(term)
                     args.append(value)
+            # where the set's probabilities are sigmoid(score) (every method's, since
+            # calibration), a probability range is also a score range: an index seek
+            set_sql, set_args = self._set_sql(q)
+            for value, op, lower in ((q.min_prob, ">=", True), (q.max_prob, "<=", False)):
+                if value is not None:
+                    where.append(f"{x}.score {op} (CASE WHEN (SELECT prob_from_score FROM "
+                                 f"score_sets WHERE id = {set_sql}) THEN ? ELSE ? END)")
+                    args += [*set_args, _logit_bound(float(value), lower),
+                             -1e308 if lower else 1e308]
         if q.split:
             where.append("s.split = ?")
             args.append(q.split)
@@ -161,8 +183,11 @@ class QueueMixin(StoreBase):
         tie = "ASC" if q.descending else "DESC"  # walks the (set, score DESC, sample) key
         if self._rank_walk(q):
             where, args = self._filters(q, "r", status_by_subquery=True)
-            sql = (f"SELECT {select('r')} FROM score_ranks r "
-                   f"JOIN samples s ON s.id = r.sample_id{self._age_joins('r')} "
+            # ids or a count only, and no filter on the samples' columns: no join
+            bare = select in (_sid, _one) and not (q.split or q.search or q.conflicts)
+            join = "" if bare else \
+                f" JOIN samples s ON s.id = r.sample_id{self._age_joins('r')}"
+            sql = (f"SELECT {select('r')} FROM score_ranks r{join} "
                    f"WHERE r.set_id = {set_sql}" + "".join(f" AND {w}" for w in where)
                    + f" ORDER BY r.score {desc}, r.sample_id {tie}")
         else:

@@ -258,6 +258,7 @@ CREATE TABLE score_sets (
     epoch INTEGER,
     rows INTEGER NOT NULL DEFAULT 0,
     status TEXT NOT NULL DEFAULT 'writing',  -- writing | published | retired
+    prob_from_score INTEGER NOT NULL DEFAULT 0,  -- 1: every outlier_prob is sigmoid(score)
     created_at TEXT NOT NULL
 ) STRICT;
 CREATE INDEX score_sets_run ON score_sets(run_id);

@@ -69,6 +69,15 @@ def _num(v: Any) -> float | None:
     return None if v is None else float(v)
 
 
+def _prob_from_score(score: np.ndarray, prob: np.ndarray) -> bool:
+    """Whether every probability is sigmoid(score) (then a probability range is a
+    score range for the queue)."""
+    if len(score) == 0 or np.isnan(prob).any():
+        return False
+    with np.errstate(over="ignore"):
+        return bool(np.allclose(prob, 1.0 / (1.0 + np.exp(-score)), rtol=1e-9, atol=1e-12))
+
+
 def _run(r: Sequence[Any]) -> Run:
     return Run(int(r[0]), str(r[1]), codec.json_object(r[2], "run params"), str(r[3]), str(r[4]),
                str(r[5]), None if r[6] is None else int(r[6]), str(r[7]), str(r[8]), r[9], r[10],
@@ -150,13 +159,16 @@ class RunsMixin(StoreBase):
         previous scores at once); returns the set id. See the module docstring."""
         encoded, ranks = (self._encode_columns(rows) if isinstance(rows, ScoreColumns)
                           else self._encode_rows(rows))
+        sig = _prob_from_score(np.array([r[0] for r in ranks], dtype=np.float64),
+                               np.array([np.nan if r[2] is None else r[2] for r in ranks],
+                                        dtype=np.float64))
         self._drop_sets(run_id, unpublished_only=True)  # left by a writer that died
         with self.transaction():
             if self.conn.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone() is None:
                 raise ProjectError(f"{self.path}: no run {run_id}")
             set_id = int(self.conn.execute(
-                "INSERT INTO score_sets(run_id, epoch, rows, created_at) VALUES (?,?,?,?)",
-                (run_id, epoch, len(encoded), now_iso())).lastrowid)
+                "INSERT INTO score_sets(run_id, epoch, rows, prob_from_score, created_at)"
+                " VALUES (?,?,?,?,?)", (run_id, epoch, len(encoded), int(sig), now_iso())).lastrowid)
         for part in chunks(encoded, SCORE_CHUNK):
             self._beat()
             with self.transaction():

@@ -169,7 +169,12 @@ def test_queries_use_their_indexes(tmp_path: Path) -> None:
         plan = _plan(p.conn, sql + " LIMIT 200", args)
         assert f"SCAN s USING INDEX {index}" in plan and "TEMP B-TREE" not in plan, plan
     sql, args = p._scored_sql(QueueQuery(), _one)
-    assert "USING PRIMARY KEY" in _plan(p.conn, f"SELECT count(*) FROM ({sql})", args)
+    plan = _plan(p.conn, f"SELECT count(*) FROM ({sql})", args)
+    assert "USING PRIMARY KEY" in plan and " s " not in f" {plan} ", plan  # no join: ids only
+    from core.store.queue import _sid
+    sql, args = p._scored_sql(QueueQuery(statuses=("unreviewed",)), _sid)
+    plan = _plan(p.conn, sql, args)
+    assert "SEARCH r USING PRIMARY KEY" in plan and "SEARCH s USING INTEGER" not in plan, plan
     plan = _plan(p.conn, f"SELECT {store_samples.LABEL_COLS} FROM samples s JOIN labels l ON "
                  "l.id = s.label_id WHERE s.id IN (1, 2, 3)", [])
     assert "SEARCH s USING INTEGER PRIMARY KEY" in plan and "SEARCH l USING INTEGER PRIMARY KEY" in plan
@@ -290,3 +295,30 @@ def test_a_new_score_set_replaces_the_old_one_at_once(tmp_path: Path) -> None:
     assert p.sample_score(1, run).score == pytest.approx(-score[0])
     p.write_scores(run, ScoreColumns(ids, score))
     assert p.conn.execute("SELECT count(*) FROM score_sets").fetchone()[0] == 1
+
+
+def test_a_probability_range_is_a_score_seek_where_probabilities_are_sigmoids(
+        tmp_path: Path) -> None:
+    from core.store.queue import QueueQuery
+
+    p, run, score = build(tmp_path, n=400)
+    prob = 1 / (1 + np.exp(-score))
+    assert p.conn.execute("SELECT prob_from_score FROM score_sets").fetchone()[0] == 1
+    sql, args = p._scored_sql(QueueQuery(min_prob=0.9, max_prob=0.99), p._row_cols)
+    plan = _plan(p.conn, sql + " LIMIT 200", args)
+    assert "SEARCH r USING PRIMARY KEY (set_id=? AND score>? AND score<?)" in plan, plan
+    cases = [(0.5, None), (None, 0.05), (0.2, 0.6), (float(prob[7]), float(prob[7])),
+             (1.0, None), (None, 0.0), (0.0, 1.0)]
+    for lo, hi in cases:
+        want = {i + 1 for i, v in enumerate(prob)
+                if (lo is None or v >= lo) and (hi is None or v <= hi)}
+        assert {r.sample_id for r in p.queue(min_prob=lo, max_prob=hi)} == want, (lo, hi)
+        assert p.queue_count(min_prob=lo, max_prob=hi) == len(want)
+    # probabilities of another kind: the same answers, from the probability column alone
+    other = np.random.default_rng(9).uniform(0, 1, 400)
+    p.write_scores(run, ScoreColumns(np.arange(1, 401), score, other))
+    assert p.conn.execute("SELECT prob_from_score FROM score_sets").fetchone()[0] == 0
+    for lo, hi in cases:
+        want = {i + 1 for i, v in enumerate(other)
+                if (lo is None or v >= lo) and (hi is None or v <= hi)}
+        assert {r.sample_id for r in p.queue(min_prob=lo, max_prob=hi)} == want, (lo, hi)
