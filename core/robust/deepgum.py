@@ -50,6 +50,7 @@ from core.robust.base import (
     Problem,
     UnitScores,
     responsibility_histogram,
+    scoring_mixture,
 )
 from core.robust.mixture import UNITS, GaussianUniformMixture, unit_of_dim
 
@@ -265,7 +266,7 @@ class DeepGUM(Method):
         """The mixture's log-odds after refitting a copy on these residuals (test-time
         augmented, so a little wider than the training ones); with ``targets`` and flip
         pairs also each label's swap log-odds."""
-        mix = copy.deepcopy(self.mixture)
+        mix = scoring_mixture(copy.deepcopy(self.mixture))
         scale = self.dim_variance(log_scale)
         mix.fit(res[fit_rows], mask[fit_rows], SCORING_ITERATIONS, None,
                 None if scale is None else scale[fit_rows],
