@@ -56,6 +56,8 @@ class Problem:
     n_dims: int
     n_points: int
     flip_perm: tuple[int, ...] | None = None
+    # faces (a frontal schema): the flip pairs as (keypoint on the image's left, partner)
+    frontal_pairs: tuple[tuple[int, int], ...] | None = None
 
     @property
     def dims_per_point(self) -> int:
