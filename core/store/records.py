@@ -62,6 +62,10 @@ class LabelSchema:
     keypoints: tuple[str, ...] = ()
     flip_pairs: tuple[tuple[int, int], ...] = ()
     skeleton: tuple[tuple[int, int], ...] = ()
+    # the subject faces the camera upright (faces): the first keypoint of each flip pair
+    # is on the image's left (the subject's right), which tells left from right even in
+    # a set where half the labels have their sides exchanged
+    frontal: bool = False
 
     def __post_init__(self) -> None:
         if self.task not in ("landmarks", "age"):
@@ -90,7 +94,8 @@ class LabelSchema:
     def to_json(self) -> str:
         return json.dumps({"task": self.task, "name": self.name, "keypoints": list(self.keypoints),
                            "flip_pairs": [list(p) for p in self.flip_pairs],
-                           "skeleton": [list(p) for p in self.skeleton]})
+                           "skeleton": [list(p) for p in self.skeleton],
+                           "frontal": self.frontal})
 
     @classmethod
     def from_json(cls, text: str) -> LabelSchema:
@@ -110,7 +115,8 @@ class LabelSchema:
             if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
                 raise ValueError("keypoints are not a list of names")
             return cls(task=str(d["task"]), name=str(d.get("name", "")), keypoints=tuple(names),
-                       flip_pairs=tuple(pairs), skeleton=tuple(skel))  # type: ignore[arg-type]
+                       flip_pairs=tuple(pairs), skeleton=tuple(skel),  # type: ignore[arg-type]
+                       frontal=bool(d.get("frontal", False)))
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"malformed label schema ({exc})") from None
 
