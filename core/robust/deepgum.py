@@ -122,9 +122,6 @@ class DeepGUM(Method):
         loss = (w * res**2).sum(dim=1).mean()
         if out.log_scale is None:
             return loss
-        import os
-        if os.environ.get("SIGW") == "mask":
-            w = (w > 0).float()
         return loss + scale_nll(res.detach(), out.log_scale, w, self.problem)
 
     def _swapped(self, positions: np.ndarray) -> np.ndarray:
