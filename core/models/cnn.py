@@ -38,15 +38,13 @@ class SmallCNN(nn.Module):
         self.features = nn.Sequential(*(_block(a, b) for a, b in zip(chans, chans[1:], strict=False)))
         cells = (image_size // 2 ** len(widths)) ** 2
         self.out_features = widths[-1] * cells
-        import os
-        self.first = 0 if os.environ.get("HMS") == "2" else 1
-        self.channels = list(widths[self.first:])  # of the pyramid's maps, strides 4 .. 32
+        self.channels = list(widths[1:])  # of the pyramid's maps, strides 4 .. 32
 
     def pyramid(self, x: torch.Tensor) -> list[torch.Tensor]:
         maps = []
         for i, block in enumerate(self.features):
             x = block(x)
-            if i >= self.first:
+            if i >= 1:
                 maps.append(x)
         return maps
 
