@@ -53,6 +53,7 @@ os.environ.setdefault("OPENCV_LOG_LEVEL", "FATAL")  # decode failures become Ima
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
+from core.paths import IMAGE_LIMIT, ReadError, one_line, read_regular, shown  # noqa: E402
 from core.project import Sample  # noqa: E402
 
 BOX_MARGIN = 0.25  # of the box's longer side, on every side
@@ -76,7 +77,28 @@ StopFn = Callable[[], bool]
 
 
 class ImageError(Exception):
-    """An image that cannot be used; the one-line message names the file and the problem."""
+    """An image that cannot be used; the one-line message names the file and the problem.
+    ``kind``: ``missing`` (no such file), ``changed`` (its bytes differ from the ones
+    imported) or ``unreadable`` (anything else)."""
+
+    def __init__(self, message: str, kind: str = "unreadable") -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+MIN_IMAGE_SIZE = 32
+MAX_IMAGE_SIZE = 1024
+
+
+def check_image_size(size: int) -> int:
+    """``size`` if it can be a cache and model input side: a multiple of 32 (the
+    backbones halve the input five times) from 32 to 1024; else ValueError."""
+    if isinstance(size, bool) or not isinstance(size, int | np.integer):
+        raise ValueError(f"image size {size!r} is not a whole number of pixels")
+    if size % 32 or not MIN_IMAGE_SIZE <= size <= MAX_IMAGE_SIZE:
+        raise ValueError(f"image size {size} must be a multiple of 32 from {MIN_IMAGE_SIZE} "
+                         f"to {MAX_IMAGE_SIZE}")
+    return int(size)
 
 
 def content_hash(data: bytes) -> str:
@@ -111,17 +133,17 @@ def _jpeg_header(data: bytes, path: Path) -> tuple[int, int]:
             break
         i += 2 + struct.unpack(">H", data[i + 2 : i + 4])[0]
     if size is None or sos < 0:
-        raise ImageError(f"{path}: truncated or corrupt JPEG (no frame header or scan)")
+        raise ImageError(f"{shown(path)}: truncated or corrupt JPEG (no frame header or scan)")
     # Entropy-coded data cannot contain FF D9 (0xFF is stuffed as FF 00) and an EXIF
     # thumbnail's end marker lies before the first scan: no FF D9 after it = truncated.
     if data.rfind(b"\xff\xd9") < sos:
-        raise ImageError(f"{path}: truncated JPEG (no end-of-image marker)")
+        raise ImageError(f"{shown(path)}: truncated JPEG (no end-of-image marker)")
     return size
 
 
 def _png_header(data: bytes, path: Path) -> tuple[int, int]:
     if data[12:16] != b"IHDR":
-        raise ImageError(f"{path}: corrupt PNG (no IHDR chunk)")
+        raise ImageError(f"{shown(path)}: corrupt PNG (no IHDR chunk)")
     w, h = struct.unpack(">II", data[16:24])
     i = 8
     while i + 8 <= len(data):
@@ -131,7 +153,7 @@ def _png_header(data: bytes, path: Path) -> tuple[int, int]:
             if i <= len(data):
                 return w, h
             break
-    raise ImageError(f"{path}: truncated PNG (no IEND chunk)")
+    raise ImageError(f"{shown(path)}: truncated PNG (no IEND chunk)")
 
 
 def _header_size(data: bytes, path: Path) -> tuple[str, int, int] | None:
@@ -161,10 +183,10 @@ def _header_size(data: bytes, path: Path) -> tuple[str, int, int] | None:
 
 def _check_size(w: int, h: int, path: Path) -> None:
     if w <= 0 or h <= 0:
-        raise ImageError(f"{path}: image claims size {w}x{h}")
+        raise ImageError(f"{shown(path)}: image claims size {w}x{h}")
     if w > MAX_SIDE or h > MAX_SIDE or w * h > MAX_PIXELS:
         raise ImageError(
-            f"{path}: image claims size {w}x{h}, over the limit "
+            f"{shown(path)}: image claims size {w}x{h}, over the limit "
             f"({MAX_SIDE} px a side, {MAX_PIXELS // 1_000_000} Mpixel)")
 
 
@@ -178,30 +200,34 @@ def decode_image(data: bytes, path: str | os.PathLike[str],
     the reduction applied: other formats are decoded at full size (1)."""
     p = Path(path)
     if not data:
-        raise ImageError(f"{p}: empty file")
+        raise ImageError(f"{shown(p)}: empty file")
     header = _header_size(data, p)
     if header is not None:
         _check_size(header[1], header[2], p)
     applied = reduce if header is not None and header[0] == "jpeg" else 1
     try:
         img = cv2.imdecode(np.frombuffer(data, np.uint8), _FLAGS[applied])
+    except MemoryError:
+        raise ImageError(f"{shown(p)}: out of memory decoding the image") from None
     except cv2.error as exc:
         if "validateInputImageSize" in str(exc):
-            raise ImageError(f"{p}: image dimensions over the limit ({MAX_SIDE} px a side, "
+            raise ImageError(f"{shown(p)}: image dimensions over the limit ({MAX_SIDE} px a side, "
                              f"{MAX_PIXELS // 1_000_000} Mpixel)") from None
-        raise ImageError(f"{p}: cannot decode ({str(exc).strip().splitlines()[-1]})") from None
+        raise ImageError(f"{shown(p)}: cannot decode ({str(exc).strip().splitlines()[-1]})") from None
     if img is None:
-        raise ImageError(f"{p}: not an image or an unsupported format")
+        raise ImageError(f"{shown(p)}: not an image or an unsupported format")
     if header is None:
         _check_size(img.shape[1], img.shape[0], p)
     return np.ascontiguousarray(img), applied
 
 
 def read_file(path: str | os.PathLike[str]) -> bytes:
+    """The bytes of an image file: a regular file of at most :data:`IMAGE_LIMIT` bytes
+    (checked before reading: never a FIFO, a device, or more than memory holds)."""
     try:
-        return Path(path).read_bytes()
-    except OSError as exc:
-        raise ImageError(f"{path}: cannot read ({exc.strerror or exc})") from None
+        return read_regular(path, IMAGE_LIMIT)
+    except ReadError as exc:
+        raise ImageError(f"{shown(path)}: {exc}", "missing" if exc.missing else "unreadable") from None
 
 
 def load_image(path: str | os.PathLike[str]) -> tuple[np.ndarray, str]:
@@ -244,14 +270,74 @@ def letterbox_for(width: int, height: int,
         side = max(width, height)
         cx, cy = (width - 1) / 2, (height - 1) / 2
     else:
+        problem = box_problem(box)
+        if problem:
+            raise ValueError(problem)
         x0, y0, x1, y1 = (float(v) for v in box)
         side = max(x1 - x0, y1 - y0) * (1 + 2 * BOX_MARGIN)
         cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
-    if not side > 0:
-        raise ValueError(f"empty crop (image {width}x{height}, box {box})")
+    if not (side > 0 and math.isfinite(side)):
+        raise ValueError(f"empty crop (image {width}x{height})")
     scale = size / side
     c = (size - 1) / 2
-    return Letterbox(scale, c - scale * cx, c - scale * cy, size)
+    lb = Letterbox(scale, c - scale * cx, c - scale * cy, size)
+    if not all(math.isfinite(v) for v in (lb.scale, lb.dx, lb.dy)) or lb.scale <= 0:
+        raise ValueError(f"box {_box_text(box)} gives no usable crop")
+    return lb
+
+
+MAX_COORD = 1e6  # no image is a million pixels wide: beyond, a coordinate is garbage
+MIN_BOX_SIDE = 1.0  # pixels
+
+
+def _box_text(box: Sequence[float] | None) -> str:
+    return "none" if box is None else "(" + ", ".join(f"{float(v):g}" for v in box) + ")"
+
+
+def box_problem(box: Sequence[float] | None) -> str | None:
+    """Why a box (x0, y0, x1, y1) cannot give a crop, or None: every coordinate finite
+    and within +-1e6, x1 > x0 and y1 > y0, the longer side at least a pixel."""
+    if box is None:
+        return None
+    try:
+        x0, y0, x1, y1 = (float(v) for v in box)
+    except (TypeError, ValueError):
+        return f"box {box!r} is not four numbers"
+    vals = (x0, y0, x1, y1)
+    if not all(math.isfinite(v) for v in vals):
+        return f"box {_box_text(vals)} has a non-finite coordinate"
+    if max(abs(v) for v in vals) > MAX_COORD:
+        return f"box {_box_text(vals)} has a coordinate beyond any image"
+    if not (x1 > x0 and y1 > y0):
+        return f"box {_box_text(vals)} is empty or inverted (needs x1 > x0 and y1 > y0)"
+    if max(x1 - x0, y1 - y0) < MIN_BOX_SIDE:
+        return f"box {_box_text(vals)} is smaller than a pixel"
+    return None
+
+
+def box_outside(box: Sequence[float] | None, width: int, height: int) -> str | None:
+    """Why a valid box does not fit an image of ``width`` x ``height``, or None."""
+    if box is None:
+        return None
+    x0, y0, x1, y1 = (float(v) for v in box)
+    if x1 <= -0.5 or y1 <= -0.5 or x0 >= width - 0.5 or y0 >= height - 0.5:
+        return f"box {_box_text(box)} lies outside the {width}x{height} image"
+    return None
+
+
+def crop_for(image: np.ndarray, width: int, height: int, box: Sequence[float] | None,
+             size: int, path: str | os.PathLike[str], reduce: int = 1
+             ) -> tuple[np.ndarray, Letterbox]:
+    """The cache crop of a decoded image (``letterbox(image, letterbox_for(...))``) and
+    its transform; ImageError naming ``path`` for a box that gives no crop."""
+    try:
+        problem = box_outside(box, width, height) if box_problem(box) is None else None
+        if problem:
+            raise ValueError(problem)
+        lb = letterbox_for(width, height, box, size)
+        return letterbox(image, lb, reduce), lb
+    except (ValueError, ZeroDivisionError, OverflowError, cv2.error) as exc:
+        raise ImageError(f"{shown(path)}: {one_line(str(exc))}") from None
 
 
 def letterbox(image: np.ndarray, lb: Letterbox, reduce: int = 1) -> np.ndarray:

@@ -12,6 +12,7 @@ from pathlib import Path
 from types import FrameType
 
 from core.bench import BenchSettings, run_bench
+from core.cli.arguments import image_size
 from core.cli.train import add_estep_arguments
 from core.robust import METHODS
 from core.training import TrainConfig
@@ -30,7 +31,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--first-seed", type=int, default=0,
                    help="run seeds first-seed .. first-seed + seeds - 1 (default: %(default)s)")
     p.add_argument("--epochs", type=int, default=d.epochs, help="default: %(default)s")
-    p.add_argument("--image-size", type=int, default=d.image_size, help="default: %(default)s")
+    p.add_argument("--image-size", type=image_size, default=d.image_size, help="default: %(default)s")
     p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default=d.device)
     add_estep_arguments(p)
     p.add_argument("--workdir", type=Path, help="keep the projects here (default: a temporary folder)")

@@ -20,6 +20,7 @@ import numpy as np
 
 from core.formats.base import FormatError, RawItem, Skip
 from core.formats.common import number, rel_key
+from core.paths import INDEX_FILE_LIMIT, ReadError, one_line, read_regular, shown
 from core.project import Label, LabelSchema, Sample
 from core.schemas import schema_for_keypoints
 
@@ -29,10 +30,11 @@ SNIFF_BYTES = 1 << 20
 @lru_cache(maxsize=2)
 def _load(path: str, mtime_ns: int) -> dict[str, Any]:
     try:
-        with open(path, "rb") as f:
-            doc = json.load(f)
-    except (OSError, ValueError) as exc:
-        raise FormatError(f"{path}: not readable JSON ({exc})") from None
+        doc = json.loads(read_regular(path, INDEX_FILE_LIMIT))
+    except ReadError as exc:
+        raise FormatError(f"{shown(path)}: {exc}") from None
+    except (ValueError, RecursionError) as exc:
+        raise FormatError(f"{shown(path)}: not readable JSON ({one_line(str(exc))[:200]})") from None
     if not isinstance(doc, dict) or not all(
             isinstance(doc.get(k), list) for k in ("images", "annotations", "categories")):
         raise FormatError(f"{path}: not a COCO file (needs lists 'images', 'annotations', "
@@ -44,7 +46,7 @@ def load(path: Path) -> dict[str, Any]:
     try:
         return _load(str(path), path.stat().st_mtime_ns)
     except OSError as exc:
-        raise FormatError(f"{path}: cannot read ({exc.strerror})") from None
+        raise FormatError(f"{shown(path)}: cannot read ({exc.strerror})") from None
 
 
 def _category(path: Path, doc: dict[str, Any]) -> dict[str, Any]:

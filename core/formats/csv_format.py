@@ -25,6 +25,7 @@ import numpy as np
 
 from core.formats.base import FormatError, RawItem, Skip
 from core.formats.common import fmt, number, rel_key
+from core.paths import INDEX_FILE_LIMIT, ReadError, read_regular, shown
 from core.project import Label, LabelSchema, Sample
 from core.schemas import AGE, landmarks_schema
 
@@ -102,11 +103,11 @@ class Layout:
 def _rows(path: Path) -> Iterator[tuple[int, list[str] | str]]:
     """(line number, cells) per non-blank row, or (line, reason) where csv gives up."""
     try:
-        text = path.read_bytes().decode("utf-8-sig")
+        text = read_regular(path, INDEX_FILE_LIMIT).decode("utf-8-sig")
     except UnicodeDecodeError:
-        raise FormatError(f"{path}: not UTF-8 text") from None
-    except OSError as exc:
-        raise FormatError(f"{path}: cannot read ({exc.strerror})") from None
+        raise FormatError(f"{shown(path)}: not UTF-8 text") from None
+    except ReadError as exc:
+        raise FormatError(f"{shown(path)}: {exc}") from None
     reader = csv.reader(io.StringIO(text, newline=""))
     while True:
         try:

@@ -5,23 +5,37 @@ In the published file the flag is 1 for a visible joint and 0 for one that is
 not annotated, whose coordinates are meaningless (such as ``(0, -26)``): those
 joints are stored as missing (NaN, visibility 0). Visible joints just outside
 the frame (a head top at y = -1) are kept.
+
+``joints.mat`` is checked before SciPy parses it: a regular file under
+:data:`MAT_LIMIT`, every top-level element inside the file, a compressed one
+inflating to at most :data:`MAX_INFLATED` (a 300 KB zlib bomb inflates to 300 MB),
+``joints`` a numeric array of at most that size. Anything wrong with the file is
+one :class:`FormatError`, never a traceback.
 """
 
 from __future__ import annotations
 
+import io
+import math
+import struct
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 from scipy.io import loadmat
-from scipy.io.matlab import MatReadError
 
 from core.formats.base import FormatError, RawItem, Skip
 from core.formats.common import rel_key
+from core.paths import MIB, ReadError, one_line, read_regular, shown
 from core.project import LabelSchema
 from core.schemas import LSP14
 
 MAT = "joints.mat"
+MAT_LIMIT = 256 * MIB  # the file
+MAX_INFLATED = 64 * MIB  # one variable, decompressed (joints of 190 000 images)
+_MI_INT8, _MI_INT32, _MI_UINT32, _MI_MATRIX, _MI_COMPRESSED = 1, 5, 6, 14, 15
+_NUMERIC_CLASSES = set(range(6, 16))  # mxDOUBLE_CLASS .. mxUINT64_CLASS
 
 
 class LspReader:
@@ -59,15 +73,117 @@ class LspReader:
 
 
 def load_joints(path: Path) -> np.ndarray:
-    """(N, 14, 3) float64: x, y, flag."""
+    """(N, 14, 3) float64: x, y, flag. FormatError (one line naming the file) for
+    anything that is not a readable, sane ``joints`` array."""
+    name = shown(path)
     try:
-        mat = loadmat(str(path))
-    except (OSError, ValueError, TypeError, NotImplementedError, MatReadError) as exc:
-        raise FormatError(f"{path}: cannot read as a MATLAB file ({exc})") from None
-    joints = mat.get("joints")
-    if joints is None:
-        raise FormatError(f"{path}: no 'joints' array")
-    if joints.ndim != 3 or joints.shape[:2] != (14, 3):
-        raise FormatError(f"{path}: 'joints' is {' x '.join(map(str, joints.shape))}, "
-                          "expected 14 x 3 x N")
-    return np.asarray(joints, dtype=np.float64).transpose(2, 0, 1)
+        data = read_regular(path, MAT_LIMIT)
+    except ReadError as exc:
+        raise FormatError(f"{name}: {exc}") from None
+    try:
+        check_mat(data)
+        mat = loadmat(io.BytesIO(data), variable_names=["joints"])
+        joints = mat.get("joints")
+        if joints is None:
+            raise FormatError("no 'joints' array")
+        if not isinstance(joints, np.ndarray) or joints.dtype.kind not in "fiub":
+            raise FormatError("'joints' is not a numeric array")
+        if joints.ndim != 3 or joints.shape[:2] != (14, 3):
+            raise FormatError(f"'joints' is {' x '.join(map(str, joints.shape))}, "
+                              "expected 14 x 3 x N")
+        return np.asarray(joints, dtype=np.float64).transpose(2, 0, 1)
+    except FormatError as exc:
+        raise FormatError(f"{name}: {exc}") from None
+    except MemoryError:
+        raise FormatError(f"{name}: out of memory reading it as a MATLAB file") from None
+    except NotImplementedError as exc:  # v7.3 (HDF5)
+        raise FormatError(f"{name}: {one_line(str(exc))}") from None
+    except Exception as exc:  # noqa: BLE001 - SciPy on a corrupt file: many kinds
+        raise FormatError(f"{name}: cannot read as a MATLAB file ({type(exc).__name__}: "
+                          f"{one_line(str(exc))[:200]})") from None
+
+
+def check_mat(data: bytes) -> None:
+    """Refuse, before SciPy allocates anything, a MAT file whose structure is broken or
+    whose ``joints`` (or any compressed variable) would not fit :data:`MAX_INFLATED`.
+    Version 4 files have no compression and SciPy reads them no larger than the file."""
+    if len(data) < 128:
+        raise FormatError("not a MATLAB file (too short)")
+    if data[126:128] not in (b"IM", b"MI"):
+        if b"\0" in data[:4] or data[:4] == b"\0\0\0\0":
+            return  # version 4: bounded by the file itself
+        raise FormatError("not a MATLAB 5 file (no endian mark)")
+    e = "<" if data[126:128] == b"IM" else ">"
+    version = struct.unpack(e + "H", data[124:126])[0]
+    if version == 0x0200:
+        raise FormatError("a MATLAB v7.3 (HDF5) file; save it with -v7")
+    pos = 128
+    while pos < len(data):
+        if len(data) - pos < 8:
+            raise FormatError(f"truncated element header at byte {pos}")
+        kind, nbytes = struct.unpack(e + "II", data[pos:pos + 8])
+        if kind >> 16:  # small element: 4 bytes of data in the tag
+            pos += 8
+            continue
+        end = pos + 8 + nbytes
+        if end > len(data):
+            raise FormatError(f"truncated: element at byte {pos} claims {nbytes} bytes, "
+                              f"{len(data) - pos - 8} left")
+        if kind == _MI_COMPRESSED:
+            d = zlib.decompressobj()
+            try:
+                inner = d.decompress(data[pos + 8:end], MAX_INFLATED + 1)
+            except zlib.error as exc:
+                raise FormatError(f"corrupt compressed data at byte {pos} ({exc})") from None
+            if len(inner) > MAX_INFLATED or d.unconsumed_tail:
+                raise FormatError(f"a compressed variable inflates beyond "
+                                  f"{MAX_INFLATED // MIB} MB (too large; a zlib bomb?)")
+            if len(inner) >= 8:
+                ikind, inbytes = struct.unpack(e + "II", inner[:8])
+                if ikind == _MI_MATRIX:
+                    _check_matrix(inner[8:8 + inbytes], e)
+        elif kind == _MI_MATRIX:
+            _check_matrix(data[pos + 8:end], e)
+        pos = end + (0 if kind == _MI_COMPRESSED else (-nbytes) % 8)
+
+
+def _subelement(buf: bytes, pos: int, e: str) -> tuple[int, bytes, int]:
+    """(type, payload, next position) of the data element at ``pos`` of ``buf``."""
+    if len(buf) - pos < 8:
+        raise FormatError("truncated variable header")
+    kind, nbytes = struct.unpack(e + "II", buf[pos:pos + 8])
+    if kind >> 16:  # small element
+        n = kind >> 16
+        if n > 4:
+            raise FormatError("corrupt variable header")
+        return kind & 0xFFFF, buf[pos + 4:pos + 4 + n], pos + 8
+    if pos + 8 + nbytes > len(buf):
+        raise FormatError("truncated variable header")
+    return kind, buf[pos + 8:pos + 8 + nbytes], pos + 8 + nbytes + (-nbytes) % 8
+
+
+def _check_matrix(body: bytes, e: str) -> None:
+    """Array flags, dimensions and name of a miMATRIX; refuse a ``joints`` that is not
+    numeric or larger than :data:`MAX_INFLATED`."""
+    if not body:
+        return  # an empty matrix
+    kind, flags, pos = _subelement(body, 0, e)
+    if kind != _MI_UINT32 or len(flags) < 4:
+        raise FormatError("corrupt variable header (array flags)")
+    cls = struct.unpack(e + "I", flags[:4])[0] & 0xFF
+    kind, dims_raw, pos = _subelement(body, pos, e)
+    if kind != _MI_INT32 or not 8 <= len(dims_raw) <= 4 * 32 or len(dims_raw) % 4:
+        raise FormatError("corrupt variable header (dimensions)")
+    dims = struct.unpack(e + f"{len(dims_raw) // 4}i", dims_raw)
+    if min(dims) < 0:
+        raise FormatError(f"negative dimension in {dims}")
+    kind, name, _ = _subelement(body, pos, e)
+    if kind != _MI_INT8:
+        raise FormatError("corrupt variable header (name)")
+    if name.rstrip(b"\0") != b"joints":
+        return
+    if cls not in _NUMERIC_CLASSES:
+        raise FormatError("'joints' is not a numeric array")
+    if math.prod(dims) * 8 > MAX_INFLATED:
+        raise FormatError(f"'joints' is {' x '.join(map(str, dims))}: too large "
+                          f"(over {MAX_INFLATED // MIB} MB)")

@@ -32,6 +32,7 @@ import numpy as np
 
 from core.formats.base import FormatError, RawItem, Skip
 from core.formats.common import ImageFinder, fmt, number, rel_key, visibility_of, walk
+from core.paths import LABEL_FILE_LIMIT, ReadError, read_regular, resolve_inside
 from core.project import Label, LabelSchema, Sample
 from core.schemas import IBUG68, landmarks_schema
 
@@ -80,21 +81,25 @@ def parse_pts(text: str, expected: int | None = None) -> np.ndarray:
 
 
 def read_pts(path: Path, expected: int | None = None) -> np.ndarray:
-    """Parse a .pts file; ValueError (one line, no path) if it is unreadable or malformed."""
+    """Parse a .pts file; ValueError (one line, no path) if it is unreadable or malformed.
+    Only a regular file of at most LABEL_FILE_LIMIT bytes is read (never a FIFO or a
+    device, whatever a symlink points at)."""
     try:
-        text = path.read_bytes().decode("utf-8-sig")
+        text = read_regular(path, LABEL_FILE_LIMIT).decode("utf-8-sig")
     except UnicodeDecodeError:
         raise ValueError("not a text file") from None
-    except OSError as exc:
-        raise ValueError(f"cannot read ({exc.strerror})") from None
+    except ReadError as exc:
+        raise ValueError(str(exc)) from None
     return parse_pts(text, expected)
 
 
 def pts_items(pts_files: Iterable[Path], image_dir: Path | None, root: Path, n: int,
               finder: ImageFinder) -> Iterator[RawItem | Skip]:
-    """One item per .pts file, its image looked up in ``image_dir`` (default: beside it)."""
+    """One item per .pts file, its image looked up in ``image_dir`` (default: beside it).
+    A .pts file that leads outside ``root`` (through a symlink) is skipped unread."""
     for p in pts_files:
         try:
+            resolve_inside(root, rel_key(p, root))
             points = read_pts(p, n)
         except ValueError as exc:
             yield Skip(rel_key(p, root), str(exc))
@@ -121,8 +126,10 @@ class PtsReader:
 
     def schema(self, source: Path, task: str) -> LabelSchema:
         counts: Counter[int] = Counter()
-        for p in walk(self._folder(source), SUFFIXES):
+        folder = self._folder(source)
+        for p in walk(folder, SUFFIXES):
             try:
+                resolve_inside(folder, rel_key(p, folder))
                 counts[len(read_pts(p))] += 1
             except ValueError:
                 continue
