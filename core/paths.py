@@ -77,6 +77,15 @@ def is_inside(root: str | os.PathLike[str], path: str | os.PathLike[str]) -> boo
     return True
 
 
+def is_file(path: str | os.PathLike[str]) -> bool:
+    """``Path(path).is_file()`` that never raises (a name too long, a NUL byte, a
+    permission problem): False."""
+    try:
+        return Path(path).is_file()
+    except (OSError, ValueError):
+        return False
+
+
 def check_regular(path: str | os.PathLike[str], limit: int) -> os.stat_result:
     """The stat of ``path`` (symlinks followed) if it is a regular file of at most
     ``limit`` bytes, else :class:`ReadError`."""

@@ -20,7 +20,7 @@ import numpy as np
 
 from core.formats.base import FormatError, RawItem, Skip
 from core.formats.common import number, rel_key
-from core.paths import INDEX_FILE_LIMIT, ReadError, one_line, read_regular, shown
+from core.paths import INDEX_FILE_LIMIT, ReadError, is_file, one_line, read_regular, shown
 from core.project import Label, LabelSchema, Sample
 from core.schemas import schema_for_keypoints
 
@@ -63,7 +63,7 @@ def _image_root(path: Path, doc: dict[str, Any]) -> Path:
     if isinstance(first, str):
         for cand in (here, here / "images", here.parent / split, here.parent / "images" / split,
                      here.parent / "images", here.parent):
-            if (cand / first).is_file():
+            if is_file(cand / first):
                 return cand
     return here
 
@@ -101,7 +101,7 @@ def _annotation(ann: Any, images: dict[Any, str], cat_id: Any, k: int, root: Pat
     if not vis.any():
         return Skip(where, "no labelled keypoint")
     image = root / file_name
-    if not image.is_file():
+    if not is_file(image):
         return Skip(where, f"image missing: {file_name}")
     points = np.where(vis[:, None] > 0, kp[:, :2], np.nan)
     return RawItem(f"{file_name}#{ann.get('id')}", image, points, vis, box=box)

@@ -25,7 +25,7 @@ import numpy as np
 
 from core.formats.base import FormatError, RawItem, Skip
 from core.formats.common import fmt, number, rel_key
-from core.paths import INDEX_FILE_LIMIT, ReadError, read_regular, shown
+from core.paths import INDEX_FILE_LIMIT, ReadError, is_file, read_regular, shown
 from core.project import Label, LabelSchema, Sample
 from core.schemas import AGE, landmarks_schema
 
@@ -184,7 +184,7 @@ class CsvReader:
                 yield Skip(where, str(exc))
                 continue
             path = root / image
-            if not path.is_file():
+            if not is_file(path):
                 yield Skip(where, f"image missing: {image}")
                 continue
             yield RawItem(key, path, points, vis, age, box)

@@ -23,7 +23,7 @@ import numpy as np
 
 from core.formats.base import FormatError, RawItem, Skip
 from core.formats.common import number, rel_key, visibility_of, walk
-from core.paths import INDEX_FILE_LIMIT, ReadError, one_line, read_regular, shown
+from core.paths import INDEX_FILE_LIMIT, ReadError, is_file, one_line, read_regular, shown
 from core.project import LabelSchema
 from core.schemas import IBUG68, landmarks_schema
 
@@ -80,7 +80,7 @@ def _box_item(xml: Path, root: Path, image: ET.Element, index: int, box: ET.Elem
         return Skip(key, str(exc))
     if np.isnan(points).all():
         return Skip(key, "box has no landmark parts")
-    if not path.is_file():
+    if not is_file(path):
         return Skip(key, "image missing")
     return RawItem(key, path, points, visibility_of(points),
                    box=(left, top, left + width, top + height))

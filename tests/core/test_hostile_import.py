@@ -275,3 +275,29 @@ def test_image_size_is_validated_before_any_work(tmp_path: Path, size: str) -> N
     assert sorted(p.name for p in cache.iterdir()) == before
     with Project.open(tmp_path / "p.gumshoe") as p:
         assert p.runs() == []
+
+
+def test_hostile_csv_cells_are_skipped_one_line_each(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    (src / "folder.png").mkdir(parents=True)
+    hostile.png(src / "ok.png", 1)
+    rows = ["image,x0,y0", "ok.png,3,4", '"a\x00b.png",3,4', f"{'n' * 5000}.png,3,4",
+            "folder.png,3,4", '"line\nskipped forged.png: fake",3,4', "=cmd|' /C calc'!A0,3,4"]
+    (src / "l.csv").write_text("\n".join(rows) + "\n")
+    proc = gumshoe("import", tmp_path / "p.gumshoe", src / "l.csv", "--format", "csv")
+    assert proc.returncode == 0 and no_traceback(proc), proc.stderr
+    lines = skipped_lines(proc)
+    assert len(lines) == 5 and all("image missing" in ln for ln in lines), proc.stderr
+    assert not any(ln.startswith("skipped forged") for ln in proc.stderr.splitlines())
+    assert "1 added" in proc.stdout
+
+
+def test_entity_expansion_bomb_xml_is_one_line(tmp_path: Path) -> None:
+    lol = "".join(f'<!ENTITY l{i} "{f"&l{i - 1};" * 10}">' for i in range(1, 10))
+    (tmp_path / "bomb.xml").write_text(
+        f'<?xml version="1.0"?><!DOCTYPE d [<!ENTITY l0 "lol">{lol}]>'
+        "<dataset><images><image file='a.jpg'>&l9;</image></images></dataset>")
+    proc = gumshoe("import", tmp_path / "p.gumshoe", tmp_path / "bomb.xml", "--format", "dlib",
+                   timeout=60, memory=2 << 30)
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1, proc.stderr
+    assert "bomb.xml: not readable XML" in proc.stderr
