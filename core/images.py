@@ -173,6 +173,19 @@ def _header_size(data: bytes, path: Path) -> tuple[str, int, int] | None:
     return None
 
 
+_TIFF = (b"II*\0", b"MM\0*")
+
+
+def looks_like_image(data: bytes) -> bool:
+    """Whether ``data`` starts like a file of one of the image formats Gumshoe reads
+    (JPEG, PNG, GIF, BMP, WebP, TIFF, PNM): the check before an export copies a file."""
+    return (data[:3] == b"\xff\xd8\xff" or data[:8] == _PNG_MAGIC
+            or data[:6] in (b"GIF87a", b"GIF89a") or data[:2] == b"BM"
+            or (data[:4] == b"RIFF" and data[8:12] == b"WEBP") or data[:4] in _TIFF
+            or (len(data) > 2 and data[0:1] == b"P" and data[1:2] in b"1234567"
+                and data[2:3] in b" \t\r\n"))
+
+
 def _check_size(w: int, h: int, path: Path) -> None:
     if w <= 0 or h <= 0:
         raise ImageError(f"{shown(path)}: image claims size {w}x{h}")

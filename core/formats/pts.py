@@ -23,7 +23,7 @@ The schema has as many points as most files in the folder: ``ibug68`` for 68,
 from __future__ import annotations
 
 import math
-import shutil
+import os
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -32,7 +32,8 @@ import numpy as np
 
 from core.formats.base import FormatError, RawItem, Skip
 from core.formats.common import ImageFinder, fmt, number, rel_key, visibility_of, walk
-from core.paths import LABEL_FILE_LIMIT, ReadError, read_regular, resolve_inside
+from core.images import looks_like_image
+from core.paths import IMAGE_LIMIT, LABEL_FILE_LIMIT, ReadError, read_regular, resolve_inside, shown
 from core.project import Label, LabelSchema, Sample
 from core.schemas import IBUG68, landmarks_schema
 
@@ -156,6 +157,21 @@ def format_pts(points: np.ndarray) -> str:
     return "version: 1\nn_points: {}\n{{\n{}\n}}\n".format(len(lines), "\n".join(lines))
 
 
+def copy_image(src: Path, dst: Path) -> None:
+    """Copy an image file: only a regular file under the image size cap whose bytes
+    start like an image (never a device, a FIFO or a file such as /etc/shadow a crafted
+    project could name); ValueError naming it otherwise. Keeps the modification time."""
+    try:
+        data = read_regular(src, IMAGE_LIMIT)
+    except ReadError as exc:
+        raise ValueError(f"{shown(src)}: {exc}") from None
+    if not looks_like_image(data):
+        raise ValueError(f"{shown(src)}: not an image file, not copied")
+    dst.write_bytes(data)
+    st = os.stat(src)
+    os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
 def write(out: Path, schema: LabelSchema, records: Iterable[tuple[Sample, Label]]) -> int:
     """A new folder of copied images, each with a .pts file of the same stem. Stems are made
     unique, ignoring case (``face.jpg``, ``face_2.jpg`` for a second face in one image).
@@ -175,7 +191,7 @@ def write(out: Path, schema: LabelSchema, records: Iterable[tuple[Sample, Label]
             k += 1
             stem = f"{src.stem}_{k}"
         taken.add(stem.lower())
-        shutil.copy2(src, out / (stem + src.suffix))
+        copy_image(src, out / (stem + src.suffix))
         (out / f"{stem}.pts").write_text(format_pts(label.points))
         n += 1
     return n
