@@ -15,8 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.image_cache import ImageCache, image_problems
-from core.images import content_hash, letterbox, load_image
+from core.images import ImageCache, content_hash, letterbox, load_image
 from core.project import Project
 from tests.core import hostile
 from tests.core.synth import write_dots_csv
@@ -70,7 +69,7 @@ def test_import_while_a_trainer_fills_the_same_cache(tmp_path: Path,
                            "--format", "csv"], cwd=REPO, capture_output=True).returncode == 0
     done = tmp_path / "import-done"
     fill = ("import sys, pathlib\n"
-            "from core.project import Project\nfrom core.image_cache import ImageCache\n"
+            "from core.project import Project\nfrom core.images import ImageCache\n"
             "p = pathlib.Path(sys.argv[1]); done = pathlib.Path(sys.argv[2]); n = 0\n"
             "while True:\n"
             "    last = done.exists()\n"
@@ -190,6 +189,8 @@ def test_changed_and_deleted_images_are_detected_and_listed(tmp_path: Path) -> N
     original = (src / "f1.png").read_bytes()
     hostile.png(src / "f1.png", 99)  # replaced by another picture after import
     (src / "f2.png").unlink()  # deleted
+    from core.image_cache import image_problems
+
     with Project.open(project) as p:
         errors = ImageCache(p.cache_dir, 64).ensure(p.samples())
         problems = image_problems(p.cache_dir)

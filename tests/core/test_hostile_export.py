@@ -19,7 +19,6 @@ import numpy as np
 import pytest
 
 from core.export import export
-from core.export_target import ExportTargetError
 from core.formats import READERS, RawItem
 from core.images import content_hash
 from core.project import NewSample, Project
@@ -116,6 +115,8 @@ def test_existing_files_are_replaced_only_with_overwrite(tmp_path: Path) -> None
     proc = gumshoe("export", project, folder, "--format", "pts", "--overwrite")
     assert proc.returncode == 1 and "notes.txt" in proc.stderr
     assert (folder / "notes.txt").read_text() == "mine"
+    from core.export_target import ExportTargetError
+
     with Project.open(project) as p, pytest.raises(ExportTargetError, match="is a folder"):
         export(p, folder, "csv", overwrite=True)
 

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from core.formats.base import FormatError
 from core.formats.lsp import load_joints
-from core.images import ImageError, Letterbox, crop_for, letterbox, letterbox_for
+from core.images import ImageError, Letterbox, letterbox, letterbox_for
 from core.project import Project
 from tests.core import hostile
 from tests.core.hostile import gumshoe, no_traceback, skipped_lines
@@ -238,6 +238,8 @@ BOX_VALUES = st.one_of(st.floats(allow_nan=True, allow_infinity=True),
 def test_crop_step_fuzz_gives_a_crop_or_one_clean_error(w: int, h: int, box, size: int) -> None:
     """The importer's crop step on any image size and box: an (S, S, 3) crop, or an
     ImageError whose one-line message names the problem; nothing else."""
+    from core.images import crop_for
+
     image = np.full((min(h, 64), min(w, 64), 3), 200, np.uint8)
     try:
         crop, lb = crop_for(image, w, h, box, size, "x.png")
@@ -301,3 +303,17 @@ def test_entity_expansion_bomb_xml_is_one_line(tmp_path: Path) -> None:
                    timeout=60, memory=2 << 30)
     assert proc.returncode == 1 and proc.stderr.count("\n") == 1, proc.stderr
     assert "bomb.xml: not readable XML" in proc.stderr
+
+
+def test_joints_mat_that_crashed_scipy_is_one_format_error(tmp_path: Path) -> None:
+    """Found by benchmarks/bench_hostile.py: an unknown data type (73) in the tag of
+    ``joints``' real part made SciPy's C reader crash the process (SIGSEGV)."""
+    data = bytearray(hostile.joints_mat(1, compress=False))
+    tag = 128 + 8 + 16 + 24 + 16  # header, matrix tag, flags, 3 dims, name
+    assert data[tag] == 9  # miDOUBLE
+    data[tag] = 73
+    root = hostile.lsp_folder(tmp_path / "lsp", bytes(data), images=1)
+    proc = gumshoe("import", tmp_path / "p.gumshoe", root, "--format", "lsp", timeout=60)
+    assert proc.returncode == 1, (proc.returncode, proc.stderr)  # -11 was a segfault
+    assert proc.stderr.count("\n") == 1 and "joints.mat" in proc.stderr
+    assert "MATLAB type 73" in proc.stderr
