@@ -12,7 +12,7 @@ from core.cli.arguments import image_size
 from core.cli.progress import bar
 from core.project import Project
 from core.robust import METHODS
-from core.robust.deepgum import UNITS
+from core.robust.mixture import UNITS
 from core.training import (
     BatchProgress,
     Callbacks,
