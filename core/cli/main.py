@@ -76,6 +76,9 @@ def error_line(exc: BaseException, project: object = None) -> str:
     characters escaped."""
     if disk_full(exc) or (isinstance(exc, sqlite3.OperationalError)
                           and "disk is full" in str(exc)):
+        strerror = getattr(exc, "strerror", None)
+        if isinstance(strerror, str) and strerror.startswith("disk full: "):
+            return one_line(strerror)  # already names the file
         where = getattr(exc, "filename", None) or project
         return f"disk full: {shown(where)}" if where else "disk full"
     return one_line(str(exc))

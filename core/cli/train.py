@@ -66,6 +66,9 @@ class _Printer(Callbacks):
         self.pbar = bar("epoch", unit="batch")
 
     def on_status(self, event: StatusEvent) -> None:
+        if event.message.startswith("left out "):  # images changed, missing or unreadable
+            self.pbar.write(f"warning: {event.message}", file=sys.stderr)
+            return
         self.pbar.set_description_str(event.message[:40] if event.status == "preparing" else "train")
 
     def on_batch(self, event: BatchProgress) -> None:
