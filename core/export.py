@@ -37,7 +37,7 @@ from core.export_target import Staging, check_target, orphan_reports
 from core.formats import get_writer
 from core.formats.common import csv_safe, fmt
 from core.images import content_hash, looks_like_image
-from core.paths import IMAGE_LIMIT, ReadError, is_inside, read_regular
+from core.paths import IMAGE_LIMIT, ReadError, is_inside, read_regular, shown
 from core.project import Label, Project, ProjectError, Sample
 
 Progress = Callable[[int, str], None]  # (samples written, last key), about 10 calls a second
@@ -64,10 +64,11 @@ class ExportResult:
 
     def summary(self) -> str:
         dropped = ", ".join(f"{n} {why}" for why, n in self.dropped.items() if n)
-        text = f"wrote {self.written} samples to {self.out} ({self.format})"
+        text = f"wrote {self.written} samples to {shown(self.out)} ({self.format})"
         text += f"; dropped {dropped}" if dropped else ""
         if self.report_csv is not None:
-            text += f"; {self.changes} changed or reviewed samples listed in {self.report_csv}"
+            text += (f"; {self.changes} changed or reviewed samples listed in "
+                     f"{shown(self.report_csv)}")
         return text
 
 
