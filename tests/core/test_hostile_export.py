@@ -153,9 +153,9 @@ def check_export(out: Path, fmt: str, n: int) -> bool:
 
 @pytest.mark.parametrize(("fmt", "n"), [("csv", 20_000), ("pts", 300)])
 def test_killed_export_never_looks_complete(tmp_path: Path, fmt: str, n: int) -> None:
-    """kill -9 at random moments of fresh exports and of --overwrite ones: the final
-    name holds nothing or a complete export with its own report; the next export
-    removes what the killed one left."""
+    """kill -9 fresh exports and --overwrite ones while they write: the final name
+    holds nothing or a complete export with its own report; the next export removes
+    what the killed one left."""
     project = make_project(tmp_path, n, images=fmt == "pts")
     out = tmp_path / ("clean.csv" if fmt == "csv" else "clean")
     t = time.monotonic()
@@ -171,7 +171,13 @@ def test_killed_export_never_looks_complete(tmp_path: Path, fmt: str, n: int) ->
                 if p.name.startswith("clean"):
                     p.unlink() if p.is_file() else shutil.rmtree(p)
         proc = _export_proc(project, out, fmt, *(() if fresh else ("--overwrite",)))
-        time.sleep(rng.uniform(0.3, max(0.4, full * 0.9)))
+        # kill while it writes: once its first temporary file is there, at a random moment
+        deadline = time.monotonic() + 4 * full + 30
+        while proc.poll() is None and time.monotonic() < deadline and not any(
+                p.name.startswith(".clean") for p in tmp_path.iterdir()) and not (
+                fresh and os.path.lexists(out)):  # (an export written in place)
+            time.sleep(0.002)
+        time.sleep(rng.uniform(0, 0.2))
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         present = check_export(out, fmt, n)
