@@ -68,16 +68,22 @@ def _image_root(path: Path, doc: dict[str, Any]) -> Path:
     return here
 
 
+def _is_id(value: Any) -> bool:
+    """An id a COCO file may use: a number or a string (not a list, an object, a bool)."""
+    return isinstance(value, int | float | str) and not isinstance(value, bool)
+
+
 def _annotation(ann: Any, images: dict[Any, str], cat_id: Any, k: int, root: Path,
                 where: str) -> RawItem | Skip:
     """``where`` names the annotation in Skips: ``file.json#annotation N``."""
     if not isinstance(ann, dict):
         return Skip(where, "annotation is not an object")
-    file_name = images.get(ann.get("image_id"))
+    image_id = ann.get("image_id")
+    file_name = images.get(image_id) if _is_id(image_id) else None
     if file_name is None:
-        return Skip(where, f"image_id {ann.get('image_id')!r} is not in 'images'")
+        return Skip(where, f"image_id {repr(ann.get('image_id'))[:60]} is not in 'images'")
     if ann.get("category_id") != cat_id:
-        return Skip(where, f"category {ann.get('category_id')!r} has no keypoints")
+        return Skip(where, f"category {repr(ann.get('category_id'))[:60]} has no keypoints")
     if ann.get("iscrowd"):
         return Skip(where, "crowd annotation")
     flat = ann.get("keypoints")
@@ -140,8 +146,9 @@ class CocoReader:
         doc = load(source)
         cat_id = _category(source, doc).get("id")
         root = _image_root(source, doc)
-        images = {i.get("id"): i["file_name"] for i in doc["images"]
-                  if isinstance(i, dict) and isinstance(i.get("file_name"), str)}
+        images = {i["id"]: i["file_name"] for i in doc["images"]
+                  if isinstance(i, dict) and isinstance(i.get("file_name"), str)
+                  and _is_id(i.get("id"))}
         for n, ann in enumerate(doc["annotations"]):
             ann_id = ann.get("id", n) if isinstance(ann, dict) else n
             yield _annotation(ann, images, cat_id, k, root, f"{source.name}#annotation {ann_id}")

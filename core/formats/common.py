@@ -10,6 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
+# More landmarks than any schema has (dense face meshes have 468): a larger count read
+# from a file is garbage, and must not size an allocation.
+MAX_KEYPOINTS = 10_000
+
 # In order of preference when several images share a stem.
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".ppm", ".pgm", ".bmp", ".tif", ".tiff", ".webp")
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from core.formats.base import FormatError, RawItem, Skip
-from core.formats.common import number, rel_key, visibility_of, walk
+from core.formats.common import MAX_KEYPOINTS, number, rel_key, visibility_of, walk
 from core.paths import INDEX_FILE_LIMIT, ReadError, is_file, one_line, read_regular, shown
 from core.project import LabelSchema
 from core.schemas import IBUG68, landmarks_schema
@@ -54,7 +54,8 @@ def _part_counts(doc: ET.Element) -> Counter[int]:
     """How many boxes have each number of parts (highest part name + 1)."""
     counts: Counter[int] = Counter()
     for _, _, box in _boxes(doc):
-        names = [int(n) for p in box.iter("part") if (n := p.get("name", "")).isdecimal()]
+        names = [int(n) for p in box.iter("part")
+                 if (n := p.get("name", "")).isdecimal() and int(n) < MAX_KEYPOINTS]
         if names:
             counts[max(names) + 1] += 1
     return counts

@@ -15,6 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from core.formats import RawItem, Skip, get_reader
 from core.formats.base import FormatError
 from core.formats.lsp import load_joints
 from core.images import ImageError, Letterbox, letterbox, letterbox_for
@@ -317,3 +318,50 @@ def test_joints_mat_that_crashed_scipy_is_one_format_error(tmp_path: Path) -> No
     assert proc.returncode == 1, (proc.returncode, proc.stderr)  # -11 was a segfault
     assert proc.stderr.count("\n") == 1 and "joints.mat" in proc.stderr
     assert "MATLAB type 73" in proc.stderr
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-10**20, 10**20) | st.floats() | st.text(max_size=6),
+    lambda c: st.lists(c, max_size=4) | st.dictionaries(st.text(max_size=4), c, max_size=3),
+    max_leaves=8)
+COCO_FIELDS = ["id", "image_id", "category_id", "keypoints", "bbox", "iscrowd"]
+
+
+@settings(max_examples=300, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(image=st.dictionaries(st.sampled_from(["id", "file_name"]), JSON_VALUES, max_size=2),
+       ann=st.dictionaries(st.sampled_from(COCO_FIELDS), JSON_VALUES, max_size=6),
+       category=st.dictionaries(st.sampled_from(["id", "keypoints", "skeleton", "name"]),
+                                JSON_VALUES, max_size=4))
+def test_coco_fields_of_any_json_type_give_items_skips_or_one_format_error(
+        tmp_path: Path, image: dict, ann: dict, category: dict) -> None:
+    """A COCO file whose image, annotation and category fields hold any JSON value:
+    per-annotation problems are Skips, the rest still read; only a file without a
+    usable category is one FormatError."""
+    hostile.png(tmp_path / "a.png", 0)
+    doc = {"images": [image, {"id": 1, "file_name": "a.png"}],
+           "annotations": [ann, {"id": 2, "image_id": 1, "category_id": 1, "keypoints": [1, 2, 2]}],
+           "categories": [category, {"id": 1, "keypoints": ["a"]}]}
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps(doc))
+    try:
+        out = list(get_reader("coco").read(path, "landmarks"))
+    except FormatError as exc:
+        assert "\n" not in str(exc)
+        return
+    assert all(isinstance(o, RawItem | Skip) for o in out) and len(out) == 2
+    assert all("\n" not in str(o) for o in out if isinstance(o, Skip))
+
+
+def test_dlib_part_named_with_a_huge_number_does_not_size_the_schema(tmp_path: Path) -> None:
+    hostile.png(tmp_path / "a.png", 0)
+    part = "<part name='99999999999' x='1' y='2'/>"
+    boxes = "".join(f"<box top='1' left='1' width='20' height='20'>{part}</box>" for _ in range(3))
+    good = "<box top='1' left='1' width='20' height='20'><part name='00' x='3' y='4'/>" \
+           "<part name='01' x='5' y='6'/></box>"
+    (tmp_path / "d.xml").write_text(f"<dataset><images><image file='a.png'>{boxes}{good}"
+                                    "</image></images></dataset>")
+    proc = gumshoe("import", tmp_path / "p.gumshoe", tmp_path / "d.xml", "--format", "dlib",
+                   timeout=60, memory=2 << 30)
+    assert proc.returncode == 0 and len(skipped_lines(proc)) == 3, proc.stderr
+    assert "1 added" in proc.stdout
