@@ -367,7 +367,10 @@ class ImageCache:
         return len(self._ids())
 
     def __contains__(self, sample_id: object) -> bool:
-        return sample_id in self._ids()
+        with self._tlock:
+            if sample_id in self._dropped:
+                return False
+            return sample_id in self._entries or any(p[0] == sample_id for p in self._pending)
 
     def content_hash(self, sample_id: int) -> str | None:
         e = self._entries.get(sample_id)

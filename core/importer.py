@@ -6,7 +6,8 @@ cache at the same time), in a small thread pool since OpenCV releases the GIL.
 Samples are committed in batches, each batch one transaction holding whole
 samples with their first label, so a kill at any moment leaves a file that
 opens and holds only whole samples; running the same import again skips the
-keys already stored and completes it.
+keys already stored and completes it (caching the images of stored samples whose
+cache rows the kill prevented).
 
 Every per-item failure (a broken label, a box that gives no crop, an image that
 is unreadable, too large, not a regular file, or outside the source folder, a
@@ -191,6 +192,10 @@ def import_source(
     project.record_skips(source_id, [(storable(s.path), storable(s.reason))
                                      for s in result.skipped])
     if not result.stopped:
+        # samples stored by an import killed before their cache rows were written
+        uncached = [s for s in project.samples() if s.source_id == source_id and s.id not in cache]
+        if uncached:
+            cache.ensure(uncached, should_stop=should_stop, workers=workers)
         project.complete_source(source_id)
         if noise:
             from core.noise import apply_noise

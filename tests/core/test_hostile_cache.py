@@ -273,3 +273,22 @@ def test_disk_full_import_is_one_line_and_leaves_a_project_that_opens(
         if n and (after / "p.gumshoe-cache" / "images-64.json").exists():
             total, _missing, wrong = cache_faults(after / "p.gumshoe")
             assert total == n and wrong == []
+
+
+def test_import_run_again_caches_samples_a_kill_left_uncached(tmp_path: Path,
+                                                              sources: list[Path]) -> None:
+    """A kill between a batch's commit and its cache rows leaves stored samples without
+    a cached image (found by benchmarks/bench_hostile.py: 5 of 20 import kills); the
+    import run again caches them."""
+    project = tmp_path / "p.gumshoe"
+    assert hostile.gumshoe("import", project, sources[0], "--format", "csv").returncode == 0
+    index = tmp_path / "p.gumshoe-cache" / "images-64.json"
+    doc = json.loads(index.read_text())
+    dropped = sorted(doc["entries"], key=int)[-64:]  # the last batch, as a kill leaves it
+    for k in dropped:
+        del doc["entries"][k]
+    index.write_text(json.dumps(doc))
+    assert cache_faults(project)[1] == [int(k) for k in dropped]
+    proc = hostile.gumshoe("import", project, sources[0], "--format", "csv")
+    assert proc.returncode == 0 and "0 added, 120 already present" in proc.stdout, proc.stdout
+    assert cache_faults(project) == (120, [], [])
