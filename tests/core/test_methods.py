@@ -107,3 +107,91 @@ def test_a_version_1_checkpoint_of_a_paused_run_resumes(project_path: Path) -> N
         assert [e["epoch"] for e in project.epochs(run_id)] == [0, 1]
         row = next(iter(project.scores(run_id).values()))
         assert np.isfinite(row["score"])
+
+
+def test_cross_fitting_judges_each_training_label_by_a_model_that_never_saw_it(
+        project_path: Path) -> None:
+    from core.models import build_model
+    from core.robust import make_method
+    from core.scoring import score_rows
+    from core.training import load_data, predict
+    from core.training.folds import OutOfFold, fold_of
+
+    cfg = TrainConfig(epochs=2, folds=3, seed=2, **FAST)
+    run_id = train(project_path, cfg)
+    with Project.open(project_path) as project:
+        assert [e["epoch"] for e in project.epochs(run_id)] == list(range(8))  # 3 folds + final
+        stored = project.scores(run_id)
+        data = load_data(project, cfg.image_size)
+        base = checkpoint_path(project, run_id)
+    fold = fold_of(len(data.train), 3, cfg.seed)
+    assert np.bincount(fold).max() - np.bincount(fold).min() <= 1  # balanced folds
+    oof = OutOfFold(base.with_name(f"run-{run_id}-oof.npz"), data, 3)
+    assert oof.done.all()
+    cpu = torch.device("cpu")
+    for f in range(3):
+        ck = torch.load(base.with_name(f"run-{run_id}-fold{f}.pt"), weights_only=True)
+        trained_on = set(ck["train_ids"].tolist())
+        held = data.ids[data.train[fold == f]]
+        assert trained_on.isdisjoint(held.tolist())  # the fold model never saw its fold
+        assert trained_on | set(held.tolist()) == set(data.ids[data.train].tolist())
+        model = build_model(data.n_dims, "cnn", cfg.image_size, n_scales=data.n_points)
+        model.load_state_dict(ck["model"])
+        p = predict(model, data, data.train[fold == f], cpu, cfg.tta, None, False)
+        np.testing.assert_allclose(oof.mean[fold == f], p.mean, atol=1e-5)
+    # the stored scores judge the out-of-fold predictions; suggestions are the final model's
+    ck = torch.load(base, weights_only=True)
+    model = build_model(data.n_dims, "cnn", cfg.image_size, n_scales=data.n_points)
+    model.load_state_dict(ck["model"])
+    method = make_method(cfg.method, data.problem, cfg)
+    method.load_state_dict(ck["method_state"])
+    shown = predict(model, data, np.arange(len(data.ids)), cpu, cfg.tta, None, False)
+    rows = {r.sample_id: r for r in score_rows(data, oof.judged(data.train, shown), method, shown)}
+    for sid, row in stored.items():
+        assert row["score"] == pytest.approx(rows[sid].score, rel=1e-4, abs=1e-4)
+        np.testing.assert_allclose(row["prediction"], rows[sid].prediction, atol=1e-3)
+    in_sample = {r.sample_id: r.score for r in score_rows(data, shown, method)}
+    assert any(abs(in_sample[s] - stored[s]["score"]) > 1e-3 for s in stored)
+
+
+def test_reviewed_labels_are_held_as_inliers_when_the_project_trains_again(
+        project_path: Path) -> None:
+    """A reviewer confirmed or fixed a label: the next run trains on it with weight 1
+    (responsibility 1, also through the left/right swap check) and does not fit it
+    as an outlier when scoring."""
+    from core.robust.mixture import GaussianUniformMixture
+
+    with Project.open(project_path) as project:
+        truth = project.contamination()
+        train_ids = [s.id for s in project.samples(split="train")]
+        wrong = [sid for sid in train_ids if truth.get(sid, (False, []))[1]][:4]
+        for sid in wrong[:2]:
+            project.set_review(sid, "confirmed", "ana")
+        for sid in wrong[2:]:
+            project.set_review(sid, "fixed", "ana")
+    stop = {"now": False}
+
+    class PauseAfterSecond:
+        def on_status(self, e: object) -> None: ...
+        def on_batch(self, e: object) -> None: ...
+        def on_estep(self, e: object) -> None: ...
+        def on_scores(self, e: object) -> None: ...
+
+        def on_epoch_end(self, e: object) -> None:
+            stop["now"] = getattr(e, "epoch", 0) >= 1
+
+    cfg = TrainConfig(epochs=4, **FAST)
+    run_id = train(project_path, cfg, PauseAfterSecond(), lambda: stop["now"])  # type: ignore[arg-type]
+    with Project.open(project_path) as project:
+        ck = torch.load(checkpoint_path(project, run_id), weights_only=True)
+        order = list(project.samples())
+    extra = ck["method_state"]["_extra_state"]
+    mix = GaussianUniformMixture.from_state_dict(extra["mixture"])
+    train_pos = {int(sid): i for i, sid in enumerate(ck["train_ids"].tolist())}
+    assert mix.r is not None
+    for sid in wrong:
+        assert (mix.r[train_pos[sid]] == 1.0).all()  # held as an inlier everywhere
+        assert float(extra["swap_q"][train_pos[sid]]) == 0.0
+    others = [train_pos[s.id] for s in order if s.id in train_pos and s.id not in wrong
+              and truth.get(s.id, (False, []))[1]]
+    assert (mix.r[others] < 0.5).any()  # the same kind of label, unreviewed, is not
