@@ -11,6 +11,7 @@ read it) and checks that the old file holds exactly the schema of its version.
 
 from __future__ import annotations
 
+import errno
 import logging
 import math
 import sqlite3
@@ -203,6 +204,10 @@ def migrate(conn: sqlite3.Connection, path: Path, version: int) -> Path | None:
             raise ProjectError(f"{path}: cannot upgrade to schema v{v} ({exc}); the file is "
                                f"unchanged{f' and backed up in {backup}' if backup else ''}") from None
         except (sqlite3.Error, ValueError) as exc:
+            if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+                raise OSError(errno.ENOSPC, f"disk full: {path}") from None
+            if version == 0:
+                raise ProjectError(f"{path}: cannot create the project ({exc})") from None
             raise ProjectError(f"{path}: cannot upgrade to schema v{v} ({exc}); the file is "
                                f"unchanged{f' and backed up in {backup}' if backup else ''}") from None
     if version > 0:
