@@ -37,9 +37,11 @@ READERS: dict[str, Reader] = {r.name: r for r in (
 )}
 
 WRITERS: dict[str, Writer] = {"csv": csv_format.write, "coco": coco.write, "pts": pts.write}
+# writers that also take the samples as column chunks (core.store.label_table), for speed
+TABLE_WRITERS = {"csv": csv_format.write_tables}
 
-__all__ = ["READERS", "WRITERS", "FormatError", "RawItem", "Reader", "Skip", "Writer",
-           "detect_format", "get_reader", "get_writer"]
+__all__ = ["READERS", "TABLE_WRITERS", "WRITERS", "FormatError", "RawItem", "Reader", "Skip",
+           "Writer", "detect_format", "get_reader", "get_writer"]
 
 
 def get_reader(name: str) -> Reader:

@@ -17,18 +17,25 @@ from __future__ import annotations
 import csv
 import io
 import math
+import os
+import pickle
+import re
+import tempfile
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from core.formats import table_text
 from core.formats.base import FormatError, RawItem, Skip
 from core.formats.common import csv_safe, csv_unsafe, fmt, number, rel_key
 from core.paths import INDEX_FILE_LIMIT, ReadError, is_file, read_regular, shown
 from core.project import Label, LabelSchema, Sample
 from core.schemas import AGE, landmarks_schema
+from core.store.label_table import LabelTable, label_tables
 
 BOX = ("box_x0", "box_y0", "box_x1", "box_y1")
 
@@ -205,40 +212,174 @@ def write(out: Path, schema: LabelSchema, records: Iterable[tuple[Sample, Label]
     """One CSV in the layout above; ``image`` is each image's path relative to the
     CSV's folder. Box columns are written when any sample has a box, visibility columns
     when any point is occluded (visibility 1)."""
+    return write_tables(out, schema, label_tables(schema, records))
+
+
+def write_tables(out: Path, schema: LabelSchema, tables: Iterable[LabelTable]) -> int:
+    """:func:`write` of samples and labels read as column chunks (a bulk export).
+
+    The tables are read once into a scratch file beside ``out`` (the columns are known
+    only after the last one), then each chunk is formatted as a whole
+    (:mod:`core.formats.table_text`; values off its grid one row at a time, as
+    :func:`~core.formats.common.fmt` writes them)."""
     out = Path(out)
-    records = list(records)
-    has_box = any(s.box is not None for s, _ in records)
-    if schema.task == "age":
-        cols = ["age"]
-    else:
-        k = schema.n_keypoints
-        cols = [c for i in range(k) for c in (f"x{i}", f"y{i}")]
-        if any(lb.visibility is not None and (np.asarray(lb.visibility) == 1).any()
-               for _, lb in records):
-            cols += [f"v{i}" for i in range(k)]
-    header = ["image", *(BOX if has_box else ()), *cols]
     out.parent.mkdir(parents=True, exist_ok=True)
-    with out.open("w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(header)
-        for sample, label in records:
-            row = [csv_safe(rel_key(sample.image_path, out.parent))]
-            if has_box:
-                row += [fmt(v) for v in sample.box] if sample.box is not None else [""] * 4
-            if schema.task == "age":
-                row.append(fmt(label.age) if label.age is not None else "")
-            else:
-                row += _point_cells(label, len(header) - len(row))
-            w.writerow(row)
-    return len(records)
+    with tempfile.TemporaryFile(dir=out.parent, prefix=".gumshoe-csv-") as spool:
+        n, has_box, occluded = _spool(schema, tables, out.parent, spool)
+        if schema.task == "age":
+            cols = ["age"]
+        else:
+            k = schema.n_keypoints
+            cols = [c for i in range(k) for c in (f"x{i}", f"y{i}")]
+            cols += [f"v{i}" for i in range(k)] if occluded else []
+        header = ["image", *(BOX if has_box else ()), *cols]
+        spool.seek(0)
+        with out.open("wb") as f:
+            f.write(",".join(header).encode() + table_text.ROW_END)
+            while True:
+                try:
+                    chunk = pickle.load(spool)
+                except EOFError:
+                    break
+                f.write(_chunk_text(chunk, has_box, occluded, len(header)))
+    return n
 
 
-def _point_cells(label: Label, n_cells: int) -> list[str]:
-    pts = np.asarray(label.points, dtype=np.float64).reshape(-1, 2)
+@dataclass
+class _Chunk:
+    """Rows read but not yet formatted: the image cells (UTF-8, quoted), box cells
+    (``,x0,y0,x1,y1`` or None), and the labels: ages, or points as integers in
+    1/10000 px with the present points and visibility digits; ``text`` holds the rows
+    whose values are off that grid (or whose shape is odd) as (points, visibility)."""
+
+    images: list[bytes]
+    boxes: list[str | None]
+    ages: list[float | None] | None = None
+    q: np.ndarray | None = None  # (n, k, 2) int32
+    present: np.ndarray | None = None  # (n, k) bool
+    vis: np.ndarray | None = None  # (n, k) uint8
+    text: dict[int, tuple[np.ndarray | None, np.ndarray | None]] = field(default_factory=dict)
+
+
+def _spool(schema: LabelSchema, tables: Iterable[LabelTable], folder: Path,
+           spool: Any) -> tuple[int, bool, bool]:
+    """Read the tables into ``spool``; (rows, any box, any occluded point)."""
+    cells = _ImageCells(folder)
+    n, has_box, occluded = 0, False, False
+    for table in tables:
+        if not len(table):
+            continue
+        chunk = _chunk(schema, table, cells)
+        n += len(table)
+        has_box = has_box or any(b is not None for b in chunk.boxes)
+        occluded = occluded or (chunk.vis is not None and bool((chunk.vis == 1).any())) or any(
+            v is not None and (np.asarray(v) == 1).any() for _, v in chunk.text.values())
+        pickle.dump(chunk, spool, protocol=pickle.HIGHEST_PROTOCOL)
+    return n, has_box, occluded
+
+
+def _chunk(schema: LabelSchema, t: LabelTable, cells: _ImageCells) -> _Chunk:
+    images = [cells(root, path) for root, path in zip(t.roots, t.paths, strict=True)]
+    boxes = [None if b is None else "," + ",".join(fmt(v) for v in b) for b in t.boxes]
+    chunk = _Chunk(images, boxes)
+    if schema.task == "age":
+        chunk.ages = [None if math.isnan(a) else float(a) for a in t.ages.tolist()]
+        return chunk
+    assert t.points is not None and t.visibility is not None
+    present = np.isfinite(t.points).all(axis=2)
+    q, exact = table_text.on_grid(t.points)
+    vis = t.visibility
+    fast = (exact | ~present[..., None]).all(axis=(1, 2)) & ((vis >= 0) & (vis <= 9)).all(axis=1)
+    fast[list(t.odd)] = False
+    chunk.q, chunk.present, chunk.vis = q.astype(np.int32), present, vis.astype(np.uint8)
+    chunk.text = {int(i): t.odd.get(int(i), (t.points[i], t.visibility[i]))
+                  for i in np.flatnonzero(~fast)}
+    return chunk
+
+
+def _chunk_text(chunk: _Chunk, has_box: bool, occluded: bool, width: int) -> bytes:
+    """The CSV rows of a chunk."""
+    prefixes = chunk.images
+    if has_box:
+        prefixes = [img + (",,,," if box is None else box).encode()
+                    for img, box in zip(prefixes, chunk.boxes, strict=True)]
+    if chunk.ages is not None:
+        return b"".join(p + b"," + (fmt(a).encode() if a is not None else b"") + table_text.ROW_END
+                        for p, a in zip(prefixes, chunk.ages, strict=True))
+    assert chunk.q is not None and chunk.present is not None and chunk.vis is not None
+    if chunk.text:
+        prefixes = list(prefixes)
+        n_cells = width - 1 - (4 if has_box else 0)
+        for i, (points, visibility) in chunk.text.items():
+            cells = _point_cells(points, visibility, n_cells)
+            prefixes[i] += ("," + ",".join(cells)).encode() if cells else b""
+    text_rows = np.zeros(len(prefixes), bool)
+    text_rows[list(chunk.text)] = True
+    n, k = chunk.present.shape
+    if any(b"\0" in p for p in prefixes):  # the layout drops NUL bytes: one row at a time
+        return b"".join(_row_text(p, chunk, i, occluded) for i, p in enumerate(prefixes))
+    return table_text.rows_text(
+        prefixes, chunk.q.reshape(n, 2 * k).astype(np.int64), np.repeat(~chunk.present, 2, axis=1),
+        chunk.vis if occluded else None, ~chunk.present if occluded else None, text_rows)
+
+
+def _row_text(prefix: bytes, chunk: _Chunk, i: int, occluded: bool) -> bytes:
+    """One row of a chunk without :mod:`~core.formats.table_text` (a NUL in its prefix)."""
+    assert chunk.q is not None and chunk.present is not None and chunk.vis is not None
+    if i in chunk.text:
+        return prefix + table_text.ROW_END
+    cells = [fmt(v / table_text.SCALE) if p else "" for xy, p in zip(chunk.q[i], chunk.present[i],
+                                                                     strict=True) for v in xy]
+    if occluded:
+        cells += [str(v) if p else "0" for v, p in zip(chunk.vis[i], chunk.present[i], strict=True)]
+    return prefix + ("," + ",".join(cells)).encode() + table_text.ROW_END
+
+
+class _ImageCells:
+    """The ``image`` cell of each sample as bytes: its path relative to the CSV's folder,
+    neutralised for spreadsheets and quoted as :mod:`csv` would. The relative path of a
+    source root is worked out once; a sample's plain relative path is appended to it."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.prefixes: dict[str, str | None] = {}
+
+    def _prefix(self, root: str) -> str | None:
+        """``root`` relative to the folder, with a trailing ``/`` (None where the folder
+        lies inside the root: then a path may climb out and back in)."""
+        if root not in self.prefixes:
+            top, here = os.path.abspath(root), os.path.abspath(self.folder)
+            inside = here != top and here.startswith(top.rstrip(os.sep) + os.sep)
+            rel = rel_key(Path(root), self.folder)
+            self.prefixes[root] = None if inside else ("" if rel == "." else rel + "/")
+        return self.prefixes[root]
+
+    def __call__(self, root: str, path: str) -> bytes:
+        prefix = self._prefix(root)
+        if prefix is not None and _PLAIN_PATH.match(path):
+            cell = prefix + path
+        else:
+            cell = rel_key(Path(root) / path, self.folder)
+        cell = csv_safe(cell)
+        if _NEEDS_QUOTES.search(cell):
+            buf = io.StringIO()
+            csv.writer(buf).writerow([cell, ""])
+            cell = buf.getvalue()[:-3]  # the cell as csv quotes it, without ",\r\n"
+        return cell.encode()
+
+
+# a relative path of plain names (no ".", "..", empty name, backslash or drive)
+_PLAIN_PATH = re.compile(r"(?!\.\.?(?:/|\Z))[^/\\:]+(?:/(?!\.\.?(?:/|\Z))[^/\\:]+)*\Z")
+_NEEDS_QUOTES = re.compile('[,"\r\n]')
+
+
+def _point_cells(points: np.ndarray | None, visibility: np.ndarray | None,
+                 n_cells: int) -> list[str]:
+    pts = np.asarray([] if points is None else points, dtype=np.float64).reshape(-1, 2)
     cells = [fmt(v) if math.isfinite(x) and math.isfinite(y) else ""
              for x, y in pts for v in (x, y)]
     if n_cells > len(cells):  # visibility columns
         present = np.isfinite(pts).all(axis=1)
-        vis = label.visibility if label.visibility is not None else present * 2
+        vis = visibility if visibility is not None else present * 2
         cells += [str(int(v)) if p else "0" for v, p in zip(vis, present, strict=True)]
     return cells

@@ -22,6 +22,7 @@ import numpy as np
 
 from core.store import codec
 from core.store.base import CHUNK, StoreBase, chunks, marks
+from core.store.label_table import LabelTable, table_of_rows
 from core.store.records import (
     LABEL_ORIGINS,
     REVIEW_STATUSES,
@@ -198,6 +199,27 @@ class SamplesMixin(StoreBase):
                                   [r[11:] for r in rows])
             for r, label in zip(rows, labels, strict=True):
                 yield self._sample_row(r[:11]), label
+            if len(rows) < chunk:
+                return
+            last = int(rows[-1][0])
+
+    def iter_label_tables(self, *, current: bool = True, chunk: int = 8192
+                          ) -> Iterator[LabelTable]:
+        """Every sample with its current (or first) label, in id order, as column
+        chunks of ``chunk`` samples (one statement each): what a bulk export reads."""
+        pick = "s.label_id" if current else \
+            "(SELECT min(f.id) FROM labels f WHERE f.sample_id = s.id)"
+        sql = ("SELECT s.id, s.key, src.root, s.path, s.box, s.review_status, l.id, l.points, "
+               f"l.visibility, l.age {SAMPLE_FROM} LEFT JOIN labels l ON l.id = {pick} "
+               "WHERE s.id > ? ORDER BY s.id LIMIT ?")
+        schema = self.schema
+        k = 0 if schema is None or schema.task == "age" else schema.n_keypoints
+        last = 0
+        while True:
+            rows = self.conn.execute(sql, (last, chunk)).fetchall()
+            if rows:
+                yield self._decode(f"labels of samples {last + 1}-{rows[-1][0]}", table_of_rows,
+                                   rows, k, schema is not None and schema.task == "age")
             if len(rows) < chunk:
                 return
             last = int(rows[-1][0])
