@@ -258,6 +258,9 @@ def bench(n: int, workdir: Path, only: str | None = None) -> dict[str, Any]:
         row["score_bytes_per_sample"] = round(p.conn.execute(
             "SELECT (SELECT sum(pgsize) FROM dbstat WHERE name IN ('scores', 'score_ranks', "
             "'sqlite_autoindex_scores_1'))").fetchone()[0] / n)
+        row["path_index_bytes_per_sample"] = round(p.conn.execute(
+            "SELECT coalesce(sum(pgsize), 0) FROM dbstat WHERE name LIKE 'sample_paths%'"
+        ).fetchone()[0] / n)
         row["label_bytes_per_sample"] = round(p.conn.execute(
             "SELECT (SELECT sum(pgsize) FROM dbstat WHERE name IN ('labels', 'labels_sample'))"
         ).fetchone()[0] / n)
@@ -284,6 +287,39 @@ def bench(n: int, workdir: Path, only: str | None = None) -> dict[str, Any]:
     return row
 
 
+TARGETS = (  # (figure, target, where in a size's results)
+    ("open + first queue page (ms)", "< 300", ("open_first_page_ms", "median")),
+    ("a later page, from the snapshot (ms)", "< 50", ("later_page_ms", "from_snapshot", "median")),
+    ("filter or sort change, first page, worst of all (ms)", "< 50", ("filter_change_ms",)),
+    ("path substring search, first page (ms)", "< 50",
+     ("filter_change_ms", "path video_0042/", "median")),
+    ("gumshoe rank --top 1000, a process (s)", "< 1", ("rank_top1000_s", "median")),
+    ("gumshoe export --format csv, all current labels (s)", "< 30 at 1M",
+     ("export_csv_s", "median")),
+    ("write one run's scores (s)", "< 60 at 1M", ("write_scores_s", "median")),
+    ("an edit's wait while scores are written, max (ms)", "< 100", ("edit_wait_ms", "max")),
+    ("file bytes per sample (labels + one run)", "< 2048", ("bytes_per_sample",)),
+    ("score bytes per sample per run (tables + keys)", "<= 1024", ("score_bytes_per_sample",)),
+    ("GUI peak RSS with the queue open (MB)", "< 1024", ("gui", "peak_rss_mb")),
+)
+
+
+def targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The issue's figures, per size, from the results."""
+    out = []
+    for figure, target, where in TARGETS:
+        entry: dict[str, Any] = {"figure": figure, "target": target}
+        for row in rows:
+            value: Any = row
+            for key in where:
+                value = value.get(key) if isinstance(value, dict) else None
+            if where == ("filter_change_ms",) and isinstance(value, dict):
+                value = max(v["median"] for v in value.values())
+            entry[str(row["samples"])] = value
+        out.append(entry)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -303,6 +339,7 @@ def main() -> None:
         "command": "flock /tmp/gumshoe-heavy.lock python benchmarks/bench_store.py --sizes "
                    f"{args.sizes}{' --only ' + args.only if args.only else ''} --json {args.json}",
         "date": time.strftime("%Y-%m-%d"),
+        "targets": targets(rows),
         "results": rows,
     }
     args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -20,7 +20,14 @@ from pathlib import Path
 
 from core.store import codec, files
 from core.store.records import ProjectError, now_iso
-from core.store.schema import APP_ID, PAGE_SIZE, SCHEMA_VERSION, current_ddl
+from core.store.schema import (
+    APP_ID,
+    PAGE_SIZE,
+    PATH_INDEX,
+    SCHEMA_VERSION,
+    ddl,
+    path_index_supported,
+)
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +117,7 @@ def step_2(conn: sqlite3.Connection) -> None:
     conn.execute("PRAGMA legacy_alter_table = ON")
     try:
         _run_script(conn, "BEGIN IMMEDIATE;\n" + _guard(1) + rename + drop_old_indexes
-                    + current_ddl() + """
+                    + ddl(2) + """
 INSERT INTO meta(key, value) SELECT key, value FROM v1_meta;
 INSERT INTO sources(id, root, format, task, options, status, skipped, created_at, completed_at)
     SELECT id, root, format, task, options, status, skipped, created_at, completed_at FROM v1_sources;
@@ -170,7 +177,20 @@ COMMIT;""")
         conn.execute("PRAGMA foreign_keys = ON")
 
 
-STEPS: dict[int, Step] = {1: step_1, 2: step_2}
+def step_3(conn: sqlite3.Connection) -> None:
+    """v2 -> v3: the path search index, built from the samples' paths (where this
+    SQLite has FTS5 with the trigram tokenizer; elsewhere the version alone moves and
+    the queue searches paths by a scan)."""
+    index = (PATH_INDEX + "INSERT INTO sample_paths(sample_paths) VALUES ('rebuild');\n"
+             if path_index_supported() else "")
+    _run_script(conn, "BEGIN IMMEDIATE;\n" + _guard(2) + index + f"""
+INSERT OR REPLACE INTO meta(key, value) VALUES ('migrated_v2_to_v3_at', '{now_iso()}');
+PRAGMA user_version = 3;
+COMMIT;""")
+
+
+STEPS: dict[int, Step] = {1: step_1, 2: step_2, 3: step_3}
+REWRITES = {2}  # steps that rebuild tables: the file is compacted after them
 assert sorted(STEPS) == list(range(1, SCHEMA_VERSION + 1))
 
 
@@ -210,7 +230,7 @@ def migrate(conn: sqlite3.Connection, path: Path, version: int) -> Path | None:
                 raise ProjectError(f"{path}: cannot create the project ({exc})") from None
             raise ProjectError(f"{path}: cannot upgrade to schema v{v} ({exc}); the file is "
                                f"unchanged{f' and backed up in {backup}' if backup else ''}") from None
-    if version > 0:
+    if version > 0 and REWRITES & set(range(version + 1, SCHEMA_VERSION + 1)):
         compact(conn, path)
     return backup
 

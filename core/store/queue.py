@@ -8,13 +8,21 @@ id. A status filter that keeps the unreviewed samples excludes the (few) reviewe
 ones through the status index; one that keeps only reviewed statuses starts from
 those samples instead. Other sorts walk an index of ``samples``.
 
+A path search that matches few samples (at most :data:`INDEXED_SEARCH`) starts
+from them instead: the path index (schema v3) names the candidates, each is checked
+and the few are sorted, so a rare path costs milliseconds at a million samples where
+walking the ranking to fill a page would read most of it.
+
 ``queue_ids`` gives a whole ordering at once (the queue model cuts its later pages
 from it with ``queue_rows``, so a deep page costs no ``OFFSET`` walk).
 """
 
 from __future__ import annotations
 
+import json
 import math
+import re
+import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +31,7 @@ import numpy as np
 
 from core.store.base import StoreBase, chunks, marks
 from core.store.records import REVIEW_STATUSES, QueueRow
+from core.store.schema import PATH_INDEX_TABLE, path_index_supported
 
 SORTS = ("score", "prob", "path", "status", "split", "worst_landmark", "reviewed_at", "id")
 _SAMPLE_SORT = {"path": "s.path", "status": "s.review_status", "split": "s.split",
@@ -49,6 +58,18 @@ def _logit_bound(p: float, lower: bool) -> float:
     v = math.log(p / (1 - p))
     slack = 1e-6 * max(1.0, abs(v))
     return v - slack if lower else v + slack
+
+
+INDEXED_SEARCH = 5000  # a path search matching at most this many samples uses the index
+
+
+def _candidates(search: str | None) -> str | None:
+    """The LIKE pattern that asks the path index for the samples a search may match
+    (its ``%`` and ``_`` match themselves and more: every candidate is checked), or
+    None where the index cannot narrow it (no three plain characters in a row)."""
+    if not search or not any(len(run) >= 3 for run in re.split(r"[%_]", search)):
+        return None
+    return f"%{search}%"
 
 
 @dataclass(frozen=True)
@@ -221,6 +242,43 @@ class QueueMixin(StoreBase):
                + f" ORDER BY {_SAMPLE_SORT[q.sort]} {desc}, s.id {desc}")
         return sql, [*set_args, *args]
 
+    def _path_matches(self, q: QueueQuery) -> list[int] | None:
+        """The samples the path index offers for ``q.search`` (a superset of those it
+        matches), when they are at most :data:`INDEXED_SEARCH`: fetching and sorting
+        them is then quick. None: walk the ordering and check each path instead (a
+        search that matches many samples fills a page within the first few thousand;
+        also where the file has no index, or this SQLite cannot read it). One statement."""
+        pattern = _candidates(q.search)
+        if pattern is None or self.__dict__.get("_no_path_index") or not path_index_supported():
+            return None
+        try:
+            ids = [r[0] for r in self.conn.execute(
+                f"SELECT rowid FROM {PATH_INDEX_TABLE} WHERE path LIKE ? LIMIT {INDEXED_SEARCH + 1}",
+                (pattern,))]
+        except sqlite3.OperationalError:  # no such table (made where SQLite lacks FTS5)
+            self.__dict__["_no_path_index"] = True
+            return None
+        return ids if len(ids) <= INDEXED_SEARCH else None
+
+    def _indexed_sql(self, q: QueueQuery, select: Select, ids: list[int]
+                     ) -> tuple[str, list[Any]]:
+        """Samples ``ids`` (from :meth:`_path_matches`) that pass the filters (the path
+        search among them), in the queue's order (scored first, unscored after by id)."""
+        set_sql, set_args = self._set_sql(q)
+        where, args = self._filters(q, "sc", status_by_subquery=False)
+        desc = "DESC" if q.descending else "ASC"
+        if q.sort in ("score", "prob"):
+            tie = "ASC" if q.descending else "DESC"
+            order = (f"sc.score IS NULL, sc.score {desc}, CASE WHEN sc.score IS NULL THEN s.id END, "
+                     f"s.id {tie}")
+        else:
+            order = f"{_SAMPLE_SORT[q.sort]} {desc}, s.id {desc}"
+        age = " LEFT JOIN labels l ON l.id = s.label_id" if self._is_age() else ""
+        sql = (f"SELECT {select('sc')} FROM json_each(?) m CROSS JOIN samples s ON s.id = m.value "
+               f"LEFT JOIN scores sc ON sc.set_id = {set_sql} AND sc.sample_id = s.id{age}"
+               + (" WHERE " + " AND ".join(where) if where else "") + f" ORDER BY {order}")
+        return sql, [json.dumps(ids), *set_args, *args]
+
     @staticmethod
     def _queue_row(r: Sequence[Any]) -> QueueRow:
         return QueueRow(int(r[0]), str(r[1]), str(r[2]), str(r[3]), str(r[4]),
@@ -250,6 +308,10 @@ class QueueMixin(StoreBase):
         select = self._row_cols
         page = "" if limit is None else " LIMIT ? OFFSET ?"
         paging = [] if limit is None else [int(limit), int(offset)]
+        ids = self._path_matches(q) if q.search and not offset else None
+        if ids is not None:  # 2 statements in all
+            sql, args = self._indexed_sql(q, select, ids)
+            return [self._queue_row(r) for r in self.conn.execute(sql + page, args + paging)]
         if q.sort not in ("score", "prob"):
             sql, args = self._sample_sorted_sql(q, select)
             return [self._queue_row(r) for r in self.conn.execute(sql + page, args + paging)]
@@ -295,6 +357,10 @@ class QueueMixin(StoreBase):
         (one or two statements, read 64 k rows at a time; None if ``cancel()`` turned
         true meanwhile)."""
         q = _query(run_id, statuses, **filters)
+        ids = self._path_matches(q) if q.search else None
+        if ids is not None:
+            sql, args = self._indexed_sql(q, _sid, ids)
+            return _ids(self.conn.execute(sql, args), cancel)
         if q.sort not in ("score", "prob"):
             sql, args = self._sample_sorted_sql(q, _sid)
             return _ids(self.conn.execute(sql, args), cancel)

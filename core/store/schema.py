@@ -3,7 +3,8 @@ that a file holds exactly what this version writes (a crafted file with an extra
 trigger, a view in place of a table or a column of another type is refused on
 open, before anything reads it).
 
-Schema v2 (this version):
+Schema v3 (this version) is v2 with the path search index (``sample_paths``, see
+:data:`PATH_INDEX`). Schema v2:
 
 * ``samples.label_id`` points at the current label (compare-and-append edits move
   it); ``labels.replaces`` names the version an edit was written over.
@@ -27,7 +28,7 @@ from functools import cache
 
 from core.store.codec import sql_float, sql_uint
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 APP_ID = 0x47554D53  # "GUMS", stored in PRAGMA application_id
 PAGE_SIZE = 8192  # 1 kB score rows pack 9 to a page (4 KB pages waste a fifth)
 
@@ -369,11 +370,49 @@ FROM a;
 """
 
 
+# v3: the path search index. A trigram index (SQLite's FTS5) over samples.path that
+# stores no text of its own (the paths stay in samples, detail=none, no sizes: about
+# 26 bytes a sample), kept in step by triggers; the queue's path search asks it for
+# candidates (a LIKE with at least three plain characters in a row uses the index)
+# and checks each against samples.path. Made only where this SQLite has FTS5 with the
+# trigram tokenizer (3.34 and later); a file without it searches by a scan.
+PATH_INDEX = """
+CREATE VIRTUAL TABLE sample_paths USING fts5(
+    path, content='samples', content_rowid='id', tokenize='trigram', detail='none',
+    columnsize=0
+);
+CREATE TRIGGER sample_paths_insert AFTER INSERT ON samples BEGIN
+    INSERT INTO sample_paths(rowid, path) VALUES (NEW.id, NEW.path);
+END;
+CREATE TRIGGER sample_paths_delete AFTER DELETE ON samples BEGIN
+    INSERT INTO sample_paths(sample_paths, rowid, path) VALUES ('delete', OLD.id, OLD.path);
+END;
+CREATE TRIGGER sample_paths_update AFTER UPDATE OF id, path ON samples BEGIN
+    INSERT INTO sample_paths(sample_paths, rowid, path) VALUES ('delete', OLD.id, OLD.path);
+    INSERT INTO sample_paths(rowid, path) VALUES (NEW.id, NEW.path);
+END;
+"""
+PATH_INDEX_TABLE = "sample_paths"
+
+
+@cache
+def path_index_supported() -> bool:
+    """Whether this SQLite has FTS5 with the trigram tokenizer."""
+    conn = sqlite3.connect(":memory:")
+    try:
+        conn.execute("CREATE VIRTUAL TABLE t USING fts5(x, tokenize='trigram', detail='none')")
+        return True
+    except sqlite3.Error:
+        return False
+    finally:
+        conn.close()
+
+
 def current_ddl() -> str:
-    return V2_TABLES + V2_TRIGGERS + _views()
+    return V2_TABLES + V2_TRIGGERS + (PATH_INDEX if path_index_supported() else "") + _views()
 
 
-DDL_BY_VERSION = {1: V1}  # the current version's comes from current_ddl()
+DDL_BY_VERSION = {1: V1, 2: V2_TABLES + V2_TRIGGERS + _views()}  # the current one: current_ddl()
 
 
 def ddl(version: int) -> str:
@@ -436,6 +475,9 @@ def differences(conn: sqlite3.Connection, version: int) -> list[str]:
     """What the file's schema has that this version's does not, and the other way
     round (empty when they match)."""
     have, want = structure(conn), reference(version)
+    if version >= 3 and not (_path_index(have) and _path_index(want)):  # it is optional
+        have = {k: v for k, v in have.items() if k not in _path_index(have)}
+        want = {k: v for k, v in want.items() if k not in _path_index(want)}
     diffs = []
     for key in sorted(set(have) | set(want)):
         if key not in want:
@@ -445,3 +487,8 @@ def differences(conn: sqlite3.Connection, version: int) -> list[str]:
         elif have[key] != want[key]:
             diffs.append(f"different {key}")
     return diffs
+
+
+def _path_index(objects: dict[str, object]) -> set[str]:
+    """The objects of the path search index (its table, FTS5's tables, its triggers)."""
+    return {k for k in objects if k.split(" ", 1)[1].startswith(PATH_INDEX_TABLE)}

@@ -55,8 +55,12 @@ class Statements:
         self.sql: list[str] = []
 
     def __enter__(self) -> Statements:
-        self.conn.set_trace_callback(self.sql.append)
+        self.conn.set_trace_callback(self._add)
         return self
+
+    def _add(self, sql: str) -> None:
+        if not sql.startswith("-- "):  # not one SQLite runs inside a statement (FTS5's)
+            self.sql.append(sql)
 
     def __exit__(self, *exc: object) -> None:
         self.conn.set_trace_callback(None)
