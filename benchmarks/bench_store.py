@@ -165,6 +165,17 @@ def queue_figures(path: Path) -> dict[str, Any]:
     return out
 
 
+def export_figures(path: Path, workdir: Path) -> dict[str, Any]:
+    exports = []
+    for i in range(REPEATS):
+        out = workdir / f"export-{i}.csv"
+        exports.append(gumshoe("export", str(path), str(out), "--format", "csv"))
+        out.unlink()
+        for extra in workdir.glob(f"export-{i}.changes.*"):
+            extra.unlink()
+    return {"median": round(statistics.median(exports), 2), "all": [round(t, 2) for t in exports]}
+
+
 EDITOR = textwrap.dedent("""
     import sys, time, json
     sys.path.insert(0, sys.argv[2])
@@ -249,6 +260,9 @@ def bench(n: int, workdir: Path, only: str | None = None) -> dict[str, Any]:
         if "gui" in only:
             row["gui"] = gui_rss(path)
             print(json.dumps(row["gui"]), flush=True)
+        if "export" in only:
+            row["export_csv_s"] = export_figures(path, workdir)
+            print(json.dumps(row["export_csv_s"]), flush=True)
         path.unlink()
         return row
     with Project.open(path) as p:
@@ -269,15 +283,7 @@ def bench(n: int, workdir: Path, only: str | None = None) -> dict[str, Any]:
     print(json.dumps({k: row[k] for k in ("open_first_page_ms", "later_page_ms")}), flush=True)
     row["rank_top1000_s"] = {"median": round(statistics.median(
         gumshoe("rank", str(path), "--top", "1000") for _ in range(REPEATS)), 3)}
-    exports = []
-    for i in range(REPEATS):
-        out = workdir / f"export-{i}.csv"
-        exports.append(gumshoe("export", str(path), str(out), "--format", "csv"))
-        out.unlink()
-        for extra in workdir.glob(f"export-{i}.changes.*"):
-            extra.unlink()
-    row["export_csv_s"] = {"median": round(statistics.median(exports), 2),
-                           "all": [round(t, 2) for t in exports]}
+    row["export_csv_s"] = export_figures(path, workdir)
     print(json.dumps({"rank": row["rank_top1000_s"], "export": row["export_csv_s"]}), flush=True)
     row.update(write_figures(path))
     print(json.dumps({k: row[k] for k in ("write_scores_s", "edit_wait_ms")}), flush=True)
@@ -327,7 +333,7 @@ def main() -> None:
     ap.add_argument("--workdir", type=Path, help="where the projects are built (default: a "
                     "temporary folder; 1 000 000 samples need about 4 GB)")
     ap.add_argument("--json", type=Path, required=True)
-    ap.add_argument("--only", help="build, then measure only these phases (queue,gui)")
+    ap.add_argument("--only", help="build, then measure only these phases (queue,gui,export)")
     args = ap.parse_args()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="gumshoe-store-"))
     workdir.mkdir(parents=True, exist_ok=True)

@@ -342,21 +342,24 @@ class _ImageCells:
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
-        self.prefixes: dict[str, str | None] = {}
+        self.prefixes: dict[str, tuple[str, str | None]] = {}
 
-    def _prefix(self, root: str) -> str | None:
-        """``root`` relative to the folder, with a trailing ``/`` (None where the folder
-        lies inside the root: then a path may climb out and back in)."""
+    def _prefix(self, root: str) -> tuple[str, str | None]:
+        """``root`` relative to the folder, with a trailing ``/``, and where the folder
+        lies inside the root, the first folder on the way down to it (``a/`` for
+        ``root/a/b``): a path through it comes back down, so it is worked out whole."""
         if root not in self.prefixes:
             top, here = os.path.abspath(root), os.path.abspath(self.folder)
-            inside = here != top and here.startswith(top.rstrip(os.sep) + os.sep)
             rel = rel_key(Path(root), self.folder)
-            self.prefixes[root] = None if inside else ("" if rel == "." else rel + "/")
+            through = None
+            if here != top and here.startswith(top.rstrip(os.sep) + os.sep):
+                through = Path(os.path.relpath(here, top)).parts[0] + "/"
+            self.prefixes[root] = ("" if rel == "." else rel + "/", through)
         return self.prefixes[root]
 
     def __call__(self, root: str, path: str) -> bytes:
-        prefix = self._prefix(root)
-        if prefix is not None and _PLAIN_PATH.match(path):
+        prefix, through = self._prefix(root)
+        if _PLAIN_PATH.match(path) and not (through and path.startswith(through)):
             cell = prefix + path
         else:
             cell = rel_key(Path(root) / path, self.folder)

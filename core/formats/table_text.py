@@ -70,16 +70,24 @@ def rows_text(prefixes: list[bytes], q: np.ndarray, empty: np.ndarray,
     p_w = _up8(max(map(len, prefixes), default=0))
     d_w = _up8(2 * k)
     width = p_w + 16 * c + d_w + 8
-    buf = np.zeros((n, width), np.uint8)
+    buf = np.empty((n, width), np.uint8)  # every byte is written below
     buf[:, :p_w] = np.frombuffer(b"".join(p.ljust(p_w, b"\0") for p in prefixes),
                                  np.uint8).reshape(n, p_w)
     wholes, decimals = _tables()
     a = np.abs(q)
     whole = a // SCALE
+    frac = a - whole * SCALE
+    negative = q < 0
+    if negative.any():
+        whole += INT_LIMIT * negative
+    if empty.any():
+        whole[empty] = _EMPTY
+        frac[empty] = 0
     cells = buf[:, p_w:p_w + 16 * c].view(np.uint64).reshape(n, c, 2)
-    np.take(wholes, np.where(empty, _EMPTY, whole + INT_LIMIT * (q < 0)), out=cells[..., 0])
-    np.take(decimals, np.where(empty, 0, a - whole * SCALE), out=cells[..., 1])
+    np.take(wholes, whole, out=cells[..., 0])
+    np.take(decimals, frac, out=cells[..., 1])
     start = p_w + 16 * c
+    buf[:, start:] = 0
     if k:
         assert digits is not None and digits_empty is not None
         d = buf[:, start:start + 2 * k].reshape(n, k, 2)
