@@ -310,7 +310,21 @@ def _same(old: Label, new: Label) -> bool:
 
 
 class _Points(list):  # type: ignore[type-arg]
-    """A label's points as the report lists them: [x, y] (finite floats) or None each."""
+    """A label's points as the report lists them: [x, y] (finite floats) or None each.
+    Its numbers are turned into text once, for both the CSV and the JSON report."""
+
+    _texts: tuple[str, ...] | None = None
+
+    def texts(self) -> tuple[str, ...]:
+        """``repr`` of every coordinate, in order (what ``json.dumps`` writes)."""
+        if self._texts is None:
+            self._texts = tuple(map(float.__repr__, (v for p in self if p is not None for v in p)))
+        return self._texts
+
+    def compact(self) -> str:
+        """``json.dumps(self)``."""
+        return "[" + ", ".join(["null" if p is None else "[%s, %s]" for p in self]) % \
+            self.texts() + "]"
 
 
 def _label_value(label: Label) -> Any:
@@ -333,13 +347,21 @@ def _json(value: Any, level: int = 0) -> str:
         ) + end + "}"
     if isinstance(value, _Points) and value:
         pad = " " * (level + 2)
-        point = f"[\n{pad}%r,\n{pad}%r{inner}]"
+        point = f"[\n{pad}%s,\n{pad}%s{inner}]"
         text = ("," + inner).join(["null" if p is None else point for p in value])
-        return "[" + inner + text % tuple(v for p in value if p is not None for v in p) + end + "]"
+        return "[" + inner + text % value.texts() + end + "]"
     if isinstance(value, list | tuple):
         if not value:
             return "[]"
+        if all(type(v) is int for v in value):  # changed landmarks
+            return "[" + inner + ("," + inner).join(map(int.__repr__, value)) + end + "]"
         return "[" + inner + ("," + inner).join(_json(v, level + 1) for v in value) + end + "]"
+    if value is None:
+        return "null"
+    if type(value) is str:
+        return encode_basestring_ascii(value)
+    if type(value) is float and math.isfinite(value):
+        return float.__repr__(value)
     return json.dumps(value)
 
 
@@ -365,6 +387,8 @@ def _cell(v: Any) -> str:
         return "yes" if v else "no"
     if isinstance(v, float):
         return fmt(v)
+    if isinstance(v, _Points):
+        return v.compact()
     if isinstance(v, list):
         return " ".join(map(str, v)) if all(isinstance(x, int) for x in v) else json.dumps(v)
     return csv_safe(str(v))

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.export import _json, _label_value
+from core.export import _cell, _json, _label_value
 from core.formats import csv_format
 from core.formats.common import csv_safe, fmt, rel_key
 from core.project import Label, LabelSchema, NewSample, Project, Sample
@@ -185,3 +185,4 @@ def test_report_json_is_what_json_dumps_writes():
                  {"old_label": 31.0, "new_label": type(label)(label[:1]), "empty": type(label)(), "none": None}]}
     assert _json(value) == json.dumps(value, indent=1)
     assert json.loads(_json(value)) == value
+    assert _cell(label) == json.dumps(label) and _cell(type(label)()) == "[]"
