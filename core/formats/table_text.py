@@ -30,12 +30,28 @@ def _slots(texts: list[str]) -> np.ndarray:
     return np.frombuffer(joined, np.uint64).copy()
 
 
+def _whole_slots(sign: str) -> np.ndarray:
+    """``,{sign}{i}`` for every whole part i, as :func:`_slots` (built with numpy)."""
+    i = np.arange(INT_LIMIT)
+    n_digits = np.ones(INT_LIMIT, np.int64)
+    for d in range(1, 7):
+        n_digits += i >= 10**d
+    out = np.zeros((INT_LIMIT, 8), np.uint8)
+    out[:, 0] = COMMA
+    if sign:
+        out[:, 1] = ord(sign)
+    at = 1 + len(sign)
+    for j in range(8 - at):  # the j-th digit from the left
+        power = 10 ** np.maximum(n_digits - 1 - j, 0)
+        out[:, at + j] = np.where(j < n_digits, ZERO + (i // power) % 10, 0)
+    return out.view(np.uint64).ravel()
+
+
 @cache
 def _tables() -> tuple[np.ndarray, np.ndarray]:
     """(",whole" then ",-whole" for every whole part, then ","; ".dddd" for every four
     decimals, "" for none), 8 bytes each."""
-    wholes = [f",{i}" for i in range(INT_LIMIT)]
-    return (_slots(wholes + [f",-{i}" for i in range(INT_LIMIT)] + [","]),
+    return (np.concatenate([_whole_slots(""), _whole_slots("-"), _slots([","])]),
             _slots(["." + f"{f:04d}".rstrip("0") if f else "" for f in range(SCALE)]))
 
 

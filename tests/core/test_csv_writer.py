@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from core.export import _cell, _json, _label_value
-from core.formats import csv_format
+from core.formats import csv_format, table_text
 from core.formats.common import csv_safe, fmt, rel_key
 from core.project import Label, LabelSchema, NewSample, Project, Sample
 from core.schemas import AGE, landmarks_schema
@@ -186,3 +186,14 @@ def test_report_json_is_what_json_dumps_writes():
     assert _json(value) == json.dumps(value, indent=1)
     assert json.loads(_json(value)) == value
     assert _cell(label) == json.dumps(label) and _cell(type(label)()) == "[]"
+
+
+def test_lookup_tables_hold_every_whole_part_and_every_four_decimals():
+    wholes, decimals = table_text._tables()
+    n = table_text.INT_LIMIT
+    text = wholes.view(np.uint8).reshape(-1, 8).tobytes()
+    cells = [text[i * 8:i * 8 + 8].rstrip(b"\0").decode() for i in range(len(wholes))]
+    assert cells == [f",{i}" for i in range(n)] + [f",-{i}" for i in range(n)] + [","]
+    text = decimals.view(np.uint8).reshape(-1, 8).tobytes()
+    for f in range(table_text.SCALE):  # fmt() of 7.ffff, after the whole part
+        assert "7" + text[f * 8:f * 8 + 8].rstrip(b"\0").decode() == fmt((70000 + f) / 10000), f
