@@ -7,7 +7,7 @@ import json
 import math
 from pathlib import Path
 
-from core.project import Project, ProjectError
+from core.project import Project, ProjectError, ScoreRow
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -19,8 +19,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     return p
 
 
-def _worst_landmarks(row: dict, names: tuple[str, ...], n: int = 3) -> list[str]:
-    scores = row.get("landmark_scores") or []
+def _worst_landmarks(row: ScoreRow, names: tuple[str, ...], n: int = 3) -> list[str]:
+    scores = row.landmark_scores or ()
     ranked = sorted((s, k) for k, s in enumerate(scores) if s is not None and math.isfinite(s))
     return [names[k] if k < len(names) else str(k) for _, k in reversed(ranked[-n:])]
 
@@ -30,19 +30,21 @@ def run(args: argparse.Namespace) -> int:
         run_id = args.run if args.run is not None else project.scored_run()
         if run_id is None:
             raise ProjectError(f"{args.project}: no run has written scores yet (run `gumshoe train`)")
-        method = project.run(run_id)["method"]
-        rows = project.queue(run_id=run_id, limit=args.top or None)
-        scores = project.scores(run_id)
+        method = project.run(run_id).method
+        rows = [r for r in project.queue(run_id=run_id, limit=args.top or None)
+                if r.score is not None]
+        scores = project.scores(run_id, [r.sample_id for r in rows],
+                                columns=("landmark_scores", "prediction"))
         names = project.schema.keypoints if project.schema else ()
     items = []
-    for sid, path, split, status, score, prob in rows:
-        if score is None:
-            continue
-        row = scores[sid]
-        items.append({"sample_id": sid, "path": path, "split": split, "review_status": status,
-                      "score": score, "outlier_prob": prob,
-                      "worst_landmarks": _worst_landmarks(row, names),
-                      "prediction": row["prediction"]})
+    for r in rows:
+        sc = scores[r.sample_id]
+        items.append({"sample_id": r.sample_id, "path": r.path, "split": r.split,
+                      "review_status": r.review_status, "score": r.score,
+                      "outlier_prob": r.outlier_prob, "issue": r.issue,
+                      "worst_landmarks": _worst_landmarks(sc, names),
+                      "prediction": None if sc.prediction is None else
+                      [v if math.isfinite(v) else None for v in sc.prediction]})
     if args.json:
         print(json.dumps({"project": str(args.project), "run": run_id, "method": method,
                           "samples": items}))
