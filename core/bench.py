@@ -73,19 +73,32 @@ def assign_splits(project: Project, seed: int, test_share: float, val_share: flo
     project.set_splits(split)
 
 
+# the issues that name each kind of contamination correctly (core.issues.ISSUES)
+EXPECTED_ISSUES: dict[str, frozenset[str]] = {
+    "swap": frozenset({"swap"}),
+    "g-ugo": frozenset({"many_points", "shifted", "other_person"}),
+    "l-ugo": frozenset({"points", "many_points"}),
+    "ngo": frozenset({"points", "many_points"}),
+    "age-u": frozenset({"age"}),
+}
+
+
 def detection(project: Project, run_id: int, per_image: bool,
               override: dict[int, float] | None = None,
-              only: set[int] | None = None) -> dict[str, Any]:
+              only: set[int] | None = None, kind: str | None = None) -> dict[str, Any]:
     """Detection on the training samples: AUROC and AUPRC of the run's scores,
     precision and recall of the default flag rule, the expected calibration error of
     its probabilities and their reliability diagram (per landmark, or per image with
     ``per_image``), and the share of images the rule flags. ``override``: another
     score per sample (it has no flag rule or probability of its own); ``only``: just
-    these samples (e.g. the ones nobody has reviewed)."""
+    these samples (e.g. the ones nobody has reviewed); ``kind``: the one kind of
+    contamination applied, for ``issue_accuracy`` (the share of the contaminated
+    samples flagged whose named issue fits that kind, :data:`EXPECTED_ISSUES`)."""
     scores = project.scores(run_id)
     truth = project.contamination()
     s, t, f, p = [], [], [], []
-    n_images = n_flagged = 0
+    n_images = n_flagged = n_named = n_right = 0
+    expected = EXPECTED_ISSUES.get(kind or "")
     for sample in project.samples(split="train", include_excluded=False):
         row = scores.get(sample.id)
         if row is None or (only is not None and sample.id not in only):
@@ -94,6 +107,9 @@ def detection(project: Project, run_id: int, per_image: bool,
         flagged = sample_flagged(row.score)
         n_images += 1
         n_flagged += flagged
+        if flagged and (img or lms) and expected is not None:
+            n_named += 1
+            n_right += row.issue in expected
         if per_image or row.landmark_scores is None:
             s.append(row.score if override is None else override[sample.id])
             t.append(img or bool(lms))
@@ -112,10 +128,11 @@ def detection(project: Project, run_id: int, per_image: bool,
     out: dict[str, Any] = {"auroc": auroc(s, t), "auprc": auprc(s, t)}
     if override is not None:  # a score with no flag rule or probability of its own
         return {**out, "precision": None, "recall": None, "ece": None, "flagged_share": None,
-                "reliability": []}
+                "issue_accuracy": None, "reliability": []}
     precision, recall = precision_recall(f, t)
     return {**out, "precision": precision, "recall": recall, "ece": ece(p, t),
             "flagged_share": n_flagged / n_images if n_images else None,
+            "issue_accuracy": n_right / n_named if n_named else None,
             "reliability": reliability(p, t)}
 
 
@@ -203,7 +220,8 @@ def run_bench(source: str | Path, fmt: str, task: str | None, noises: Sequence[s
                         epochs = project.epochs(run_id)
                         ips = [e.images_per_s for e in epochs]
                         total = sum(e.seconds or 0.0 for e in epochs) or 1.0
-                        det = detection(project, run_id, per_image)
+                        det = detection(project, run_id, per_image,
+                                        kind=kinds[0] if len(kinds) == 1 else None)
                         per_sample, task_err = test_errors(project, run_id)
                         row = {"method": method, "noise": str(spec), "seed": seed, **det,
                                **task_err, "seconds": seconds,

@@ -7,6 +7,7 @@ import json
 import math
 from pathlib import Path
 
+from core.issues import ISSUE_TEXT
 from core.project import Project, ProjectError, ScoreRow
 
 
@@ -51,7 +52,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print(f"run {run_id} ({method}), {len(items)} samples, highest outlier score first")
     for i, it in enumerate(items, 1):
-        prob = "" if it["outlier_prob"] is None else f"  p(outlier) {it['outlier_prob']:.3f}"
+        prob = "" if it["outlier_prob"] is None else f"  P(wrong) {it['outlier_prob']:.3f}"
+        prob += f"  likely: {ISSUE_TEXT.get(it['issue'], it['issue'])}" if it["issue"] else ""
         where = f"  worst: {', '.join(it['worst_landmarks'])}" if it["worst_landmarks"] else ""
         print(f"{i:4d}. {it['score']:10.3f}{prob}  [{it['split']}, {it['review_status']}]  "
               f"{it['path']}{where}")
