@@ -133,7 +133,12 @@ class Project(SamplesMixin, RunsMixin, QueueMixin, LeaseMixin, StoreBase):
     def _check_structure(conn: sqlite3.Connection, path: Path, version: int) -> None:
         """Refuse a file whose tables, columns, indexes, triggers or views are not the
         ones Gumshoe writes at its version (checked before anything is written)."""
-        diffs = differences(conn, version)
+        try:
+            diffs = differences(conn, version)
+        except sqlite3.OperationalError as exc:  # e.g. a path index this SQLite cannot read
+            raise ProjectError(f"{path}: cannot read its schema ({exc}); its path index needs "
+                               f"SQLite 3.34 or newer with FTS5 (this Python has SQLite "
+                               f"{sqlite3.sqlite_version})") from None
         if diffs:
             more = f" and {len(diffs) - 1} more" if len(diffs) > 1 else ""
             raise ProjectError(f"{path}: refused: its schema is not the one Gumshoe writes "

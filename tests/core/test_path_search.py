@@ -12,7 +12,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.project import SCHEMA_VERSION, LabelSchema, NewSample, Project, ScoreColumns
+from core.project import (
+    SCHEMA_VERSION,
+    LabelSchema,
+    NewSample,
+    Project,
+    ProjectError,
+    ScoreColumns,
+)
 from core.store import queue as store_queue
 from core.store import schema as store_schema
 
@@ -164,3 +171,17 @@ def test_the_file_stays_plain_sqlite_for_other_readers(tmp_path):
                                                                    "clip_000/img_00006.png"]
     assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     conn.close()
+
+
+def test_a_path_index_this_sqlite_cannot_read_is_one_line(tmp_path):
+    """As on a SQLite older than 3.34 (no trigram tokenizer): refused with the reason,
+    not a traceback (here the file names a tokenizer no SQLite has)."""
+    build(tmp_path, n=20, scored=10).close()
+    conn = sqlite3.connect(tmp_path / "p.gumshoe")
+    conn.execute("PRAGMA writable_schema = ON")
+    conn.execute("UPDATE sqlite_schema SET sql = replace(sql, 'trigram', 'nogram') "
+                 "WHERE name = 'sample_paths'")
+    conn.commit()
+    conn.close()
+    with pytest.raises(ProjectError, match="path index needs SQLite 3.34 or newer"):
+        Project.open(tmp_path / "p.gumshoe")
