@@ -35,6 +35,7 @@ from core.formats.common import csv_safe, csv_unsafe, fmt, number, rel_key
 from core.paths import INDEX_FILE_LIMIT, ReadError, is_file, read_regular, shown
 from core.project import Label, LabelSchema, Sample
 from core.schemas import AGE, landmarks_schema
+from core.store.codec import POINT_MISSING
 from core.store.label_table import LabelTable, label_tables
 
 BOX = ("box_x0", "box_y0", "box_x1", "box_y1")
@@ -279,21 +280,29 @@ def _spool(schema: LabelSchema, tables: Iterable[LabelTable], folder: Path,
 
 
 def _chunk(schema: LabelSchema, t: LabelTable, cells: _ImageCells) -> _Chunk:
-    images = [cells(root, path) for root, path in zip(t.roots, t.paths, strict=True)]
+    images = cells.many(t.roots, t.paths)
     boxes = [None if b is None else "," + ",".join(fmt(v) for v in b) for b in t.boxes]
     chunk = _Chunk(images, boxes)
     if schema.task == "age":
         chunk.ages = [None if math.isnan(a) else float(a) for a in t.ages.tolist()]
         return chunk
-    assert t.points is not None and t.visibility is not None
-    present = np.isfinite(t.points).all(axis=2)
-    q, exact = table_text.on_grid(t.points)
+    assert t.visibility is not None
     vis = t.visibility
-    fast = (exact | ~present[..., None]).all(axis=(1, 2)) & ((vis >= 0) & (vis <= 9)).all(axis=1)
+    fast = ((vis >= 0) & (vis <= 9)).all(axis=1)
+    if t.grid is not None:  # as stored: on the grid already
+        present = (t.grid != POINT_MISSING).all(axis=2)
+        q = np.where(present[..., None], t.grid, 0).astype(np.int32)
+    else:
+        assert t.points is not None
+        present = np.isfinite(t.points).all(axis=2)
+        q, exact = table_text.on_grid(t.points)
+        fast &= (exact | ~present[..., None]).all(axis=(1, 2))
     fast[list(t.odd)] = False
     chunk.q, chunk.present, chunk.vis = q.astype(np.int32), present, vis.astype(np.uint8)
-    chunk.text = {int(i): t.odd.get(int(i), (t.points[i], t.visibility[i]))
-                  for i in np.flatnonzero(~fast)}
+    slow = np.flatnonzero(~fast)
+    points = t.point_array() if len(slow) else None
+    chunk.text = {int(i): t.odd.get(int(i), (points[i], t.visibility[i]))  # type: ignore[index]
+                  for i in slow}
     return chunk
 
 
@@ -356,6 +365,20 @@ class _ImageCells:
                 through = Path(os.path.relpath(here, top)).parts[0] + "/"
             self.prefixes[root] = ("" if rel == "." else rel + "/", through)
         return self.prefixes[root]
+
+    def many(self, roots: list[str], paths: list[str]) -> list[bytes]:
+        """The cells of many samples: those of one source with plain paths (the usual
+        chunk) joined, checked and encoded at once."""
+        if roots and roots.count(roots[0]) == len(roots):
+            prefix, through = self._prefix(roots[0])
+            joined = "\0" + "\0".join(paths)  # no file name holds a NUL
+            names = (joined + "/").replace("\0", "/")  # every name between two slashes
+            if not (any(c in joined for c in ',"\r\n\\:')
+                    or any(odd in names for odd in ("//", "/./", "/../"))
+                    or (not prefix and any("\0" + c in joined for c in "=+-@\t'"))
+                    or (through and "\0" + through in joined)):
+                return (prefix + ("\0" + prefix).join(paths)).encode().split(b"\0")
+        return [self(r, p) for r, p in zip(roots, paths, strict=True)]
 
     def __call__(self, root: str, path: str) -> bytes:
         prefix, through = self._prefix(root)

@@ -34,13 +34,22 @@ class LabelTable:
     boxes: list[tuple[float, float, float, float] | None]
     statuses: list[str]  # review status
     labelled: np.ndarray  # bool: the sample has a label
-    points: np.ndarray | None  # (n, k, 2) float64, NaN where missing; None for ages
+    points: np.ndarray | None  # (n, k, 2) float64, NaN where missing; None: see grid
     visibility: np.ndarray | None  # (n, k) int8
     ages: np.ndarray  # float64
     odd: dict[int, Odd] = field(default_factory=dict)
+    # the points as the project stores them, read without decoding: (n, k, 2) int32 in
+    # 1/10000 px, codec.POINT_MISSING where missing (then ``points`` is None)
+    grid: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    def point_array(self) -> np.ndarray | None:
+        """``points``, decoded from ``grid`` where that holds them (None for ages)."""
+        if self.grid is None:
+            return self.points
+        return np.where(self.grid == codec.POINT_MISSING, np.nan, self.grid / codec.POINT_SCALE)
 
     def take(self, keep: np.ndarray) -> LabelTable:
         """The rows where ``keep`` (bool) is true."""
@@ -54,7 +63,8 @@ class LabelTable:
             [self.statuses[i] for i in idx], self.labelled[idx],
             None if self.points is None else self.points[idx],
             None if self.visibility is None else self.visibility[idx], self.ages[idx],
-            {new_row[i]: v for i, v in self.odd.items() if i in new_row})
+            {new_row[i]: v for i, v in self.odd.items() if i in new_row},
+            None if self.grid is None else self.grid[idx])
 
 
 def table_of_rows(rows: Sequence[Sequence[Any]], k: int, ages_only: bool) -> LabelTable:
@@ -63,18 +73,18 @@ def table_of_rows(rows: Sequence[Sequence[Any]], k: int, ages_only: bool) -> Lab
     ids, keys, roots, paths, boxes, statuses, label_ids, blobs, vis_blobs, ages = zip(*rows, strict=True)
     n = len(rows)
     labelled = np.fromiter((i is not None for i in label_ids), bool, n)
-    points = visibility = None
+    grid = visibility = None
     odd: dict[int, tuple[np.ndarray | None, np.ndarray | None]] = {}
     if not ages_only:
         fits = np.fromiter((isinstance(b, bytes) and len(b) == 8 * k for b in blobs), bool, n)
-        points = np.full((n, k, 2), np.nan)
+        grid = np.full((n, k, 2), codec.POINT_MISSING, np.int32)
         if fits.any():
-            points[fits] = codec.decode_points(
-                b"".join(b for b, ok in zip(blobs, fits, strict=True) if ok)).reshape(-1, k, 2)
-        visibility = np.where(np.isfinite(points).all(axis=2), 2, 0).astype(np.int8)
+            grid[fits] = np.frombuffer(b"".join(b for b, ok in zip(blobs, fits, strict=True) if ok),
+                                       "<i4").reshape(-1, k, 2)
+        visibility = np.where((grid != codec.POINT_MISSING).all(axis=2), 2, 0).astype(np.int8)
         for i in np.flatnonzero(labelled & ((~fits) | np.fromiter(
                 (v is not None for v in vis_blobs), bool, n))).tolist():
-            pts = points[i] if fits[i] else codec.decode_points(blobs[i])
+            pts = codec.decode_points(grid[i].tobytes() if fits[i] else blobs[i])
             vis = codec.decode_visibility(vis_blobs[i], pts)
             if fits[i]:
                 visibility[i] = vis
@@ -82,8 +92,8 @@ def table_of_rows(rows: Sequence[Sequence[Any]], k: int, ages_only: bool) -> Lab
                 odd[i] = (pts, vis)
     return LabelTable(np.array(ids, np.int64), list(keys), list(roots), list(paths),
                       [None if b is None else _box(i, b) for i, b in zip(ids, boxes, strict=True)],
-                      list(statuses), labelled, points, visibility,
-                      np.array([np.nan if a is None else a for a in ages], np.float64), odd)
+                      list(statuses), labelled, None, visibility,
+                      np.array([np.nan if a is None else a for a in ages], np.float64), odd, grid)
 
 
 

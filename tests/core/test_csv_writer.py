@@ -169,7 +169,9 @@ def test_a_stored_project_exports_as_the_reference_writes_it(tmp_path):
         assert (tmp_path / "new.csv").read_bytes() == (tmp_path / "ref.csv").read_bytes()
         tables = list(p.iter_label_tables(current=False, chunk=8))
         assert [t.ids.tolist() for t in tables][0] == list(range(1, 9))
-        assert tables[0].points is not None and np.isfinite(tables[0].points[2]).all()
+        first = tables[0].point_array()
+        assert first is not None and np.isfinite(first[2]).all()
+        np.testing.assert_array_equal(first[1], p.label_history(2)[0].points)
 
 
 def test_report_json_is_what_json_dumps_writes():
@@ -197,3 +199,13 @@ def test_lookup_tables_hold_every_whole_part_and_every_four_decimals():
     text = decimals.view(np.uint8).reshape(-1, 8).tobytes()
     for f in range(table_text.SCALE):  # fmt() of 7.ffff, after the whole part
         assert "7" + text[f * 8:f * 8 + 8].rstrip(b"\0").decode() == fmt((70000 + f) / 10000), f
+
+
+def test_image_cells_of_a_chunk_are_those_of_each_sample(tmp_path):
+    cells = csv_format._ImageCells(tmp_path / "out")
+    for paths in (["v/a.jpg", "v/b.jpg"], ["a/./b"], ["../x"], ["a//b"], ["a/"], [""], ["."],
+                  ["=x"], ["a,b"], ["x:y"], ["a\\b"], ["ok", "-1"], ["q\"q"], ["'a"]):
+        roots = [str(tmp_path)] * len(paths)
+        assert cells.many(roots, paths) == [cells(r, p) for r, p in zip(roots, paths, strict=True)]
+    inside = csv_format._ImageCells(tmp_path / "v")  # the export's folder inside the root
+    assert inside.many([str(tmp_path)] * 2, ["v/a.jpg", "w/b.jpg"]) == [b"a.jpg", b"../w/b.jpg"]
