@@ -6,7 +6,8 @@ Scene coordinates are original image pixels (the pixmap item is scaled when
 the decoded image was downsized), so a drag yields sub-pixel image coordinates
 directly. Markers ignore the view transform: they keep their size on screen
 while zooming. Dragging a marker moves it; dragging elsewhere pans; the wheel
-zooms at the cursor.
+zooms about the cursor. A zoom holds (window resizes, the next sample) until
+``fit`` (F, or a double click on the background).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import math
 
 import numpy as np
 from PySide6.QtCore import QPointF, QRectF, Qt, Signal
-from PySide6.QtGui import QBrush, QColor, QPainter, QPen, QPixmap, QTransform
+from PySide6.QtGui import QBrush, QColor, QCursor, QPainter, QPen, QPixmap, QTransform
 from PySide6.QtWidgets import (
     QGraphicsEllipseItem,
     QGraphicsItem,
@@ -103,6 +104,7 @@ class LandmarkCanvas(QGraphicsView):
         self._drag: int | None = None
         self._drag_moved = False
         self._image_rect = QRectF(0, 0, 1, 1)
+        self.fitted = True  # fitted to the view until the user zooms
         self.editable = True
         self.show_all_predictions = False  # else: flagged landmarks and the selected one
         self.apply_theme()
@@ -136,12 +138,22 @@ class LandmarkCanvas(QGraphicsView):
             w, h = self._image_rect.width(), self._image_rect.height()
         rect = QRectF(-0.5, -0.5, float(w), float(h))
         changed = rect != self._image_rect
+        old = self._image_rect
         self._image_rect = rect
         self._frame.setRect(rect)
         margin = 0.25 * max(w, h)
         self.scene().setSceneRect(rect.adjusted(-margin, -margin, margin, margin))
         if changed:
-            self.fit()
+            if self.fitted:
+                self.fit()
+            else:  # zoomed: keep the zoom relative to the image, about the same spot
+                rel = self.transform().m11() / max(self._fit_scale(old), 1e-9)
+                centre = self.mapToScene(self.viewport().rect().center())
+                u = (centre.x() - old.x()) / max(old.width(), 1e-9)
+                v = (centre.y() - old.y()) / max(old.height(), 1e-9)
+                s = rel * self._fit_scale(rect)
+                self.setTransform(QTransform.fromScale(s, s))
+                self.centerOn(rect.x() + u * rect.width(), rect.y() + v * rect.height())
 
     @property
     def has_image(self) -> bool:
@@ -321,25 +333,65 @@ class LandmarkCanvas(QGraphicsView):
         return self._markers[i].pos()
 
     # ------------------------------------------------------------------ view
-    def fit(self) -> None:
-        r = self._image_rect
+    def _fit_rect(self, r: QRectF) -> QRectF:
         m = 0.03 * max(r.width(), r.height())
-        self.fitInView(r.adjusted(-m, -m, m, m), Qt.AspectRatioMode.KeepAspectRatio)
+        return r.adjusted(-m, -m, m, m)
 
-    def zoom(self, factor: float) -> None:
+    def _fit_scale(self, r: QRectF) -> float:
+        """The view scale at which ``r`` (an image rectangle) fits the viewport."""
+        f = self._fit_rect(r)
+        vp = self.viewport().rect()
+        return min(vp.width() / max(f.width(), 1e-9), vp.height() / max(f.height(), 1e-9))
+
+    def fit(self) -> None:
+        """Fit the image to the view; it stays fitted (also on resize) until a zoom."""
+        self.fitted = True
+        self.fitInView(self._fit_rect(self._image_rect), Qt.AspectRatioMode.KeepAspectRatio)
+
+    @property
+    def zoom_factor(self) -> float:
+        """The view scale relative to the fitted view (1: fitted)."""
+        return self.transform().m11() / max(self._fit_scale(self._image_rect), 1e-9)
+
+    def zoom(self, factor: float, anchor: QPointF | None = None) -> None:
+        """Zoom by ``factor`` keeping the scene point under ``anchor`` (viewport
+        coordinates; default: the mouse if it is over the view, else the centre) where
+        it is. The zoom holds (resizes, samples of the same size) until :meth:`fit`."""
         cur = self.transform().m11()
         factor = max(0.02 / cur, min(64.0 / cur, factor))
+        if anchor is None:
+            mouse = self.viewport().mapFromGlobal(QCursor.pos())
+            inside = self.viewport().rect().contains(mouse) and self.underMouse()
+            anchor = QPointF(mouse) if inside else QPointF(self.viewport().rect().center())
+        before = self.viewportTransform().inverted()[0].map(anchor)
+        self.fitted = False
+        old = self.transformationAnchor()
+        self.setTransformationAnchor(QGraphicsView.ViewportAnchor.NoAnchor)
         self.scale(factor, factor)
+        self.setTransformationAnchor(old)
+        # scroll so that the scene point is back under the anchor
+        now = self.viewportTransform().map(before)
+        dx, dy = now.x() - anchor.x(), now.y() - anchor.y()
+        h, v = self.horizontalScrollBar(), self.verticalScrollBar()
+        h.setValue(h.value() + round(dx))
+        v.setValue(v.value() + round(dy))
+
+    def ensure_visible(self, i: int, margin: int = 60) -> None:
+        """Scroll (never zoom) so that landmark ``i`` is in view."""
+        if 0 <= i < len(self._markers) and self._markers[i].isVisible() and not self.fitted:
+            self.ensureVisible(QRectF(self._markers[i].pos(), self._markers[i].pos()),
+                               margin, margin)
 
     def wheelEvent(self, event) -> None:  # noqa: ANN001
         delta = event.angleDelta().y()
         if delta:
-            self.zoom(1.0015 ** delta)
+            self.zoom(1.0015 ** delta, event.position())
         event.accept()
 
     def resizeEvent(self, event) -> None:  # noqa: ANN001
         super().resizeEvent(event)
-        self.fit()
+        if self.fitted:  # a zoomed view keeps its zoom when scroll bars come and go
+            self.fit()
 
     def _hover(self, i: int) -> None:
         self.hovered.emit(i)
