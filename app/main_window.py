@@ -99,8 +99,9 @@ class MainWindow(QMainWindow):
         m.addAction(self.act_quit)
         e = mb.addMenu("&Review")
         a = self.editor.actions_by_name
-        for name in ("next", "previous", None, "accept", "accept_all", "confirm", "exclude",
-                     None, "undo", "redo", None, "fit", "zoom_in", "zoom_out", "predictions"):
+        for name in ("next", "previous", "next_flag", "previous_flag", None, "accept",
+                     "accept_all", "confirm", "exclude", None, "visibility", "swap", None,
+                     "undo", "redo", None, "fit", "zoom_in", "zoom_out", "model", "predictions"):
             if name is None:
                 e.addSeparator()
             else:
@@ -256,7 +257,7 @@ class MainWindow(QMainWindow):
         # the first ranking of a project jumps to its top (what the first run is for);
         # a later one keeps the sample being edited and shows its new scores
         self._after_rerank = "top" if self.queue.model.run_id is None else "refresh"
-        self.editor.run_id = None
+        self.editor.set_run(None, None)
         self.queue.model.refresh()
         tr = self.training
         done, total = tr.epochs_done()
@@ -270,7 +271,8 @@ class MainWindow(QMainWindow):
                 f"Queue ranked by run {run_id}: the most doubtful labels are on top", 8000)
 
     def _on_queue_reset(self) -> None:
-        self.editor.run_id = self.queue.model.run_id  # the side card shows the queue's run
+        # the editor shows the queue's run
+        self.editor.set_run(self.queue.model.run_id, self.queue.model.run_method)
         what, self._after_rerank = self._after_rerank, None
         if what == "top" and self.queue.model.run_id is not None:
             self.queue.table.scrollToTop()

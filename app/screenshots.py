@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
             for row in range(min(10, win.queue.model.rowCount())):
                 win.queue.select_row(row)
                 wait_until(lambda w=win: w.editor.canvas.has_image)
-                if 1 <= len(win.editor.canvas.flagged()) <= 3:
+                if 1 <= len(win.editor.state.flagged_order()) <= 3:
                     break
             else:
                 win.queue.select_row(0)

@@ -49,15 +49,32 @@ def apply_edit(project: Any, edit: Edit, *, undo: bool, author: str) -> None:
 
 
 class EditHistory:
+    """The session's undo and redo stacks. Edits pushed with the same ``merge`` key one
+    after the other (arrow-key nudges of one landmark) undo as one step; every one of
+    them is still its own committed version in the file."""
+
     def __init__(self, limit: int = 500) -> None:
         self._undo: list[Edit] = []
         self._redo: list[Edit] = []
         self._limit = limit
+        self._merge: object = None
 
-    def push(self, edit: Edit) -> None:
-        self._undo.append(edit)
-        del self._undo[:-self._limit]
+    def push(self, edit: Edit, merge: object = None) -> None:
+        top = self._undo[-1] if self._undo else None
+        if merge is not None and merge == self._merge and top is not None \
+                and top.sample_id == edit.sample_id:
+            self._undo[-1] = Edit(edit.sample_id, edit.description, top.status_before,
+                                  edit.status_after, top.before, edit.after)
+        else:
+            self._undo.append(edit)
+            del self._undo[:-self._limit]
+        self._merge = merge
         self._redo.clear()
+
+    def push_undone(self, edit: Edit) -> None:
+        """An edit undone from outside the session (the file's history): redo-able."""
+        self._redo.append(edit)
+        self._merge = None
 
     def can_undo(self) -> bool:
         return bool(self._undo)
@@ -68,6 +85,7 @@ class EditHistory:
     def undo(self, project: Any, author: str) -> Edit | None:
         if not self._undo:
             return None
+        self._merge = None
         edit = self._undo.pop()
         apply_edit(project, edit, undo=True, author=author)
         self._redo.append(edit)
@@ -76,6 +94,7 @@ class EditHistory:
     def redo(self, project: Any, author: str) -> Edit | None:
         if not self._redo:
             return None
+        self._merge = None
         edit = self._redo.pop()
         apply_edit(project, edit, undo=False, author=author)
         self._undo.append(edit)
@@ -84,3 +103,4 @@ class EditHistory:
     def clear(self) -> None:
         self._undo.clear()
         self._redo.clear()
+        self._merge = None

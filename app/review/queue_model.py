@@ -390,11 +390,4 @@ def _status_color(status: str) -> str:
 
 def score_color(prob: float) -> str:
     """Green (inlier) -> amber -> red (outlier) for an outlier probability."""
-    p = min(max(prob, 0.0), 1.0)
-    stops = [(0.0, (34, 160, 107)), (0.5, (232, 160, 32)), (1.0, (229, 72, 77))]
-    for (p0, c0), (p1, c1) in zip(stops[:-1], stops[1:], strict=True):
-        if p <= p1:
-            t = (p - p0) / (p1 - p0)
-            r, g, b = (round(a + (b_ - a) * t) for a, b_ in zip(c0, c1, strict=True))
-            return f"#{r:02x}{g:02x}{b:02x}"
-    return "#e5484d"
+    return theme.level_color(prob)

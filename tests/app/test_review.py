@@ -116,7 +116,7 @@ def test_accept_suggestion_and_accept_all(window, project_path):
         np.testing.assert_allclose(lab.points[2], pred[2], atol=1e-3)
     ed.show_sample(window.queue.model.sample_id(1))
     sid2 = ed.sample.id
-    flagged = ed.canvas.flagged()
+    flagged = ed.state.flagged_order()
     assert flagged == [2]
     QTest.keyClick(window, Qt.Key.Key_A, Qt.KeyboardModifier.ShiftModifier)
     with Project.open(project_path) as p:
@@ -165,19 +165,19 @@ def test_age_project(qtbot, tmp_path):
     m = win.queue.model
     assert m.headerData(6, Qt.Orientation.Horizontal) == "Age → model"
     assert "→" in m.data(m.index(0, 6))
-    assert "±" in ed.f_age_pred.text()
-    assert ed.f_age_run.text() == "from run 1 (deepgum)"
-    assert ed.f_version.text() == "v1 · import"  # the origin once, not "import · import"
+    assert "±" in ed.side.f_age_pred.text()
+    assert ed.side.f_age_run.text() == "from run 1 (deepgum)"
+    assert ed.side.f_version.text() == "v1 · import"  # the origin once, not "import · import"
     sid = ed.sample.id
     # a run that stored no spread, or a zero one, shows the estimate without "± 0.0"
     for std in ([0.0], None, [float("nan")]):
         with Project.open(path) as p:
             run = p.create_run("l2", {"epochs": 2})
             p.write_scores(run, [ScoreRow(sid, 1.0, 0.5, prediction=[18.5], prediction_std=std)])
-        ed.run_id = None
+        ed.set_run(None, None)
         ed.show_sample(sid)
-        assert ed.f_age_pred.text() == "18.5", std
-        assert ed.f_age_run.text() == f"from run {run} (l2)"
+        assert ed.side.f_age_pred.text() == "18.5", std
+        assert ed.side.f_age_run.text() == f"from run {run} (l2)"
     ed.age_spin.setValue(42.5)
     ed.age_spin.setFocus()
     QTest.keyClick(ed.age_spin, Qt.Key.Key_Return)

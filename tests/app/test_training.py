@@ -147,7 +147,7 @@ def test_first_ranking_shows_the_top_later_ones_keep_the_sample(qtbot, tmp_path)
     win = open_window(qtbot, path)
     win.queue.select_row(5)
     browsing = win.editor.sample.id
-    assert win.editor.score is None
+    assert win.editor.state.scores is None
 
     def score(top_last: bool) -> int:
         with Project.open(path) as p:
@@ -162,14 +162,14 @@ def test_first_ranking_shows_the_top_later_ones_keep_the_sample(qtbot, tmp_path)
     with qtbot.waitSignal(win.queue.model.reset_done, timeout=5000):
         win.training.poll()
     qtbot.waitUntil(lambda: win.editor.sample.id == top, timeout=5000)
-    assert win.queue.current_row() == 0 and win.editor.score is not None
+    assert win.queue.current_row() == 0 and win.editor.state.scores is not None
     win.queue.select_row(7)
     kept = win.editor.sample.id
     score(top_last=False)
     with qtbot.waitSignal(win.queue.model.reset_done, timeout=5000):
         win.training.poll()
-    qtbot.waitUntil(lambda: win.editor.score is not None
-                    and win.editor.score["run_id"] == win.queue.model.run_id, timeout=5000)
+    qtbot.waitUntil(lambda: win.editor.state.scores is not None
+                    and win.editor.state.scores.run_id == win.queue.model.run_id, timeout=5000)
     assert win.editor.sample.id == kept
     win.close()
 
