@@ -6,11 +6,12 @@ the benchmarks) asks here instead of re-deriving a rule from the numbers. A
 ``Project.scores`` return, or a :class:`core.project.ScoreRow`); ``method`` is
 the run's method.
 
-Today the rule is the trainer's (:mod:`core.scoring`): DeepGUM flags a landmark
-whose outlier log-odds is above 0 (responsibility under one half) and a sample
-by the family-wise bound of ``image_threshold``; the baselines, which have no
-probability, flag a landmark whose residual is over ``BASELINE_FLAG`` times the
-typical one, and a sample with any flagged landmark.
+The rule is the trainer's (:mod:`core.scoring`): every method scores a point by
+its outlier log-odds; a landmark is flagged above 0 (probability over one half)
+and a sample by the family-wise bound of ``image_threshold``. Runs stored before
+every method had probabilities keep their meaning: a baseline's row without
+probabilities holds residual ratios (the residual over the typical one), flagged
+over :data:`LEGACY_RATIO_FLAG`, a sample with any flagged landmark.
 """
 
 from __future__ import annotations
@@ -21,20 +22,22 @@ from typing import Any
 
 import numpy as np
 
-from core.scoring import BASELINE_FLAG, flags, image_flagged
+from core.scoring import flags, image_flagged
 
-LOG_ODDS_METHODS = frozenset({"deepgum"})
-
-
-def has_log_odds(method: str | None) -> bool:
-    """Whether ``method``'s scores are outlier log-odds (else residual ratios)."""
-    return method in LOG_ODDS_METHODS
+LEGACY_RATIO_FLAG = 3.0  # old baseline runs: 3 times the typical residual
 
 
 def _field(row: Any, name: str) -> Any:
     if isinstance(row, Mapping):
         return row.get(name)
     return getattr(row, name, None)
+
+
+def is_log_odds(row: Any, method: str | None) -> bool:
+    """Whether the row's scores are outlier log-odds (every run since methods all
+    give probabilities; DeepGUM always), else an old baseline's residual ratios."""
+    return (method == "deepgum" or _field(row, "outlier_prob") is not None
+            or _field(row, "landmark_probs") is not None)
 
 
 def unit_scores(row: Any) -> np.ndarray:
@@ -48,17 +51,23 @@ def unit_scores(row: Any) -> np.ndarray:
 
 def landmark_flags(row: Any, method: str | None) -> np.ndarray:
     """Per landmark (an age row: one value): whether the run calls that label wrong."""
-    return flags(unit_scores(row), has_log_odds(method))
+    s = unit_scores(row)
+    if is_log_odds(row, method):
+        return flags(s)
+    return np.nan_to_num(s, nan=-np.inf) > LEGACY_RATIO_FLAG
 
 
 def sample_flagged(row: Any, method: str | None) -> bool:
     """Whether the run calls the sample's label wrong."""
-    return image_flagged(unit_scores(row).tolist(), has_log_odds(method))
+    s = unit_scores(row)
+    if is_log_odds(row, method):
+        return image_flagged(s.tolist())
+    return bool(landmark_flags(row, method).any())
 
 
 def landmark_probs(row: Any, method: str | None) -> np.ndarray | None:
-    """P(label wrong) per landmark where the run has probabilities, else None."""
-    if not has_log_odds(method):
+    """P(label wrong) per landmark (an age: one), or None for an old baseline run."""
+    if not is_log_odds(row, method):
         return None
     probs = _field(row, "landmark_probs")
     if probs is not None and len(probs):
@@ -67,15 +76,15 @@ def landmark_probs(row: Any, method: str | None) -> np.ndarray | None:
     return 1.0 / (1.0 + np.exp(-s))
 
 
-def flag_level(score: float | None, method: str | None) -> float | None:
-    """A score on a 0-1 scale whose 0.5 is the flag threshold, for colouring a run
-    without probabilities like one with them (DeepGUM: the probability itself)."""
+def flag_level(score: float | None, log_odds: bool) -> float | None:
+    """A score on a 0-1 scale whose 0.5 is the flag threshold (log-odds: the
+    probability itself; an old baseline's residual ratio: ratio / (2 x threshold))."""
     if score is None or not math.isfinite(score):
         return None
-    if has_log_odds(method):
+    if log_odds:
         return 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, score))))
-    return min(1.0, max(0.0, score / (2.0 * BASELINE_FLAG)))
+    return min(1.0, max(0.0, score / (2.0 * LEGACY_RATIO_FLAG)))
 
 
-__all__ = ["BASELINE_FLAG", "flag_level", "has_log_odds", "landmark_flags", "landmark_probs",
+__all__ = ["LEGACY_RATIO_FLAG", "flag_level", "is_log_odds", "landmark_flags", "landmark_probs",
            "sample_flagged", "unit_scores"]

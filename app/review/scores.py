@@ -1,13 +1,11 @@
 """How the GUI reads a run's scores: one place for what a person sees.
 
 A stored score row becomes a :class:`SampleScores`: per landmark the outlier
-score, the probability that the label is wrong where the run has one, the
-flags of the one flag rule (:mod:`core.flags`), and a 0-1 *level* for colour
-whose 0.5 is the flag threshold. Texts: a probability as a percentage, and for
-a run without probabilities (the baselines today) its raw statistic, the
-residual as a multiple of the typical one. When runs get calibrated
-probabilities for every method, only :func:`doubt_text` and
-:meth:`SampleScores.of` change.
+score, the probability that the label is wrong, the flags of the one flag rule
+(:mod:`core.flags`), and a 0-1 *level* for colour whose 0.5 is the flag
+threshold. Texts: a probability as a percentage; a run stored before every
+method had probabilities (an old baseline run) shows its raw statistic, the
+residual as a multiple of the typical one.
 """
 
 from __future__ import annotations
@@ -41,7 +39,7 @@ def doubt_text(prob: float | None, score: float | None, method: str | None) -> s
         return fmt_prob(prob)
     if score is None or not math.isfinite(score):
         return ""
-    if flag_rule.has_log_odds(method):
+    if method == "deepgum":
         return fmt_prob(1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, score)))))
     return f"{score:.1f}× typical"
 
@@ -50,15 +48,7 @@ def doubt_level(prob: float | None, score: float | None, method: str | None) -> 
     """0-1 for colour (0.5 at the flag threshold)."""
     if prob is not None and math.isfinite(prob):
         return float(prob)
-    return flag_rule.flag_level(score, method)
-
-
-def doubt_explained(method: str | None) -> str:
-    """One line saying what the numbers of ``method``'s runs mean."""
-    if flag_rule.has_log_odds(method):
-        return "P(wrong): the run's probability that the label is wrong"
-    return (f"{method or 'this method'} has no probability: its statistic is the residual "
-            f"as a multiple of the typical one (flagged over {flag_rule.BASELINE_FLAG:g}×)")
+    return flag_rule.flag_level(score, method == "deepgum")
 
 
 @dataclass(frozen=True)
@@ -92,6 +82,9 @@ class SampleScores:
                 pred_arr = arr
         std = row.get("prediction_std")
         prob = row.get("outlier_prob")
+        log_odds = flag_rule.is_log_odds(row, method)
+        if log_odds and prob is None and row.get("score") is not None:
+            prob = flag_rule.flag_level(row.get("score"), True)
         return cls(row.get("run_id"), method, row.get("score"),
                    None if prob is None else float(prob), units,
                    flag_rule.landmark_probs(row, method), flag_rule.landmark_flags(row, method),

@@ -143,42 +143,64 @@ def huber_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+def _shift_a_moves_only_flagged_landmarks(qtbot, win, path: Path, rule) -> None:  # noqa: ANN001
+    """On a clean face of the queue's run nothing is flagged and Shift+A writes nothing;
+    on a flagged face it moves exactly the landmarks ``rule(row)`` flags."""
+    with Project.open(path) as p:
+        scores = p.scores(p.scored_run())
+        train = [s.id for s in p.samples(split="train")]
+    flagged_of = {sid: rule(scores[sid]) for sid in train}
+    clean = [sid for sid in train if not flagged_of[sid].any()]
+    bad = [sid for sid in train if flagged_of[sid].any()]
+    assert clean and bad
+    ed = win.editor
+    ed.show_sample(clean[0])
+    assert "no landmark" in _flag_count_text(ed) or re.search(r"\b0\b", _flag_count_text(ed))
+    with Project.open(path) as p:
+        n = len(p.label_history(clean[0]))
+    QTest.keyClick(win, Qt.Key.Key_A, Qt.KeyboardModifier.ShiftModifier)
+    with Project.open(path) as p:
+        assert len(p.label_history(clean[0])) == n
+    sid = bad[0]
+    ed.show_sample(sid)
+    before = ed.label.points.copy()
+    QTest.keyClick(win, Qt.Key.Key_A, Qt.KeyboardModifier.ShiftModifier)
+    with Project.open(path) as p:
+        lab = p.current_label(sid)
+    moved = ~np.isclose(lab.points, before).all(axis=1)
+    np.testing.assert_array_equal(moved, flagged_of[sid])
+
+
 def test_a_baseline_run_flags_by_the_one_rule_and_shift_a_leaves_clean_faces(
         qtbot, huber_template, tmp_path):
-    from core.scoring import flags, image_flagged  # the trainer's rule for a baseline
+    from core.scoring import flags  # the trainer's rule
+
+    path = tmp_path / huber_template.name
+    shutil.copy2(huber_template, path)
+    win = open_window(qtbot, path)
+    try:
+        _shift_a_moves_only_flagged_landmarks(
+            qtbot, win, path, lambda row: flags(np.asarray(row["landmark_scores"])))
+    finally:
+        win.close()
+
+
+def test_an_old_baseline_run_is_not_read_as_log_odds(qtbot, huber_template, tmp_path):
+    """A Huber run stored before every method had probabilities: residual ratios, all
+    above 0. Read as log-odds every landmark of every face was flagged, and Shift+A
+    overwrote clean faces with the model's estimate."""
+    from tests.core.test_flags import legacy_rows
 
     path = tmp_path / huber_template.name
     shutil.copy2(huber_template, path)
     with Project.open(path) as p:
-        run = p.scored_run()
-        scores = p.scores(run)
-        clean = [s.id for s in p.samples(split="train")
-                 if not image_flagged(scores[s.id]["landmark_scores"], False)]
-        bad = [s.id for s in p.samples(split="train")
-               if image_flagged(scores[s.id]["landmark_scores"], False)]
-    assert clean and bad
+        rows = legacy_rows(p, p.scored_run())
+        old = p.create_run("huber", {"epochs": 2})
+        p.write_scores(old, rows)
+        p.update_run(old, status="finished")
     win = open_window(qtbot, path)
     try:
-        ed = win.editor
-        # a clean face: nothing flagged, Shift+A changes nothing
-        ed.show_sample(clean[0])
-        ed.setFocus()
-        assert "no landmark" in _flag_count_text(ed).lower() or \
-            re.search(r"\b0\b", _flag_count_text(ed))
-        QTest.keyClick(win, Qt.Key.Key_A, Qt.KeyboardModifier.ShiftModifier)
-        with Project.open(path) as p:
-            assert len(p.label_history(clean[0])) == len(
-                [v for v in p.label_history(clean[0]) if v.origin != "model"])
-        # a flagged face: Shift+A moves exactly the landmarks the rule flags
-        sid = bad[0]
-        ed.show_sample(sid)
-        want = flags(np.asarray(scores[sid]["landmark_scores"]), False)
-        before = ed.label.points.copy()
-        QTest.keyClick(win, Qt.Key.Key_A, Qt.KeyboardModifier.ShiftModifier)
-        with Project.open(path) as p:
-            lab = p.current_label(sid)
-        moved = ~np.isclose(lab.points, before).all(axis=1)
-        np.testing.assert_array_equal(moved, want & ~np.isclose(
-            np.asarray(scores[sid]["prediction"]).reshape(-1, 2), before).all(axis=1))
+        _shift_a_moves_only_flagged_landmarks(
+            qtbot, win, path, lambda row: np.asarray(row["landmark_scores"]) > 3.0)
     finally:
         win.close()
