@@ -219,6 +219,7 @@ class MainWindow(QMainWindow):
         st = settings()
         st.add_recent(project.path)
         self._update_title()
+        self.editor.setFocus()  # the keys act on the sample from the start
         log.info("opened %s", project.path)
         return True
 

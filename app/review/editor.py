@@ -72,8 +72,10 @@ ACTIONS = (
 )
 NUDGES = {"nudge_left": (-1, 0), "nudge_right": (1, 0), "nudge_up": (0, -1),
           "nudge_down": (0, 1)}
-# arrows nudge only while the editor has the focus: in the queue they move the rows
-EDITOR_ONLY = {n for n in (a[0] for a in ACTIONS) if n.startswith("nudge")}
+# arrows and Tab act on the landmarks only while the editor has the focus: in the queue
+# the arrows move the rows and Tab moves the focus
+EDITOR_ONLY = {n for n in (a[0] for a in ACTIONS)
+               if n.startswith("nudge") or n in ("next_flag", "previous_flag")}
 # mouse actions, for the keyboard help
 MOUSE = (("Drag a point", "move it (committed on release)"),
          ("Drag the background", "pan"),
@@ -135,9 +137,10 @@ class EditorWidget(QWidget, EditCommands):
                 self.actions_by_name["predictions"].isChecked()),
         }
         for name, (dx, dy) in NUDGES.items():
-            slots[name] = lambda dx=dx, dy=dy: self.nudge(dx * NUDGE_PX, dy * NUDGE_PX)
-            slots[name + "_10"] = lambda dx=dx, dy=dy: self.nudge(dx * NUDGE_SHIFT_PX,
-                                                                  dy * NUDGE_SHIFT_PX)
+            # (*_: the triggered signal passes 'checked', which must not become dx)
+            slots[name] = lambda *_, dx=dx, dy=dy: self.nudge(dx * NUDGE_PX, dy * NUDGE_PX)
+            slots[name + "_10"] = lambda *_, dx=dx, dy=dy: self.nudge(dx * NUDGE_SHIFT_PX,
+                                                                      dy * NUDGE_SHIFT_PX)
         for name, text, icon, keys, tip in ACTIONS:
             a = QAction(text, self)
             if icon:
