@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
 
 from app import errors, qtfix, theme, workers
 from app.review.editor import EditorWidget
+from app.review.history_panel import HistoryPanel
 from app.review.queue_panel import QueuePanel
 from app.settings import data_dir, log_dir, settings
 from app.training.panel import TrainingPanel
@@ -32,6 +33,9 @@ log = logging.getLogger(__name__)
 # measured on a busy 2-core CPU: demo made in ~10 s, first scores (epoch 5) ~17 s later,
 # 10 epochs ~30 s; the wrong faces fill the top of the queue from the first scores on
 DEMO_TRAINING = {"epochs": 10, "image_size": 64}
+# the docks' layout saved on close; a layout saved by an older version (without the
+# history dock, which shares the bottom with the training) is not restored
+STATE_VERSION = 2
 
 
 class MainWindow(QMainWindow):
@@ -60,6 +64,7 @@ class MainWindow(QMainWindow):
         self.setCentralWidget(self.editor)
         self.queue = QueuePanel()
         self.training = TrainingPanel()
+        self.history = HistoryPanel()
 
     def _act(self, text: str, slot: Any, icon: str = "", keys: str | QKeySequence = "",
              tip: str = "") -> QAction:
@@ -139,11 +144,23 @@ class MainWindow(QMainWindow):
                                      Qt.DockWidgetArea.LeftDockWidgetArea)
         self.training_dock = self._dock("Training", self.training, "training-dock",
                                         Qt.DockWidgetArea.BottomDockWidgetArea)
+        self.history_dock = self._dock("History", self.history, "history-dock",
+                                       Qt.DockWidgetArea.BottomDockWidgetArea)
+        self.tabifyDockWidget(self.training_dock, self.history_dock)
+        self.training_dock.raise_()
         theme.bind_icon(self.queue_dock.toggleViewAction(), "queue")
         theme.bind_icon(self.training_dock.toggleViewAction(), "train")
+        self.history_dock.visibilityChanged.connect(lambda _v: self._refresh_history())
+        # H brings the history to the front (it shares the bottom with the training)
+        self.act_history = self._act("History", self._toggle_history, "history", "H",
+                                     "The sample's label versions and review decisions (H)")
+        self.act_history.setCheckable(True)
+        self.history_dock.visibilityChanged.connect(
+            lambda _v: self.act_history.setChecked(self._history_seen()))
         self.toolbar.addSeparator()
         self.toolbar.addAction(self.queue_dock.toggleViewAction())
         self.toolbar.addAction(self.training_dock.toggleViewAction())
+        self.toolbar.addAction(self.act_history)
         self._size_docks()
 
     def _size_docks(self) -> None:
@@ -171,6 +188,11 @@ class MainWindow(QMainWindow):
         self.editor.previous_requested.connect(lambda: self.queue.step(-1))
         self.editor.edited.connect(self.queue.model.set_status)
         self.editor.sample_shown.connect(self.queue.follow)
+        self.editor.sample_shown.connect(lambda _sid: self._refresh_history())
+        self.editor.history_changed.connect(self._refresh_history)
+        self.editor.message.connect(lambda text: self.statusBar().showMessage(text, 5000))
+        self.history.diff_requested.connect(self.editor.show_diff)
+        self.history.restore_requested.connect(self.editor.restore_version)
         self.training.scores_written.connect(self._on_new_scores)
         self.queue.model.reset_done.connect(self._on_queue_reset)  # after the panel's own
         self.training.run_state_changed.connect(self.st_run.setText)
@@ -186,7 +208,7 @@ class MainWindow(QMainWindow):
             self.restoreGeometry(geo)
         state = st.value("window/state")
         if isinstance(state, QByteArray | bytes) and state:
-            self.restoreState(state)
+            self.restoreState(state, STATE_VERSION)  # an older layout is ignored
 
     # ------------------------------------------------------------------ project
     def _may_stop_training(self) -> bool:
@@ -211,6 +233,7 @@ class MainWindow(QMainWindow):
             return False
         self.close_project()
         self.project = project
+        self.queue.forget_selection()
         schema = project.schema
         self.queue.model.set_project(project.path, () if schema is None else schema.keypoints,
                                      None if schema is None else schema.task)
@@ -226,6 +249,7 @@ class MainWindow(QMainWindow):
     def close_project(self) -> None:
         self.training.shutdown()
         self.queue.model.close()
+        self.history.clear()
         if self.project is not None:
             self.editor.set_project(None)
             self.training.set_project(None)
@@ -280,6 +304,42 @@ class MainWindow(QMainWindow):
             self.queue.select_row(0)
         elif what == "refresh" and self.editor.sample is not None and self.project is not None:
             self.editor.show_sample(self.editor.sample.id)
+
+    def _history_seen(self) -> bool:
+        d = self.history_dock
+        return d.isVisible() and not d.visibleRegion().isEmpty()
+
+    def _toggle_history(self) -> None:
+        if self._history_seen():
+            self.history_dock.hide()
+        else:
+            self.history_dock.show()
+            self.history_dock.raise_()
+        self.act_history.setChecked(self._history_seen())
+        self._refresh_history()
+
+    def _refresh_history(self) -> None:
+        """List the shown sample's history (only while the dock is seen: two queries)."""
+        st = self.editor.state
+        if st is None or self.project is None:
+            self.history.clear()
+        elif self._history_seen():
+            names = () if self.project.schema is None else self.project.schema.keypoints
+            self.history.show_history(self.project, st.sample.id, names)
+
+    def ask_annotator_if_unknown(self) -> bool:
+        """First start: ask who is annotating (the OS account offered). True if asked."""
+        st = settings()
+        if st.annotator_named:
+            return False
+        from app.dialogs.annotator_dialog import AnnotatorDialog
+
+        dlg = AnnotatorDialog(self)
+        dlg.exec()
+        st.annotator = dlg.chosen()  # closed without an answer: the OS account, asked once
+        st.sync()
+        self._refresh_annotator()
+        return True
 
     def _refresh_annotator(self) -> None:
         self.st_annotator.setText(f"annotator: {settings().annotator}")
@@ -397,7 +457,7 @@ class MainWindow(QMainWindow):
             return
         st = settings()
         st.set_value("window/geometry", self.saveGeometry())
-        st.set_value("window/state", self.saveState())
+        st.set_value("window/state", self.saveState(STATE_VERSION))
         st.sync()
         self.close_project()
         self.editor.images.close()
@@ -421,6 +481,7 @@ def run_gui(project_path: str | None) -> int:
     win = MainWindow()
     errors.sink().parent_widget = win
     win.show()
+    win.ask_annotator_if_unknown()
     if project_path:
         QTimer.singleShot(0, lambda: win.open_project(project_path))
     else:

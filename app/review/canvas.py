@@ -175,8 +175,8 @@ class LandmarkCanvas(QGraphicsView):
         self.overlay.show_model = on
         self.overlay.update_ghosts()
 
-    def set_diff(self, points: np.ndarray | None) -> None:
-        self.overlay.set_diff(points)
+    def set_diff(self, points: np.ndarray | None, to: np.ndarray | None = None) -> None:
+        self.overlay.set_diff(points, to)
 
     def set_point(self, i: int, x: float, y: float) -> None:
         self.overlay.set_point(i, x, y)

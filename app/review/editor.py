@@ -264,7 +264,7 @@ class EditorWidget(QWidget, EditCommands):
         self.run_id = self.run_method = None
         self.canvas.set_landmarks(None)
         self.canvas.set_image(None, size=(1, 1))
-        self.canvas.set_diff(None)
+        self.show_diff(None)
         self.title.setText("No sample" if project is None else "Select a sample in the queue")
         self.title.setToolTip("")
         self.status_chip.setText("")
@@ -319,6 +319,7 @@ class EditorWidget(QWidget, EditCommands):
             self.canvas.set_image(None, size=size)
         else:
             self.canvas.set_image(hit[0], hit[1], size=size)
+        self._diff = (None, None)
         self.canvas.set_diff(None)
         self._show_state(st.first_selection(), new_sample=True)
         self.canvas.ensure_visible(self.canvas.selected)
@@ -346,7 +347,7 @@ class EditorWidget(QWidget, EditCommands):
             else:  # same sample: keep the items and the diff, redraw the label
                 self.canvas.overlay.set_landmarks(lab.points, lab.visibility, prediction,
                                                   self.schema.skeleton)
-                self.canvas.overlay.set_diff(self._diff_points)
+                self.canvas.overlay.set_diff(*self._diff)
             k = len(lab.points)
             levels = [None if sc is None else sc.level(i) for i in range(k)]
             texts = ["" if sc is None else sc.text(i) for i in range(k)]
@@ -359,12 +360,13 @@ class EditorWidget(QWidget, EditCommands):
         self.side.show_state(st, names, self.canvas.selected, self._run_name())
         self._update_enabled()
 
-    _diff_points = None
+    _diff: tuple[Any, Any] = (None, None)
 
-    def show_diff(self, points: Any) -> None:
-        """Draw another version's landmarks against the shown label (None: off)."""
-        self._diff_points = points
-        self.canvas.set_diff(points)
+    def show_diff(self, points: Any, to: Any = None) -> None:
+        """Draw another version's landmarks against the shown label, or against a second
+        version ``to`` (None: off)."""
+        self._diff = (points, to)
+        self.canvas.set_diff(points, to)
 
     def _on_image(self, path: str) -> None:
         st = self.state

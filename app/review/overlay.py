@@ -81,6 +81,7 @@ class LandmarkOverlay:
         self.flagged = np.zeros(0, dtype=bool)  # open flags: the run doubts, nobody reviewed
         self.reviewed = np.zeros(0, dtype=bool)
         self.diff: np.ndarray | None = None  # (K, 2) another version's points
+        self.diff_to: np.ndarray | None = None  # (K, 2) a second version (None: the label)
         self.selected = -1
         self.show_all_predictions = False  # else: flagged landmarks and the selected one
         self.show_model = True  # M: the model's estimates at all
@@ -99,7 +100,7 @@ class LandmarkOverlay:
         self.levels = [None] * k
         self.flagged = np.zeros(k, dtype=bool)
         self.reviewed = np.zeros(k, dtype=bool)
-        self.diff = None
+        self.diff = self.diff_to = None
         self._pool(k)
         self._set_bones(skeleton if points is not None else (), k)
         for i in range(k):
@@ -263,9 +264,12 @@ class LandmarkOverlay:
             link.setVisible(show and self.markers[i].isVisible())
 
     # ------------------------------------------------------------------ diff
-    def set_diff(self, points: np.ndarray | None) -> None:
-        """Draw ``points`` (another version, (K, 2)) against the shown ones; None: off."""
+    def set_diff(self, points: np.ndarray | None, to: np.ndarray | None = None) -> None:
+        """Draw ``points`` (another version, (K, 2)) as squares with a dashed line to
+        where the landmark is in ``to`` (a second version; None: the shown label). The
+        squares and lines appear only where the two differ. ``points`` None: off."""
         self.diff = None if points is None else np.array(points, dtype=np.float64)
+        self.diff_to = None if to is None or points is None else np.array(to, dtype=np.float64)
         for i in range(len(self.markers)):
             self._place_diff(i)
 
@@ -274,7 +278,8 @@ class LandmarkOverlay:
             return
         d, dl = self._diff_marks[i], self._diff_lines[i]
         old = None if self.diff is None or i >= len(self.diff) else self.diff[i]
-        now = self.points[i]
+        now = self.points[i] if self.diff_to is None or i >= len(self.diff_to) \
+            else self.diff_to[i]
         if old is None or not _finite(old):
             d.hide()
             dl.hide()
