@@ -160,6 +160,16 @@ class QueuePanel(QWidget):
         menu.exec(hh.mapToGlobal(pos))
 
     # ------------------------------------------------------------------ state
+    def forget_selection(self) -> None:
+        """Another project: select its top when it loads (sample ids mean nothing there)."""
+        self.current_sample = None
+        self._want_row = None
+        self._filter_changed = True
+        sm = self.table.selectionModel()
+        sm.blockSignals(True)
+        sm.clear()
+        sm.blockSignals(False)
+
     def _remember_filter(self) -> None:
         flt = self.model.filter
         if flt != self._last_filter:

@@ -184,12 +184,16 @@ class SideCard(QFrame):
     def retheme(self) -> None:
         c = theme.colors()
         self.legend.setText(
-            f"<span style='color:{theme.level_color(0.0)}'>●</span> right&nbsp; "
-            f"<span style='color:{theme.level_color(0.5)}'>●</span> unsure&nbsp; "
-            f"<span style='color:{theme.level_color(1.0)}'>●</span> wrong<br>"
-            f"<span style='color:{c.reviewed}'>●</span> reviewed&nbsp; "
-            f"<span style='color:{c.ghost}'>◌</span> model&nbsp; "
-            f"<span style='color:{c.diff}'>□</span> other version")
+            f"<span style='font-size:11px'>"
+            f"<span style='color:{theme.level_color(0.0)}'>●</span>right "
+            f"<span style='color:{theme.level_color(0.5)}'>●</span>unsure "
+            f"<span style='color:{theme.level_color(1.0)}'>●</span>wrong "
+            f"<span style='color:{c.reviewed}'>●</span>reviewed "
+            f"<span style='color:{c.ghost}'>◌</span>model</span>")
+        self.legend.setToolTip("Landmark colours: the run's doubt (green: likely right, amber: "
+                               "unsure, red: likely wrong); purple: reviewed by an annotator; "
+                               "dashed blue ring: the model's estimate; orange square: another "
+                               "version (History)")
 
     # ------------------------------------------------------------------ content
     def set_age_mode(self, on: bool) -> None:

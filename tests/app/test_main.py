@@ -25,6 +25,7 @@ def test_run_gui_without_project_makes_and_opens_the_demo(qtbot, small_demo, tmp
     from app.main_window import MainWindow, run_gui
 
     app = QApplication.instance()
+    settings.settings().annotator = "ana"  # the first-start question is tested on its own
     seen = {}
 
     def check() -> None:
