@@ -11,12 +11,12 @@ residual as a multiple of the typical one.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from app.review.rows import field
 from core import flags as flag_rule
 
 
@@ -67,12 +67,12 @@ class SampleScores:
     prediction_std: np.ndarray | None
 
     @classmethod
-    def of(cls, row: Mapping[str, Any] | None, method: str | None,
+    def of(cls, row: Any, method: str | None,
            n_keypoints: int = 0) -> SampleScores | None:
         if row is None:
             return None
         units = flag_rule.unit_scores(row)
-        pred = row.get("prediction")
+        pred = field(row, "prediction")
         pred_arr = None
         if pred is not None and len(pred):
             arr = np.asarray(pred, dtype=np.float64)
@@ -80,12 +80,12 @@ class SampleScores:
                 pred_arr = arr.reshape(n_keypoints, 2)
             elif not n_keypoints:
                 pred_arr = arr
-        std = row.get("prediction_std")
-        prob = row.get("outlier_prob")
-        log_odds = flag_rule.is_log_odds(row, method)
-        if log_odds and prob is None and row.get("score") is not None:
-            prob = flag_rule.flag_level(row.get("score"), True)
-        return cls(row.get("run_id"), method, row.get("score"),
+        std = field(row, "prediction_std")
+        prob = field(row, "outlier_prob")
+        score = field(row, "score")
+        if flag_rule.is_log_odds(row, method) and prob is None and score is not None:
+            prob = flag_rule.flag_level(score, True)
+        return cls(field(row, "run_id"), method, score,
                    None if prob is None else float(prob), units,
                    flag_rule.landmark_probs(row, method), flag_rule.landmark_flags(row, method),
                    flag_rule.sample_flagged(row, method), pred_arr,

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from app.review.rows import field
 from app.review.scores import SampleScores
 from core.export import changed_landmarks
 from core.project import Label, Sample
@@ -89,6 +90,6 @@ def load_state(project: Any, sample_id: int, run_id: int | None, method: str | N
     versions = tuple(project.label_history(sample_id))
     row = project.sample_score(sample_id, run_id)
     if row is not None and method is None:
-        method = project.run(int(row["run_id"]))["method"]
+        method = field(project.run(int(field(row, "run_id"))), "method")
     return SampleState(sample, versions[-1], versions, sample.review_status,
                        SampleScores.of(row, method, n_keypoints))

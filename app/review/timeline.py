@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from app.review.history import Edit, Targets
+from app.review.rows import field
 from core.export import changed_landmarks
 from core.project import Label
 
@@ -82,7 +83,7 @@ def timeline(versions: Sequence[Label], events: Sequence[dict[str, Any]]) -> lis
     for n, lab in enumerate(versions):
         items.append((_t(lab.created_at), 0, n, lab))
     for n, ev in enumerate(events):
-        items.append((_t(ev["created_at"]), 1, n, ev))
+        items.append((_t(field(ev, "created_at")), 1, n, ev))
     items.sort(key=lambda t: (t[0], t[1], t[2]))
     out: list[Change] = []
     status = "unreviewed"
@@ -96,19 +97,19 @@ def timeline(versions: Sequence[Label], events: Sequence[dict[str, Any]]) -> lis
                               status, lab, prev, n + 1,
                               () if prev is None else moves(prev, lab)))
             continue
-        ev = obj
+        author, note, new = field(obj, "author"), field(obj, "note"), field(obj, "status")
         last = out[-1] if out else None
         if (last is not None and last.kind == "label" and last.status_after == last.status_before
-                and last.who == ev["author"] and last.note == ev["note"]
+                and last.who == author and last.note == note
                 and when_s - _t(last.when) <= SAME_TRANSACTION_S
                 and last.origin in ("annotator", "model")):
             out[-1] = Change("label", last.when, last.who, last.origin, last.note,
-                             last.status_before, ev["status"], last.label, last.previous,
+                             last.status_before, new, last.label, last.previous,
                              last.version, last.moved)
         else:
-            out.append(Change("review", ev["created_at"], ev["author"], "review", ev["note"],
-                              status, ev["status"], version=current))
-        status = ev["status"]
+            out.append(Change("review", field(obj, "created_at"), author, "review", note,
+                              status, new, version=current))
+        status = new
     return out
 
 
