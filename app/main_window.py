@@ -26,7 +26,7 @@ from app.review.history_panel import HistoryPanel
 from app.review.queue_panel import QueuePanel
 from app.settings import data_dir, log_dir, settings
 from app.training.panel import TrainingPanel
-from core.project import SUFFIX, Project, ProjectError
+from core.project import REVIEW_STATUSES, SUFFIX, Project, ProjectError
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +113,9 @@ class MainWindow(QMainWindow):
                 e.addAction(a[name])
         self.view_menu = mb.addMenu("&View")
         h = mb.addMenu("&Help")
-        h.addAction(self._act("&Keyboard shortcuts", self._show_keys))
+        self.act_keys = self._act("&Keyboard and mouse", self._show_keys, "keyboard", "F1",
+                                  "Every key and mouse action")
+        h.addAction(self.act_keys)
         h.addAction(self._act("Show &log file", self._show_log))
 
     def _setup_toolbar(self) -> None:
@@ -187,6 +189,7 @@ class MainWindow(QMainWindow):
         self.editor.next_requested.connect(lambda: self.queue.step(+1))
         self.editor.previous_requested.connect(lambda: self.queue.step(-1))
         self.editor.edited.connect(self.queue.model.set_status)
+        self.editor.edited.connect(lambda _sid, _status: self.queue.note_review())
         self.editor.sample_shown.connect(self.queue.follow)
         self.editor.sample_shown.connect(lambda _sid: self._refresh_history())
         self.editor.history_changed.connect(self._refresh_history)
@@ -264,7 +267,7 @@ class MainWindow(QMainWindow):
         name = self.project.path.name
         self.setWindowTitle(f"{name} — Gumshoe")
         counts = self.queue.model.counts
-        total = sum(counts.values())
+        total = sum(counts.get(s, 0) for s in REVIEW_STATUSES)
         schema = self.project.schema
         task = "no labels yet" if schema is None else (
             f"{schema.n_keypoints} landmarks" if schema.task == "landmarks" else "age")
@@ -406,10 +409,28 @@ class MainWindow(QMainWindow):
             theme.apply(app, settings().theme)
             self._refresh_annotator()
 
+    def key_sections(self) -> list[tuple[str, list[tuple[str, str]]]]:
+        """The keyboard help's content, from the actions themselves."""
+        from app.dialogs.keys_dialog import action_rows
+        from app.review.editor import MOUSE
+
+        a = self.editor.actions_by_name
+        editor = [n for n in a if not n.startswith("nudge")]
+        review = action_rows(a[n] for n in editor[:10])
+        review.insert(8, ("Arrows, Shift+Arrows",
+                          "Nudge the selected landmark 1 px, 10 px (editor focused)"))
+        view = action_rows(a[n] for n in editor[10:])
+        window = action_rows([self.act_history, self.queue_dock.toggleViewAction(),
+                              self.training_dock.toggleViewAction(), self.act_open,
+                              self.act_import, self.act_export, self.act_prefs, self.act_keys,
+                              self.act_quit])
+        return [("Review", review), ("Edit and view", view), ("Mouse", list(MOUSE)),
+                ("Window", window)]
+
     def _show_keys(self) -> None:
-        lines = [f"{a.text():<24} {', '.join(k.toString() for k in a.shortcuts())}"
-                 for a in self.editor.actions_by_name.values()]
-        QMessageBox.information(self, "Keyboard shortcuts", "\n".join(lines))
+        from app.dialogs.keys_dialog import KeysDialog
+
+        KeysDialog(self.key_sections(), self).exec()
 
     def _show_log(self) -> None:
         QMessageBox.information(self, "Log file", str(errors.log_file() or "logging is off"))

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from core.scoring import flags, image_flagged
+from core.scoring import flags, image_flagged, image_threshold
 
 LEGACY_RATIO_FLAG = 3.0  # old baseline runs: 3 times the typical residual
 
@@ -65,6 +65,13 @@ def sample_flagged(row: Any, method: str | None) -> bool:
     return bool(landmark_flags(row, method).any())
 
 
+def sample_threshold(n_units: int, log_odds: bool = True) -> float:
+    """The sample score above which :func:`sample_flagged` calls a sample with
+    ``n_units`` judged points wrong (a sample's score is its worst point's), so a
+    store can count flagged samples with one score comparison."""
+    return image_threshold(n_units) if log_odds else LEGACY_RATIO_FLAG
+
+
 def landmark_probs(row: Any, method: str | None) -> np.ndarray | None:
     """P(label wrong) per landmark (an age: one), or None for an old baseline run."""
     if not is_log_odds(row, method):
@@ -87,4 +94,4 @@ def flag_level(score: float | None, log_odds: bool) -> float | None:
 
 
 __all__ = ["LEGACY_RATIO_FLAG", "flag_level", "is_log_odds", "landmark_flags", "landmark_probs",
-           "sample_flagged", "unit_scores"]
+           "sample_flagged", "sample_threshold", "unit_scores"]

@@ -68,7 +68,7 @@ ACTIONS = (
     ("zoom_out", "Zoom out", "zoom-out", ["-"], "Zoom out"),
     ("model", "Model overlay", "model", ["M"], "Show or hide the model's estimates"),
     ("predictions", "All estimates", "accept-all", ["P"],
-     "Show the model's estimate of every landmark, not only flagged ones"),
+     "Show the model's estimate of every landmark"),
 )
 NUDGES = {"nudge_left": (-1, 0), "nudge_right": (1, 0), "nudge_up": (0, -1),
           "nudge_down": (0, 1)}
@@ -77,12 +77,13 @@ NUDGES = {"nudge_left": (-1, 0), "nudge_right": (1, 0), "nudge_up": (0, -1),
 EDITOR_ONLY = {n for n in (a[0] for a in ACTIONS)
                if n.startswith("nudge") or n in ("next_flag", "previous_flag")}
 # mouse actions, for the keyboard help
-MOUSE = (("Drag a point", "move it (committed on release)"),
-         ("Drag the background", "pan"),
-         ("Wheel", "zoom about the cursor"),
-         ("Double-click the background", "fit"),
-         ("Click a point or a name in the list", "select it"),
-         ("Hover a point", "its name and P(wrong)"))
+MOUSE = (("Drag a point", "Move it (committed on release)"),
+         ("Drag the background", "Pan"),
+         ("Wheel", "Zoom about the cursor"),
+         ("Double-click the background", "Fit the image to the view"),
+         ("Click a point, or its name in the list", "Select it"),
+         ("Hover a point", "Its name and P(wrong)"),
+         ("Right-click rows in the queue", "Confirm, exclude or reset them together"))
 
 
 class EditorWidget(QWidget, EditCommands):

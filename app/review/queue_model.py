@@ -21,7 +21,10 @@ from PySide6.QtCore import QAbstractTableModel, QModelIndex, QObject, Qt, Signal
 from PySide6.QtGui import QBrush, QColor
 
 from app import theme
+from app.review.rows import field
+from app.review.scores import doubt_level, doubt_text, score_for_level
 from app.workers import Worker, WorkerContext
+from core import flags as flag_rule
 
 PAGE = 200
 MAX_PAGES = 300
@@ -37,13 +40,22 @@ class QueueFilter:
     statuses: tuple[str, ...] = ()
     min_score: float | None = None
     max_score: float | None = None
+    min_prob: float | None = None  # P(wrong), the unit the GUI shows
+    max_prob: float | None = None
     split: str | None = None
     search: str = ""
 
-    def kwargs(self) -> dict[str, Any]:
-        return {"statuses": list(self.statuses) or None, "min_score": self.min_score,
-                "max_score": self.max_score, "split": self.split or None,
-                "search": self.search or None}
+    def kwargs(self, log_odds: bool = True) -> dict[str, Any]:
+        """``Project.queue``'s keywords. It filters by score: a probability bound is
+        turned into the run's score (``log_odds``: every run since all methods give
+        probabilities; else an old baseline run's residual ratio, on the colour scale)."""
+        lo = [v for v in (self.min_score, score_for_level(self.min_prob, log_odds))
+              if v is not None]
+        hi = [v for v in (self.max_score, score_for_level(self.max_prob, log_odds))
+              if v is not None]
+        return {"statuses": list(self.statuses) or None,
+                "min_score": max(lo) if lo else None, "max_score": min(hi) if hi else None,
+                "split": self.split or None, "search": self.search or None}
 
 
 @dataclass(frozen=True)
@@ -73,7 +85,7 @@ def _worst(landmark_scores: list[float] | None) -> tuple[int | None, float | Non
     return best_i, (None if best_i is None else best)
 
 
-def _fetch_rows(project: Any, flt: QueueFilter, run_id: int | None, page: int,
+def _fetch_rows(project: Any, kw: dict[str, Any], run_id: int | None, page: int,
                 snapshot: list[tuple] | None = None) -> list[QueueRow]:
     """One page of rows; from ``snapshot`` (the whole ranking, ids in order) when there is
     one, with each row's review status read fresh, else with an OFFSET query."""
@@ -82,7 +94,7 @@ def _fetch_rows(project: Any, flt: QueueFilter, run_id: int | None, page: int,
                for sid, path, split, _status, score, prob
                in snapshot[page * PAGE:(page + 1) * PAGE]]
     else:
-        raw = project.queue(run_id=run_id, limit=PAGE, offset=page * PAGE, **flt.kwargs())
+        raw = project.queue(run_id=run_id, limit=PAGE, offset=page * PAGE, **kw)
     is_age = project.schema is not None and project.schema.task == "age"
     out = []
     for sid, path, split, status, score, prob in raw:
@@ -98,6 +110,28 @@ def _fetch_rows(project: Any, flt: QueueFilter, run_id: int | None, page: int,
                 pred = sc["prediction"][0]
         out.append(QueueRow(int(sid), path, split, status, score, prob, wi, ws, age, pred))
     return out
+
+
+def _log_odds(project: Any, run_id: int | None, method: str | None) -> bool:
+    """Whether the run's scores are log-odds (see :func:`core.flags.is_log_odds`)."""
+    if run_id is None or method == "deepgum":
+        return True
+    top = project.queue(run_id=run_id, limit=1)
+    return bool(top) and top[0][5] is not None
+
+
+def _counts(project: Any, run_id: int | None, log_odds: bool) -> dict[str, int]:
+    """Samples per review status, plus ``flagged`` (the samples the run calls wrong, by
+    the one flag rule) and ``flagged_left`` (those not reviewed yet): two counts."""
+    counts = dict(project.review_counts())
+    schema = project.schema
+    if run_id is not None and schema is not None:
+        n_units = schema.n_keypoints if schema.task == "landmarks" else 1
+        t = flag_rule.sample_threshold(n_units, log_odds)
+        counts["flagged"] = project.queue_count(run_id=run_id, min_score=t + 1e-12)
+        counts["flagged_left"] = project.queue_count(run_id=run_id, min_score=t + 1e-12,
+                                                     statuses=["unreviewed"])
+    return counts
 
 
 def _serve(ctx: WorkerContext, requests: queue.Queue) -> None:
@@ -123,20 +157,25 @@ def _serve(ctx: WorkerContext, requests: queue.Queue) -> None:
         if resets:
             req = resets.pop()
             if req[0] == "counts":
-                ctx.emit(("counts", project.review_counts()), force=True)
+                run_id = project.scored_run()
+                method = None if run_id is None else field(project.run(run_id), "method")
+                ctx.emit(("counts", _counts(project, run_id, _log_odds(project, run_id, method))),
+                         force=True)
                 continue
             _, gen, flt = req
             resets.clear()
             pages = [p for p in pages if p[1] > gen]
             run_id = project.scored_run()
-            count = project.queue_count(run_id=run_id, **flt.kwargs())
-            rows = _fetch_rows(project, flt, run_id, 0)
-            run = project.run(run_id) if run_id is not None else None
-            ctx.emit(("reset", gen, run_id, run["method"] if run else None, count, rows,
-                      project.review_counts()), force=True)
+            method = None if run_id is None else field(project.run(run_id), "method")
+            log_odds = _log_odds(project, run_id, method)
+            kw = flt.kwargs(log_odds)
+            count = project.queue_count(run_id=run_id, **kw)
+            rows = _fetch_rows(project, kw, run_id, 0)
+            ctx.emit(("reset", gen, run_id, method, count, rows,
+                      _counts(project, run_id, log_odds)), force=True)
             snapshot = None
             if count > PAGE:
-                snapshot = project.queue(run_id=run_id, **flt.kwargs())
+                snapshot = project.queue(run_id=run_id, **kw)
                 snap_gen = gen
             continue
         if pages:
@@ -145,7 +184,8 @@ def _serve(ctx: WorkerContext, requests: queue.Queue) -> None:
                 ctx.emit(("dropped", gen, page), force=True)
             _, gen, flt, run_id, page = pages.pop()
             snap = snapshot if gen == snap_gen else None
-            ctx.emit(("page", gen, page, _fetch_rows(project, flt, run_id, page, snap)),
+            kw = flt.kwargs(_log_odds(project, run_id, None))
+            ctx.emit(("page", gen, page, _fetch_rows(project, kw, run_id, page, snap)),
                      force=True)
 
 
@@ -172,6 +212,7 @@ class QueueModel(QAbstractTableModel):
         self.run_id: int | None = None
         self.run_method: str | None = None
         self.counts: dict[str, int] = {}
+        self.path_prefix = ""  # the folder every path of the first page starts with
 
     # ---------------------------------------------------------- lifecycle
     def set_project(self, path: str | Path | None, keypoints: tuple[str, ...] = (),
@@ -241,6 +282,7 @@ class QueueModel(QAbstractTableModel):
                 return
             self.beginResetModel()
             self.run_id, self.run_method = run_id, method
+            self.path_prefix = common_folder([r.path for r in rows])
             self._count = count
             self._pages = OrderedDict({0: rows})
             self._pending.clear()
@@ -340,8 +382,9 @@ class QueueModel(QAbstractTableModel):
         if role == Qt.ItemDataRole.ForegroundRole:
             if c == 3:
                 return QBrush(QColor(_status_color(row.status)))
-            if c in (4, 5) and row.outlier_prob is not None:
-                return QBrush(QColor(score_color(row.outlier_prob)))
+            level = doubt_level(row.outlier_prob, row.score, self.run_method)
+            if c in (4, 5) and level is not None:
+                return QBrush(QColor(theme.level_color(level)))
         if role == Qt.ItemDataRole.TextAlignmentRole and c in (0, 4, 5):
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         if role == Qt.ItemDataRole.ToolTipRole:
@@ -355,7 +398,7 @@ class QueueModel(QAbstractTableModel):
 
     def _display(self, row: QueueRow, c: int) -> str:
         if c == 1:
-            return row.path
+            return display_path(row.path, self.path_prefix)
         if c == 2:
             return row.split
         if c == 3:
@@ -363,7 +406,7 @@ class QueueModel(QAbstractTableModel):
         if c == 4:
             return "" if row.score is None else _fmt_score(row.score)
         if c == 5:
-            return "" if row.outlier_prob is None else f"{row.outlier_prob:.0%}"
+            return doubt_text(row.outlier_prob, row.score, self.run_method)
         if c == 6:
             if row.age is not None:
                 return f"{row.age:g}" + ("" if row.predicted_age is None
@@ -384,8 +427,25 @@ def _fmt_score(score: float) -> str:
 
 def _status_color(status: str) -> str:
     c = theme.colors()
-    return {"unreviewed": c.text, "confirmed": c.inlier, "fixed": c.accent,
+    return {"unreviewed": c.text, "confirmed": c.inlier, "fixed": c.reviewed,
             "excluded": c.muted}.get(status, c.text)
+
+
+def common_folder(paths: list[str]) -> str:
+    """The folder (ending in '/') that every path starts with, or ''."""
+    if not paths:
+        return ""
+    first = paths[0]
+    cut = first.rfind("/") + 1
+    for p in paths[1:]:
+        while cut and not p.startswith(first[:cut]):
+            cut = first.rfind("/", 0, cut - 1) + 1
+    return first[:cut]
+
+
+def display_path(path: str, prefix: str) -> str:
+    """What tells a sample apart: its path below the folder every row shares."""
+    return path[len(prefix):] if prefix and path.startswith(prefix) else path
 
 
 def score_color(prob: float) -> str:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import statistics
+import time
+
 from PySide6.QtCore import QItemSelectionModel, Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
-    QDoubleSpinBox,
     QFrame,
     QGridLayout,
     QHBoxLayout,
@@ -15,6 +17,7 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QMenu,
     QPushButton,
+    QSpinBox,
     QTableView,
     QToolButton,
     QVBoxLayout,
@@ -23,7 +26,19 @@ from PySide6.QtWidgets import (
 
 from app import theme
 from app.review.queue_model import QueueModel
-from core.project import SPLITS
+from core.project import REVIEW_STATUSES, SPLITS
+
+PACE_WINDOW = 20  # the last decisions the pace is taken from
+PAUSE_S = 300.0  # a longer gap between two decisions is a pause, not the pace
+
+
+def fmt_duration(s: float) -> str:
+    """A rough duration: "~40 s", "~12 min", "~2 h 05 min"."""
+    if s < 60:
+        return f"~{max(1, round(s))} s"
+    m = round(s / 60)
+    return f"~{m} min" if m < 60 else f"~{m // 60} h {m % 60:02d} min"
+
 
 STATUS_FILTERS = [("All", ()), ("To review", ("unreviewed",)),
                   ("Confirmed", ("confirmed",)), ("Fixed", ("fixed",)),
@@ -42,6 +57,7 @@ class QueuePanel(QWidget):
         self.current_sample: int | None = None
         self._filter_changed = True
         self._last_filter = None
+        self._review_times: list[float] = []
         self._setup_ui()
         self.model.reset_done.connect(self._on_reset)
         self.model.page_loaded.connect(self._on_page)
@@ -81,17 +97,17 @@ class QueuePanel(QWidget):
             lambda _i: self.model.update_filter(split=self.split.currentData()))
         grid.addWidget(self.split, 1, 1)
 
-        self.min_score = QDoubleSpinBox()
-        self.min_score.setRange(-1000.0, 1000.0)
-        self.min_score.setDecimals(1)
-        self.min_score.setSingleStep(0.5)
-        self.min_score.setSpecialValueText("any score")
-        self.min_score.setValue(-1000.0)
-        self.min_score.setPrefix("score ≥ ")
-        self.min_score.setToolTip("Only samples whose outlier score is at least this "
-                                  "(DeepGUM: 0 means 50% likely wrong)")
-        self.min_score.valueChanged.connect(self._on_min_score)
-        grid.addWidget(self.min_score, 1, 2)
+        self.min_prob = QSpinBox()
+        self.min_prob.setRange(0, 99)
+        self.min_prob.setSingleStep(10)
+        self.min_prob.setSpecialValueText("any P(wrong)")
+        self.min_prob.setValue(0)
+        self.min_prob.setPrefix("P(wrong) ≥ ")
+        self.min_prob.setSuffix(" %")
+        self.min_prob.setToolTip("Only samples the run thinks at least this likely to be "
+                                 "labelled wrong (50 %: more likely wrong than right)")
+        self.min_prob.valueChanged.connect(self._on_min_prob)
+        grid.addWidget(self.min_prob, 1, 2)
         grid.setColumnStretch(0, 1)
         grid.setColumnStretch(1, 1)
         grid.setColumnStretch(2, 1)
@@ -131,7 +147,8 @@ class QueuePanel(QWidget):
         self.table.setAlternatingRowColors(True)
         self.table.setShowGrid(False)
         self.table.setWordWrap(False)
-        self.table.setTextElideMode(Qt.TextElideMode.ElideRight)  # UTKFace keeps age_gender_ in view
+        # the middle goes: a long path keeps its start and its file name in view
+        self.table.setTextElideMode(Qt.TextElideMode.ElideMiddle)
         self.table.verticalHeader().hide()
         self.table.verticalHeader().setDefaultSectionSize(24)
         self.table.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
@@ -142,7 +159,7 @@ class QueuePanel(QWidget):
         hh.setMinimumSectionSize(36)
         for col, w in ((0, 40), (2, 48), (3, 74), (4, 50), (5, 64), (6, 104)):
             self.table.setColumnWidth(col, w)
-        for col in (2, 5):  # split and P(wrong): off by default, the header menu shows them
+        for col in (2, 4):  # split and the raw score: off by default (the header menu)
             hh.setSectionHidden(col, True)
         hh.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         hh.customContextMenuRequested.connect(self._header_menu)
@@ -176,20 +193,39 @@ class QueuePanel(QWidget):
             self._filter_changed = True
             self._last_filter = flt
 
-    def _on_min_score(self, value: float) -> None:
-        self.model.update_filter(min_score=None if value <= -1000.0 else value)
+    def _on_min_prob(self, value: int) -> None:
+        self.model.update_filter(min_prob=None if value <= 0 else value / 100.0)
+
+    def note_review(self) -> None:
+        """An annotator's decision just now (for the pace behind the time left)."""
+        self._review_times.append(time.monotonic())
+        del self._review_times[:-PACE_WINDOW - 1]
+
+    def seconds_per_review(self) -> float | None:
+        """The annotator's recent pace: the median time between decisions, pauses
+        over :data:`PAUSE_S` left out; None until there are three decisions."""
+        t = self._review_times
+        gaps = [b - a for a, b in zip(t[:-1], t[1:], strict=True) if b - a <= PAUSE_S]
+        return statistics.median(gaps) if len(gaps) >= 2 else None
 
     def _on_counts(self, counts: dict) -> None:
-        total = sum(counts.values())
+        total = sum(counts.get(s, 0) for s in REVIEW_STATUSES)
         for i, (text, statuses) in enumerate(STATUS_FILTERS):
             n = total if not statuses else sum(counts.get(s, 0) for s in statuses)
             self.status.setItemText(i, f"{text} ({n})")
         done = total - counts.get("unreviewed", 0)
-        run = (f"ranked by run {self.model.run_id} ({self.model.run_method})"
-               if self.model.run_id is not None else "no scores yet: train to rank")
-        self.counts.setText(f"{self.model.rowCount()} shown · {done} of {total} reviewed "
-                            f"({counts.get('fixed', 0)} fixed, {counts.get('excluded', 0)} "
-                            f"excluded)\n{run}")
+        lines = [f"{self.model.rowCount()} shown · {done} of {total} reviewed "
+                 f"({counts.get('fixed', 0)} fixed, {counts.get('excluded', 0)} excluded)"]
+        if "flagged" in counts:
+            flagged, left = counts["flagged"], counts["flagged_left"]
+            line = f"flagged: {flagged - left} of {flagged} reviewed, {left} left"
+            pace = self.seconds_per_review()
+            if left and pace is not None:
+                line += f" · {fmt_duration(left * pace)} at your pace"
+            lines.append(line)
+        lines.append(f"ranked by run {self.model.run_id} ({self.model.run_method})"
+                     if self.model.run_id is not None else "no scores yet: train to rank")
+        self.counts.setText("\n".join(lines))
 
     def set_training(self, running: bool) -> None:
         self.train_btn.setEnabled(not running)

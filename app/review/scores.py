@@ -51,6 +51,16 @@ def doubt_level(prob: float | None, score: float | None, method: str | None) -> 
     return flag_rule.flag_level(score, method == "deepgum")
 
 
+def score_for_level(level: float | None, log_odds: bool) -> float | None:
+    """The score at a doubt level (a probability): the inverse of :func:`doubt_level`."""
+    if level is None:
+        return None
+    p = min(max(float(level), 1e-12), 1 - 1e-12)
+    if log_odds:
+        return math.log(p / (1 - p))
+    return p * 2.0 * flag_rule.LEGACY_RATIO_FLAG
+
+
 @dataclass(frozen=True)
 class SampleScores:
     """One sample's scores in one run, read for display (landmarks or an age)."""

@@ -188,6 +188,10 @@ class TrainingPanel(QWidget):
         self.timer.stop()
         if self.worker is not None:
             self.worker.stop_and_join(timeout_s)
+            # its last events may still be queued: they belong to the old project
+            self.worker = None
+            self._started_here = None
+            self.worker_finished.emit()
 
     @property
     def training_here(self) -> bool:
@@ -371,8 +375,11 @@ class TrainingPanel(QWidget):
                                                           p["image_size"], p["device"])
         self.worker = Worker(runner.train_in_worker, p, resume_run, name="training",
                              project_path=self.project.path, max_rate=10.0)
-        self.worker.progress.connect(self._on_event)
-        self.worker.finished.connect(self._on_finished)
+        w = self.worker  # events of a worker shut down meanwhile (another project) are dropped
+        self.worker.progress.connect(lambda ev, w=w: self._on_event(ev) if w is self.worker
+                                     else None)
+        self.worker.finished.connect(lambda w=w: self._on_finished() if w is self.worker
+                                     else None)
         self._started_here = None
         self.worker.start()
         self._update_buttons()

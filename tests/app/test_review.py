@@ -40,7 +40,7 @@ def test_queue_filters_and_counts(window, qtbot):
     with qtbot.waitSignal(panel.model.reset_done, timeout=5000):
         panel.split.setCurrentIndex(0)
     with qtbot.waitSignal(panel.model.reset_done, timeout=5000):
-        panel.min_score.setValue(0.0)
+        panel.min_prob.setValue(50)
     assert panel.model.rowCount() == 8
     assert panel.model.counts["unreviewed"] == 40
 
