@@ -201,8 +201,8 @@ class MainWindow(QMainWindow):
         self.training.run_state_changed.connect(self.st_run.setText)
         self.queue.model.counts_changed.connect(lambda _c: self._update_title())
         self.queue.train_requested.connect(self.train_now)
-        self.training.worker_started.connect(lambda: self.queue.set_training(True))
-        self.training.worker_finished.connect(lambda: self.queue.set_training(False))
+        self.training.busy_changed.connect(self.queue.set_training)
+        self.queue.show_training_requested.connect(self._show_training)
 
     def _restore_state(self) -> None:
         st = settings()
@@ -274,6 +274,10 @@ class MainWindow(QMainWindow):
         done = total - counts.get("unreviewed", 0)
         self.st_project.setText(f"{self.project.path}  ·  {total} samples, {task}  ·  "
                                 f"{done} reviewed")
+
+    def _show_training(self) -> None:
+        self.training_dock.show()
+        self.training_dock.raise_()
 
     def train_now(self, **overrides: Any) -> None:
         """Start training with the panel's settings (shown, so its curves are seen)."""

@@ -896,6 +896,13 @@ class Project:
             sql += " WHERE " + " AND ".join(where)
         return sql, args
 
+    def scores_version(self, run_id: int) -> int:
+        """A number that changes whenever ``run_id``'s scores are written (each write
+        replaces the rows, which take new row ids): a reader polls it to re-rank."""
+        row = self.conn.execute("SELECT max(rowid) FROM scores WHERE run_id = ?",
+                                (run_id,)).fetchone()
+        return -1 if row is None or row[0] is None else int(row[0])
+
     # ----------------------------------------------------------- summary
 
     def info(self) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from app import theme
 from app.review.queue_model import QueueModel
 from core.project import REVIEW_STATUSES, SPLITS
 
+NOT_RANKED = "Not ranked yet: train a model to flag the labels that look wrong."
 PACE_WINDOW = 20  # the last decisions the pace is taken from
 PAUSE_S = 300.0  # a longer gap between two decisions is a pause, not the pace
 
@@ -48,6 +49,7 @@ STATUS_FILTERS = [("All", ()), ("To review", ("unreviewed",)),
 class QueuePanel(QWidget):
     sample_selected = Signal(int, int)  # sample_id, row
     train_requested = Signal()
+    show_training_requested = Signal()
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -58,6 +60,7 @@ class QueuePanel(QWidget):
         self._filter_changed = True
         self._last_filter = None
         self._review_times: list[float] = []
+        self._training: tuple[bool, str] = (False, "")
         self._setup_ui()
         self.model.reset_done.connect(self._on_reset)
         self.model.page_loaded.connect(self._on_page)
@@ -130,13 +133,18 @@ class QueuePanel(QWidget):
         self.banner.setProperty("role", "card")
         bl = QHBoxLayout(self.banner)
         bl.setContentsMargins(10, 8, 10, 8)
-        msg = QLabel("Not ranked yet: train a model to flag the labels that look wrong.")
-        msg.setWordWrap(True)
-        bl.addWidget(msg, 1)
+        self.banner_text = QLabel(NOT_RANKED)
+        self.banner_text.setWordWrap(True)
+        bl.addWidget(self.banner_text, 1)
         self.train_btn = QPushButton("Train now")
         self.train_btn.setProperty("primary", True)
         self.train_btn.clicked.connect(self.train_requested.emit)
         bl.addWidget(self.train_btn)
+        self.follow_btn = QPushButton("Show")
+        self.follow_btn.setToolTip("Show the run's live curves")
+        self.follow_btn.clicked.connect(self.show_training_requested.emit)
+        self.follow_btn.hide()
+        bl.addWidget(self.follow_btn)
         self.banner.hide()
         v.addWidget(self.banner)
 
@@ -227,15 +235,28 @@ class QueuePanel(QWidget):
                      if self.model.run_id is not None else "no scores yet: train to rank")
         self.counts.setText("\n".join(lines))
 
-    def set_training(self, running: bool) -> None:
+    def set_training(self, running: bool, who: str = "") -> None:
+        """Someone trains this project (``who``: "run 3 (deepgum) by another process
+        (pid 812 on lab-2)"): no second run from here; the banner names it."""
+        self._training = (running, who)
         self.train_btn.setEnabled(not running)
-        self.train_btn.setText("Training…" if running else "Train now")
+        self.train_btn.setVisible(not running)
+        self.follow_btn.setVisible(running)
+        self.banner_text.setText(
+            f"Training: {who}. The queue re-ranks each time its scores land." if running
+            else NOT_RANKED)
+        self._update_banner()
+
+    def _update_banner(self) -> None:
+        running = self._training[0]
+        self.banner.setVisible(running or (self.model.run_id is None
+                                           and self.model.rowCount() > 0))
 
     def _on_reset(self) -> None:
         """After a filter change select the top row; after a re-rank keep the sample
         being edited (select it if it is on the first page, else leave the editor alone)."""
         self._on_counts(self.model.counts)
-        self.banner.setVisible(self.model.run_id is None and self.model.rowCount() > 0)
+        self._update_banner()
         filter_changed, self._filter_changed = self._filter_changed, False
         if not self.model.rowCount():
             return

@@ -40,6 +40,8 @@ from app.workers import Worker, live_workers
 METHOD_LABELS = {"deepgum": "DeepGUM (robust)", "l2": "L2 (baseline)",
                  "huber": "Huber", "tukey": "Tukey biweight", "barron": "Barron adaptive"}
 ACTIVE = ("running",)
+# a run ended by Stop is 'stopped' (not resumable); one paused (Pause, closing the app,
+# Ctrl-C) or cut short (failed, its process killed) continues from its checkpoint
 RESUMABLE = ("paused", "failed", "interrupted")
 
 
@@ -71,6 +73,7 @@ def _fmt_time(s: float | None) -> str:
 
 class TrainingPanel(QWidget):
     run_state_changed = Signal(str)  # one line for the status bar
+    busy_changed = Signal(bool, str)  # someone trains this project; who (one phrase)
     scores_written = Signal(int)  # run id whose scores changed
     worker_started = Signal()
     worker_finished = Signal()
@@ -86,9 +89,12 @@ class TrainingPanel(QWidget):
         self._last_epoch = -1
         self._em_step = 0
         self._seen_updated: str | None = None
-        self._last_scored: tuple[int | None, str] = (None, "")
         self._started_here: int | None = None
         self._epoch_secs: list[float] = []
+        self._stop_requested = False  # Stop (not Pause, not closing): the run ends 'stopped'
+        self._scores_seen: tuple[int | None, int] = (None, -1)
+        self._runs_stamp: tuple = ()
+        self._busy: tuple[bool, str] = (False, "")
         self._setup_ui()
         self.timer = QTimer(self)
         self.timer.setInterval(self.POLL_MS)
@@ -136,12 +142,16 @@ class TrainingPanel(QWidget):
         buttons.setSpacing(6)
         self.start_btn = theme.bind_icon(QPushButton("Start"), "play")
         self.start_btn.setProperty("primary", True)
-        self.start_btn.clicked.connect(self.start_or_resume)
-        self.pause_btn = QPushButton("Pause")
+        self.start_btn.setToolTip("Start a new training run with these settings")
+        self.start_btn.clicked.connect(lambda: self.start())
+        self.pause_btn = theme.bind_icon(QPushButton("Pause"), "pause")
         self.pause_btn.clicked.connect(self.toggle_pause)
         self.stop_btn = theme.bind_icon(QPushButton("Stop"), "stop")
+        self.stop_btn.setToolTip("End the run (its scores so far stay; it cannot be resumed)")
         self.stop_btn.clicked.connect(self.stop)
         for b in (self.start_btn, self.pause_btn, self.stop_btn):
+            # wide enough for its longest text ("Resume"), so no label is ever clipped
+            b.setMinimumWidth(b.fontMetrics().horizontalAdvance("Resume") + 48)
             buttons.addWidget(b)
         sv.addLayout(buttons)
 
@@ -174,12 +184,16 @@ class TrainingPanel(QWidget):
         self.run_id = None
         self._last_epoch = -1
         self._seen_updated = None
-        self._last_scored = (None, "")
+        self._scores_seen = (None, -1)
+        self._runs_stamp: tuple = ()
+        self._started_here = None
+        self._stop_requested = False
         self.plots.clear()
         if project is None:
             self.timer.stop()
             return
-        self._last_scored = (project.scored_run(), "")
+        sr = project.scored_run()
+        self._scores_seen = (sr, -1 if sr is None else project.scores_version(sr))
         self.poll()
         self.timer.start()
 
@@ -218,12 +232,17 @@ class TrainingPanel(QWidget):
             if rows:
                 self.plots.flush()
         self._show_run(run)
-        sr = self.project.scored_run()
-        scored = (sr, run["status"] if run["id"] == sr else "")
-        if scored != self._last_scored:
-            self._last_scored = scored
-            if scored[0] is not None:
-                self.scores_written.emit(scored[0])
+        # every scores write of any run (this window's, or `gumshoe train` elsewhere)
+        # re-ranks; a write touches its run's row, so look only when a run changed
+        stamp = tuple((r["id"], r["updated_at"]) for r in runs)
+        if stamp != self._runs_stamp:
+            self._runs_stamp = stamp
+            sr = self.project.scored_run()
+            seen = (sr, -1 if sr is None else self.project.scores_version(sr))
+            if seen != self._scores_seen:
+                self._scores_seen = seen
+                if sr is not None:
+                    self.scores_written.emit(sr)
 
     def _follow(self, run_id: int) -> None:
         self.run_id = run_id
@@ -258,6 +277,7 @@ class TrainingPanel(QWidget):
     def _show_run(self, run: dict[str, Any] | None) -> None:
         if run is None:
             self._run_status = ""
+            self._set_busy(self.training_here, "this window")
             self.run_label.setText("No run yet. Pick a method and press Start, or run "
                                    "`gumshoe train` on this project elsewhere: it shows here.")
             self.progress.setRange(0, 1)
@@ -273,15 +293,12 @@ class TrainingPanel(QWidget):
         self._run_status = status
         total = _total_epochs(run)
         done = self._last_epoch + 1
-        if self._started_here == run["id"]:
-            where = "this window"
-        elif run.get("pid") == os.getpid() and run.get("host") == os.uname().nodename:
-            where = "another window of this app"
-        else:
-            where = f"pid {run.get('pid')} on {run.get('host') or '?'}"
+        where = self._who(run)
         self.run_label.setText(f"Run {run['id']} · {run['method']} · {status}"
                                f"{' · ' + run['device'] if run.get('device') else ''}\n"
-                               f"started by {where}")
+                               f"{'trained' if status in ACTIVE else 'started'} by {where}")
+        self._set_busy(status in ACTIVE or self.training_here,
+                       f"run {run['id']} ({run['method']}) by {where}")
         left = None
         if status in ACTIVE and total and done:
             per_epoch = self._mean_epoch_seconds()
@@ -310,6 +327,20 @@ class TrainingPanel(QWidget):
         self.run_state_changed.emit(f"run {run['id']} {run['method']}: {status}, "
                                     f"epoch {done}/{total or '?'}")
 
+    def _who(self, run: dict[str, Any]) -> str:
+        """Who trains (or trained) ``run``, in a phrase."""
+        if self._started_here == run["id"] or (self.training_here and self.run_id == run["id"]):
+            return "this window"
+        here = run.get("host") == os.uname().nodename
+        if run.get("pid") == os.getpid() and here:
+            return "another window of this app"
+        return f"another process (pid {run.get('pid')} on {run.get('host') or '?'})"
+
+    def _set_busy(self, busy: bool, who: str) -> None:
+        if (busy, who) != self._busy:
+            self._busy = (busy, who)
+            self.busy_changed.emit(busy, who if busy else "")
+
     @property
     def is_running(self) -> bool:
         """The followed run is training (here or in another process)."""
@@ -326,19 +357,27 @@ class TrainingPanel(QWidget):
         secs = self._epoch_secs[-3:]
         return float(np.mean(secs)) if secs else None
 
+    @property
+    def can_resume(self) -> bool:
+        """The followed run is paused or cut short and nobody trains it: Resume
+        continues it from its checkpoint."""
+        return (not self.training_here and self.run_id is not None
+                and self._run_status in RESUMABLE)
+
     def _update_buttons(self) -> None:
         here = self.training_here
         has = self.project is not None
-        can_resume = (not here and self.run_id is not None
-                      and self._run_status in RESUMABLE)
-        self.start_btn.setEnabled((has and not here and self._run_status not in ACTIVE)
-                                  or can_resume)
-        self.start_btn.setText("Resume" if can_resume else "Start")
-        self.start_btn.setToolTip("Continue the stopped run from its last checkpoint"
-                                  if can_resume else "Start a new training run")
-        self.pause_btn.setEnabled(here)
-        self.pause_btn.setText("Resume" if here and self.worker.is_paused else "Pause")
-        theme.bind_icon(self.pause_btn, "play" if here and self.worker.is_paused else "pause")
+        paused_here = here and self.worker.is_paused
+        # Start: always a fresh run (other settings), unless a run is training
+        self.start_btn.setEnabled(has and not here and self._run_status not in ACTIVE)
+        # Pause / Resume: this window's run, or resume the followed paused run
+        resume = paused_here or self.can_resume
+        self.pause_btn.setEnabled(here or self.can_resume)
+        self.pause_btn.setText("Resume" if resume else "Pause")
+        self.pause_btn.setToolTip(
+            f"Continue run {self.run_id} from its last checkpoint" if self.can_resume else
+            "Continue the paused run" if paused_here else "Pause the run (Resume continues it)")
+        theme.bind_icon(self.pause_btn, "play" if resume else "pause")
         self.stop_btn.setEnabled(here)
         for w in (self.method, self.epochs, self.image_size, self.device):
             w.setEnabled(has and not here)
@@ -359,11 +398,9 @@ class TrainingPanel(QWidget):
         if i >= 0:
             self.device.setCurrentIndex(i)
 
-    def start_or_resume(self) -> None:
-        if self.start_btn.text() == "Resume":
-            self.start(resume_run=self.run_id)
-        else:
-            self.start()
+    def resume_followed(self) -> Worker | None:
+        """Continue the followed paused run from its checkpoint."""
+        return self.start(resume_run=self.run_id) if self.can_resume else None
 
     def start(self, resume_run: int | None = None, **overrides: Any) -> Worker | None:
         if self.project is None or self.training_here:
@@ -373,6 +410,7 @@ class TrainingPanel(QWidget):
         st = settings()
         st.method, st.epochs, st.image_size, st.device = (p["method"], p["epochs"],
                                                           p["image_size"], p["device"])
+        self._stop_requested = False
         self.worker = Worker(runner.train_in_worker, p, resume_run, name="training",
                              project_path=self.project.path, max_rate=10.0)
         w = self.worker  # events of a worker shut down meanwhile (another project) are dropped
@@ -383,11 +421,13 @@ class TrainingPanel(QWidget):
         self._started_here = None
         self.worker.start()
         self._update_buttons()
+        self._set_busy(True, "this window")
         self.worker_started.emit()
         return self.worker
 
     def toggle_pause(self) -> None:
         if not self.training_here:
+            self.resume_followed()
             return
         # the file says so too, so a viewer in another window sees the pause
         if self.worker.is_paused:
@@ -405,11 +445,19 @@ class TrainingPanel(QWidget):
             self.poll()
 
     def stop(self) -> None:
+        """End this window's run: it keeps its epochs and scores but is not resumable,
+        so Start begins a fresh one (a pause, or closing the app, leaves it resumable)."""
         if self.training_here:
+            self._stop_requested = True
             self.worker.request_stop()
             self.run_label.setText("Stopping after the current batch…")
 
     def _on_finished(self) -> None:
+        run_id = self._started_here
+        if self._stop_requested and run_id is not None and self.project is not None \
+                and self.project.run(run_id)["status"] == "paused":
+            self.project.update_run(run_id, status="stopped", message="stopped in the app")
+        self._stop_requested = False
         self.poll()
         self._update_buttons()
         self.worker_finished.emit()
@@ -437,5 +485,6 @@ class TrainingPanel(QWidget):
         elif kind == "epoch":
             self.poll()
         elif kind == "scores":
-            self._last_scored = (ev.run_id, "running")  # what the next poll will see
+            if self.project is not None:  # what the next poll will see
+                self._scores_seen = (ev.run_id, self.project.scores_version(ev.run_id))
             self.scores_written.emit(ev.run_id)

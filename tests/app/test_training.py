@@ -83,34 +83,75 @@ def test_panel_follows_a_run_written_by_another_process(demo_window, qtbot):
     assert win.queue.model.row(0).score == -1.0
 
 
-def test_pause_stop_and_resume(demo_window, qtbot):
+def _fits(button) -> bool:  # noqa: ANN001
+    """The button's label is drawn whole (not clipped)."""
+    text = button.fontMetrics().horizontalAdvance(button.text())
+    return text + (button.iconSize().width() if not button.icon().isNull() else 0) + 16 \
+        <= button.width()
+
+
+def test_pause_resume_and_stop_are_different(demo_window, qtbot):
+    """Pause keeps the run resumable (and says so in the file); Stop ends it: the run is
+    'stopped', Start then begins a fresh run with other settings."""
+    from PySide6.QtCore import Qt
+    from PySide6.QtTest import QTest
+
     win, path = demo_window
     panel = win.training
+    win.training_dock.raise_()
     w = panel.start(epochs=40, image_size=32)
     qtbot.waitUntil(lambda: panel.plots.point_counts()["batch_loss"] >= 1, timeout=60_000)
     run_id = panel._started_here
-    panel.toggle_pause()
-    assert w.is_paused and panel.pause_btn.text() == "Resume"
+    assert not panel.start_btn.isEnabled() and not win.queue.train_btn.isEnabled()
+    QTest.mouseClick(panel.pause_btn, Qt.MouseButton.LeftButton)
+    assert w.is_paused and panel.pause_btn.text() == "Resume" and _fits(panel.pause_btn)
     with Project.open(path) as p:
         assert p.run(run_id)["status"] == "paused"
-    panel.toggle_pause()
+    QTest.mouseClick(panel.pause_btn, Qt.MouseButton.LeftButton)
+    assert not w.is_paused and panel.pause_btn.text() == "Pause"
     with Project.open(path) as p:
         assert p.run(run_id)["status"] == "running"
     with qtbot.waitSignal(w.finished, timeout=60_000):
-        panel.stop()
-    panel.poll()
-    assert panel._run_status == "paused"
-    assert panel.start_btn.text() == "Resume" and panel.start_btn.isEnabled()
-    done_before = panel._last_epoch
-    panel.start_or_resume()
+        QTest.mouseClick(panel.stop_btn, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: panel._run_status == "stopped", timeout=5000)
+    with Project.open(path) as p:
+        assert p.run(run_id)["status"] == "stopped"
+    assert panel.start_btn.text() == "Start" and panel.start_btn.isEnabled()
+    assert not panel.pause_btn.isEnabled()  # a stopped run is not resumed
+    assert win.queue.train_btn.isEnabled()
+    # a fresh run with other settings
+    panel.method.setCurrentIndex(panel.method.findData("l2"))
+    panel.epochs.setValue(1)
+    QTest.mouseClick(panel.start_btn, Qt.MouseButton.LeftButton)
     w2 = panel.worker
     assert w2 is not w
-    qtbot.waitUntil(lambda: panel._last_epoch > done_before, timeout=60_000)
-    with qtbot.waitSignal(w2.finished, timeout=60_000):
-        panel.stop()
-    assert w2.result == run_id  # the same run continued
+    with qtbot.waitSignal(w2.finished, timeout=120_000):
+        pass
     with Project.open(path) as p:
-        assert len(p.runs()) == 1
+        runs = p.runs()
+        assert [r["status"] for r in runs] == ["stopped", "finished"]
+        assert runs[-1]["method"] == "l2" and w2.result == runs[-1]["id"]
+
+
+def test_a_paused_run_resumes_from_the_panel(demo_window, qtbot):
+    """A run left paused (closing the app, Ctrl-C) is resumed with the Resume button,
+    and the same run continues; Start would begin a new one instead."""
+    win, path = demo_window
+    panel = win.training
+    w = panel.start(epochs=3, image_size=32)
+    qtbot.waitUntil(lambda: panel._last_epoch >= 0, timeout=120_000)
+    run_id = panel._started_here
+    w.stop_and_join()  # what closing the window does: the run stays resumable
+    qtbot.waitUntil(lambda: panel._run_status == "paused", timeout=5000)
+    assert panel.pause_btn.isEnabled() and panel.pause_btn.text() == "Resume"
+    assert panel.start_btn.isEnabled() and panel.start_btn.text() == "Start"
+    panel.toggle_pause()
+    w2 = panel.worker
+    with qtbot.waitSignal(w2.finished, timeout=120_000):
+        pass
+    assert w2.result == run_id
+    with Project.open(path) as p:
+        assert len(p.runs()) == 1 and p.run(run_id)["status"] == "finished"
 
 
 def test_panel_follows_gumshoe_train_in_another_process(demo_window, qtbot):
@@ -182,4 +223,42 @@ def test_a_failed_run_shows_its_message(demo_window, qtbot):
     win.training.poll()
     assert win.training.failure.isVisibleTo(win.training)
     assert "CUDA &lt;out of memory&gt;" in win.training.failure.text()
-    assert win.training.start_btn.text() == "Resume"
+    assert win.training.pause_btn.text() == "Resume" and win.training.start_btn.text() == "Start"
+
+
+def test_a_run_in_another_process_blocks_train_now_and_reranks_on_every_write(
+        demo_window, qtbot):
+    """`gumshoe train` in a second process: while it trains, this window offers no second
+    run (Train now and Start disabled), names who trains and offers to show it; each
+    scores write (epochs 5 and 10) re-ranks the queue, not only the last one."""
+    import os
+    import subprocess
+    import sys
+
+    win, path = demo_window
+    queue, panel = win.queue, win.training
+    seen: list[tuple[int | None, str]] = []  # (queue's run, that run's status) per re-rank
+
+    def on_reset() -> None:
+        rid = queue.model.run_id
+        with Project.open(path) as p:
+            seen.append((rid, p.run(rid)["status"] if rid is not None else ""))
+
+    queue.model.reset_done.connect(on_reset)
+    proc = subprocess.Popen([sys.executable, "-m", "core", "train", str(path), "--epochs", "10",
+                             "--image-size", "32", "--quiet"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        qtbot.waitUntil(lambda: panel._run_status == "running", timeout=60_000)
+        assert not queue.train_btn.isEnabled() and not panel.start_btn.isEnabled()
+        assert queue.banner.isVisibleTo(queue) and queue.follow_btn.isVisibleTo(queue)
+        who = f"another process (pid {proc.pid} on {os.uname().nodename})"
+        assert who in queue.banner_text.text() and who in panel.run_label.text()
+        qtbot.waitUntil(lambda: panel._run_status == "finished", timeout=180_000)
+    finally:
+        _out, err = proc.communicate(timeout=180)
+    assert proc.returncode == 0, err.decode()[-2000:]
+    run_id = panel.run_id
+    qtbot.waitUntil(lambda: (run_id, "finished") in seen, timeout=10_000)
+    assert (run_id, "running") in seen  # the mid-run write re-ranked too
+    assert queue.train_btn.isEnabled() and panel.start_btn.isEnabled()
