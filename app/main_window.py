@@ -104,8 +104,9 @@ class MainWindow(QMainWindow):
         m.addAction(self.act_quit)
         e = mb.addMenu("&Review")
         a = self.editor.actions_by_name
-        for name in ("next", "previous", "next_flag", "previous_flag", None, "accept",
-                     "accept_all", "confirm", "exclude", None, "visibility", "swap", None,
+        for name in ("next", "previous", "next_flag", "previous_flag", "next_point",
+                     "previous_point", None, "accept", "accept_all", "accept_every", "confirm",
+                     "exclude", None, "visibility", "swap", None,
                      "undo", "redo", None, "fit", "zoom_in", "zoom_out", "model", "predictions"):
             if name is None:
                 e.addSeparator()
@@ -201,6 +202,7 @@ class MainWindow(QMainWindow):
         self.training.run_state_changed.connect(self.st_run.setText)
         self.queue.model.counts_changed.connect(lambda _c: self._update_title())
         self.queue.train_requested.connect(self.train_now)
+        self.queue.batch_requested.connect(self.editor.review_many)
         self.training.busy_changed.connect(self.queue.set_training)
         self.queue.show_training_requested.connect(self._show_training)
 
@@ -420,10 +422,12 @@ class MainWindow(QMainWindow):
 
         a = self.editor.actions_by_name
         editor = [n for n in a if not n.startswith("nudge")]
-        review = action_rows(a[n] for n in editor[:10])
-        review.insert(8, ("Arrows, Shift+Arrows",
-                          "Nudge the selected landmark 1 px, 10 px (editor focused)"))
-        view = action_rows(a[n] for n in editor[10:])
+        split = editor.index("undo")
+        review = action_rows(a[n] for n in editor[:split])
+        review.insert(review.index(next(r for r in review if r[0] == "V")),
+                      ("Arrows, Shift+Arrows",
+                       "Nudge the selected landmark 1 px, 10 px (editor focused)"))
+        view = action_rows(a[n] for n in editor[split:])
         window = action_rows([self.act_history, self.queue_dock.toggleViewAction(),
                               self.training_dock.toggleViewAction(), self.act_open,
                               self.act_import, self.act_export, self.act_prefs, self.act_keys,

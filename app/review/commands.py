@@ -12,13 +12,34 @@ from typing import Any
 
 import numpy as np
 
-from app.review.history import Edit, Targets, apply_edit
+from app.review.history import Batch, Edit, Targets, apply_edit
 from app.review.state import SampleState
 from app.review.timeline import Change, timeline
 
 NUDGE_PX = 1.0
 NUDGE_SHIFT_PX = 10.0
 VISIBILITY_CYCLE = {2: 1, 1: 0, 0: 2}  # visible -> occluded -> not labelled -> visible
+
+
+BATCH_NOTES = {"confirmed": "label is right", "excluded": "excluded",
+               "unreviewed": "back to review"}
+
+
+def write_reviews(ctx: Any, sample_ids: list[int], status: str,
+                  author: str) -> list[tuple[int, str, str, str]]:
+    """Worker: set ``status`` on each sample that does not have it yet; returns
+    (sample id, status before, after, note) of those changed."""
+    project = ctx.project()
+    note = BATCH_NOTES.get(status, status) + " (batch)"
+    out = []
+    for sid in sample_ids:
+        if ctx.should_stop():
+            break
+        before = project.sample(sid).review_status
+        if before != status:
+            project.set_review(sid, status, author=author, note=note)
+            out.append((sid, before, status, note))
+    return out
 
 
 class EditCommands:
@@ -175,6 +196,16 @@ class EditCommands:
         self._accept(flagged, f"accepted model for {len(flagged)} flagged landmarks",
                      flagged[0])
 
+    def accept_every(self) -> None:
+        """Ctrl+Shift+A: the model's estimate for every landmark it has one for (a label
+        that is wrong throughout, e.g. another face's)."""
+        st = self.state
+        if st is None or st.scores is None or st.label.points is None:
+            return
+        every = [i for i in range(st.n_keypoints) if st.labelled[i]]
+        self._accept(every, "accepted the model's estimate for every landmark",
+                     self.canvas.selected)
+
     def set_age(self, age: float) -> None:
         st = self.state
         if st is None or st.label.points is not None:
@@ -212,6 +243,34 @@ class EditCommands:
         if self.state is not None and self.state.sample.id == sid:
             self._reload(self.canvas.selected)
 
+    def review_many(self, sample_ids: list[int], status: str) -> Any:
+        """Set the review status of many samples (the queue's batch confirm/exclude):
+        written by a worker (one small transaction each, off the GUI thread), then one
+        undo step. Returns the worker."""
+        if self.project is None or not sample_ids:
+            return None
+        from app.workers import Worker
+
+        w = Worker(write_reviews, list(sample_ids), status, self.annotator, name="batch-review",
+                   project_path=self.project.path)
+        w.done.connect(self._reviewed_many)
+        w.start()
+        self._batch_worker = w  # kept alive until it reports
+        return w
+
+    def _reviewed_many(self, done: list[tuple[int, str, str, str]]) -> None:
+        edits = tuple(Edit(sid, note, before, after) for sid, before, after, note in done)
+        if not edits or self.project is None:
+            return
+        self.history.push(Batch(edits, f"{len(edits)} samples: {edits[0].status_after}"))
+        self._file_undo = None
+        for e in edits:
+            self.edited.emit(e.sample_id, e.status_after)
+        if self.state is not None and any(e.sample_id == self.state.sample.id for e in edits):
+            self._reload(self.canvas.selected)
+        self.history_changed.emit()
+        self.message.emit(f"{len(edits)} samples {edits[0].status_after}")
+
     def confirm(self) -> None:
         self._review("confirmed", "label is right")
 
@@ -219,12 +278,16 @@ class EditCommands:
         self._review("excluded", "excluded")
 
     # ------------------------------------------------------------------ undo
-    def _after_history(self, edit: Edit | None, undo: bool) -> None:
+    def _after_history(self, edit: Edit | Batch | None, undo: bool) -> None:
         if edit is None:
             return
-        status = edit.status_before if undo else edit.status_after
-        self.edited.emit(edit.sample_id, status)
-        self.show_sample(edit.sample_id)
+        for e in (edit.edits if isinstance(edit, Batch) else (edit,)):
+            self.edited.emit(e.sample_id, e.status_before if undo else e.status_after)
+        if isinstance(edit, Batch):  # stay where the annotator is; redraw its status
+            if self.state is not None:
+                self._reload(self.canvas.selected)
+        else:
+            self.show_sample(edit.sample_id)
         self.history_changed.emit()
         self.message.emit(("Undone: " if undo else "Redone: ") + edit.description)
 

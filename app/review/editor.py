@@ -43,10 +43,15 @@ ACTIONS = (
      "Select the next flagged landmark, worst first"),
     ("previous_flag", "Previous flagged point", "", ["Shift+Tab", "Backtab"],
      "Select the previous flagged landmark"),
+    ("next_point", "Next landmark", "", ["N"], "Select the next landmark (schema order)"),
+    ("previous_point", "Previous landmark", "", ["Shift+N"],
+     "Select the previous landmark (schema order)"),
     ("accept", "Accept", "accept", ["A"],
      "Accept the model's estimate for the selected landmark"),
     ("accept_all", "Accept flagged", "accept-all", ["Shift+A"],
      "Accept the model's estimate for every flagged landmark"),
+    ("accept_every", "Accept the model's whole label", "", ["Ctrl+Shift+A"],
+     "Replace every landmark with the model's estimate (a label that is wrong throughout)"),
     ("confirm", "Label is right", "confirm", ["C"], "Confirm the label is right and go on"),
     ("exclude", "Exclude", "exclude", ["X"], "Exclude the sample from training and export"),
     ("visibility", "Visible / occluded / not labelled", "visibility", ["V"],
@@ -75,7 +80,8 @@ NUDGES = {"nudge_left": (-1, 0), "nudge_right": (1, 0), "nudge_up": (0, -1),
 # arrows and Tab act on the landmarks only while the editor has the focus: in the queue
 # the arrows move the rows and Tab moves the focus
 EDITOR_ONLY = {n for n in (a[0] for a in ACTIONS)
-               if n.startswith("nudge") or n in ("next_flag", "previous_flag")}
+               if n.startswith("nudge") or n in ("next_flag", "previous_flag", "next_point",
+                                                  "previous_point")}
 # mouse actions, for the keyboard help
 MOUSE = (("Drag a point", "Move it (committed on release)"),
          ("Drag the background", "Pan"),
@@ -127,7 +133,10 @@ class EditorWidget(QWidget, EditCommands):
         slots: dict[str, Callable[[], None]] = {
             "previous": self.previous_requested.emit, "next": self.next_requested.emit,
             "next_flag": lambda: self.step_flag(+1), "previous_flag": lambda: self.step_flag(-1),
+            "next_point": lambda: self.step_point(+1),
+            "previous_point": lambda: self.step_point(-1),
             "accept": self.accept_selected, "accept_all": self.accept_flagged,
+            "accept_every": self.accept_every,
             "confirm": self.confirm, "exclude": self.exclude,
             "visibility": self.cycle_visibility, "swap": self.swap_sides,
             "undo": self.undo, "redo": self.redo, "fit": lambda: self.canvas.fit(),
@@ -423,6 +432,15 @@ class EditorWidget(QWidget, EditCommands):
             i = order[0] if delta > 0 else order[-1]
         self._select(i)
 
+    def step_point(self, delta: int) -> None:
+        """N / Shift+N: the next / previous landmark in the schema's order."""
+        st = self.state
+        if st is None or not st.n_keypoints:
+            return
+        k = st.n_keypoints
+        cur = self.canvas.selected
+        self._select((cur + delta) % k if cur >= 0 else (0 if delta > 0 else k - 1))
+
     def _on_hover(self, i: int) -> None:
         if i < 0:
             self.hint.setText(self._default_hint())
@@ -441,9 +459,10 @@ class EditorWidget(QWidget, EditCommands):
         has_pred = sc is not None and sc.prediction is not None
         a["accept"].setEnabled(has and has_pred)
         a["accept_all"].setEnabled(has and is_lm and bool(st.flagged_order()))
+        a["accept_every"].setEnabled(has and is_lm and has_pred)
         for name in ("confirm", "exclude"):
             a[name].setEnabled(has)
-        for name in ("next_flag", "previous_flag"):
+        for name in ("next_flag", "previous_flag", "next_point", "previous_point"):
             a[name].setEnabled(has and is_lm)
         a["visibility"].setEnabled(has and is_lm and sel >= 0)
         a["swap"].setEnabled(has and is_lm and bool(self.schema.flip_pairs))

@@ -35,8 +35,33 @@ class Edit:
     after: Targets | None = None
 
 
-def apply_edit(project: Any, edit: Edit, *, undo: bool, author: str) -> None:
+@dataclass(frozen=True)
+class Batch:
+    """Review decisions on many samples at once (the queue's batch confirm/exclude):
+    one undo step."""
+
+    edits: tuple[Edit, ...]
+    description: str
+
+    @property
+    def sample_id(self) -> int:
+        return self.edits[0].sample_id
+
+    @property
+    def status_before(self) -> str:
+        return self.edits[0].status_before
+
+    @property
+    def status_after(self) -> str:
+        return self.edits[0].status_after
+
+
+def apply_edit(project: Any, edit: Edit | Batch, *, undo: bool, author: str) -> None:
     """Write ``edit`` (forward) or its inverse (undo) as new, committed records."""
+    if isinstance(edit, Batch):
+        for e in edit.edits:
+            apply_edit(project, e, undo=undo, author=author)
+        return
     targets = edit.before if undo else edit.after
     status = edit.status_before if undo else edit.status_after
     note = ("undo: " if undo else "redo: ") + edit.description
@@ -54,15 +79,15 @@ class EditHistory:
     them is still its own committed version in the file."""
 
     def __init__(self, limit: int = 500) -> None:
-        self._undo: list[Edit] = []
-        self._redo: list[Edit] = []
+        self._undo: list[Edit | Batch] = []
+        self._redo: list[Edit | Batch] = []
         self._limit = limit
         self._merge: object = None
 
-    def push(self, edit: Edit, merge: object = None) -> None:
+    def push(self, edit: Edit | Batch, merge: object = None) -> None:
         top = self._undo[-1] if self._undo else None
-        if merge is not None and merge == self._merge and top is not None \
-                and top.sample_id == edit.sample_id:
+        if merge is not None and merge == self._merge and isinstance(top, Edit) \
+                and isinstance(edit, Edit) and top.sample_id == edit.sample_id:
             self._undo[-1] = Edit(edit.sample_id, edit.description, top.status_before,
                                   edit.status_after, top.before, edit.after)
         else:
@@ -82,7 +107,7 @@ class EditHistory:
     def can_redo(self) -> bool:
         return bool(self._redo)
 
-    def undo(self, project: Any, author: str) -> Edit | None:
+    def undo(self, project: Any, author: str) -> Edit | Batch | None:
         if not self._undo:
             return None
         self._merge = None
@@ -91,7 +116,7 @@ class EditHistory:
         self._redo.append(edit)
         return edit
 
-    def redo(self, project: Any, author: str) -> Edit | None:
+    def redo(self, project: Any, author: str) -> Edit | Batch | None:
         if not self._redo:
             return None
         self._merge = None

@@ -8,6 +8,7 @@ import time
 from PySide6.QtCore import QItemSelectionModel, Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QApplication,
     QComboBox,
     QFrame,
     QGridLayout,
@@ -50,6 +51,7 @@ class QueuePanel(QWidget):
     sample_selected = Signal(int, int)  # sample_id, row
     train_requested = Signal()
     show_training_requested = Signal()
+    batch_requested = Signal(list, str)  # sample ids, new review status
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -151,7 +153,10 @@ class QueuePanel(QWidget):
         self.table = QTableView()
         self.table.setModel(self.model)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        # Shift/Ctrl+click select many rows: the right-click menu reviews them at once
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.table.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.table.customContextMenuRequested.connect(self._row_menu)
         self.table.setAlternatingRowColors(True)
         self.table.setShowGrid(False)
         self.table.setWordWrap(False)
@@ -183,6 +188,32 @@ class QueuePanel(QWidget):
             a.setChecked(not hh.isSectionHidden(col))
             a.toggled.connect(lambda on, c=col: hh.setSectionHidden(c, not on))
         menu.exec(hh.mapToGlobal(pos))
+
+    def selected_samples(self) -> list[int]:
+        """The sample ids of the selected rows (loaded ones), in row order."""
+        rows = sorted(i.row() for i in self.table.selectionModel().selectedRows())
+        return [sid for sid in (self.model.sample_id(r) for r in rows) if sid is not None]
+
+    def _row_menu(self, pos) -> None:  # noqa: ANN001
+        ids = self.selected_samples()
+        if not ids:
+            return
+        n = len(ids)
+        what = f"{n} samples" if n > 1 else "this sample"
+        menu = QMenu(self)
+        for text, status in ((f"Confirm {what}: label is right", "confirmed"),
+                             (f"Exclude {what}", "excluded"),
+                             (f"Back to review: {what}", "unreviewed")):
+            a = menu.addAction(text)
+            a.triggered.connect(lambda _=False, s=status, ids=ids: self.batch_requested.emit(ids, s))
+        menu.addSeparator()
+        paths = [self.model.row(r).path for r in sorted(
+            i.row() for i in self.table.selectionModel().selectedRows())
+            if self.model.row(r) is not None]
+        copy = menu.addAction("Copy path" + ("s" if n > 1 else ""))
+        copy.triggered.connect(lambda: QApplication.clipboard().setText("\n".join(paths)))
+        self._menu = menu  # tests reach the open menu
+        menu.exec(self.table.viewport().mapToGlobal(pos))
 
     # ------------------------------------------------------------------ state
     def forget_selection(self) -> None:
