@@ -168,9 +168,9 @@ class MainWindow(QMainWindow):
 
     def _size_docks(self) -> None:
         w, h = self.width(), self.height()
-        self.resizeDocks([self.queue_dock], [max(390, min(540, int(w * 0.3)))],
+        self.resizeDocks([self.queue_dock], [max(400, min(540, int(w * 0.3)))],
                          Qt.Orientation.Horizontal)
-        self.resizeDocks([self.training_dock], [max(250, min(340, int(h * 0.32)))],
+        self.resizeDocks([self.training_dock], [max(270, min(360, int(h * 0.34)))],
                          Qt.Orientation.Vertical)
 
     def _setup_statusbar(self) -> None:

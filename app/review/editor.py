@@ -233,9 +233,8 @@ class EditorWidget(QWidget, EditCommands):
         if self.schema is not None and self.schema.task == "age":
             return ("J/K next/previous · type the age and press Enter · A use the model's "
                     "age · C right · X exclude · Ctrl+Z undo")
-        return ("J/K next/prev · Tab worst flagged point · A accept · Shift+A all flagged · "
-                "C right · X exclude · drag or arrows move · V occluded · S swap · "
-                "M model · F fit · Help ▸ Keyboard for all")
+        return ("J/K next · Tab flagged point · A accept · Shift+A all flagged · C right · "
+                "X exclude · arrows nudge · V occluded · S swap · H history · F1 all keys")
 
     # the age spin box's and the side card's widgets, for tests and the main window
     @property

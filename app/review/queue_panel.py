@@ -6,6 +6,7 @@ import statistics
 import time
 
 from PySide6.QtCore import QItemSelectionModel, Qt, QTimer, Signal
+from PySide6.QtGui import QFont, QFontMetrics
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QApplication,
@@ -170,9 +171,21 @@ class QueuePanel(QWidget):
         hh.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         hh.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
         hh.setMinimumSectionSize(36)
-        for col, w in ((0, 40), (2, 48), (3, 74), (4, 50), (5, 64), (6, 104)):
+        fm = self.table.fontMetrics()
+        bold = QFont(hh.font())
+        bold.setBold(True)
+        hfm = QFontMetrics(bold)
+
+        def fits(*texts: str) -> int:  # the widest of the texts and the header, padded
+            return max(max(fm.horizontalAdvance(t) for t in texts),
+                       hfm.horizontalAdvance(texts[0])) + 18
+
+        for col, w in ((0, fits("#", "000")), (2, fits("Split", "train")),
+                       (3, fits("Status", "to review")), (4, fits("Score", "-00.00")),
+                       (5, fits("P(wrong)", "> 99 %")), (6, fits("Worst point", "mouth_inner_2"))):
             self.table.setColumnWidth(col, w)
-        for col in (2, 4):  # split and the raw score: off by default (the header menu)
+        # rank, split and the raw score: off by default (the header's menu shows them)
+        for col in (0, 2, 4):
             hh.setSectionHidden(col, True)
         hh.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         hh.customContextMenuRequested.connect(self._header_menu)

@@ -8,7 +8,7 @@ import math
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QBrush, QColor, QIcon, QPainter, QPixmap
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QLabel,
     QPushButton,
+    QSizePolicy,
     QStackedWidget,
     QTableWidget,
     QTableWidgetItem,
@@ -81,6 +82,14 @@ def dot(color: str, hollow: bool = False) -> QIcon:
     return icon
 
 
+class PointList(QTableWidget):
+    """The landmark list. It asks for little height: the card's scroll area sizes the
+    card by its preferred height, and the list takes whatever room is left."""
+
+    def sizeHint(self) -> QSize:  # noqa: N802
+        return QSize(super().sizeHint().width(), 96)
+
+
 class SideCard(QFrame):
     point_clicked = Signal(int)
     age_entered = Signal(float)
@@ -113,6 +122,7 @@ class SideCard(QFrame):
         self.stack.addWidget(self._age_page())
         v.addWidget(self.stack, 1)
         self._k = -1
+        self.set_age_mode(False)
 
     # ------------------------------------------------------------------ pages
     def _landmarks_page(self) -> QWidget:
@@ -127,7 +137,7 @@ class SideCard(QFrame):
         self.f_flagged = role_label("", "muted")
         self.f_flagged.setWordWrap(True)
         lv.addWidget(self.f_flagged)
-        self.points = QTableWidget(0, 2)
+        self.points = PointList(0, 2)
         self.points.setHorizontalHeaderLabels(["Point", "P(wrong)"])
         self.points.verticalHeader().hide()
         self.points.verticalHeader().setDefaultSectionSize(20)
@@ -142,6 +152,7 @@ class SideCard(QFrame):
         hh.setSectionResizeMode(1, QHeaderView.ResizeMode.ResizeToContents)
         hh.setHighlightSections(False)
         self.points.cellClicked.connect(lambda r, _c: self.point_clicked.emit(r))
+        self.points.setMinimumHeight(64)  # the list gives way before the card scrolls
         lv.addWidget(self.points, 1)
         self.legend = QLabel()
         self.legend.setTextFormat(Qt.TextFormat.RichText)
@@ -184,12 +195,11 @@ class SideCard(QFrame):
     def retheme(self) -> None:
         c = theme.colors()
         self.legend.setText(
-            f"<span style='font-size:11px'>"
-            f"<span style='color:{theme.level_color(0.0)}'>●</span>right "
-            f"<span style='color:{theme.level_color(0.5)}'>●</span>unsure "
-            f"<span style='color:{theme.level_color(1.0)}'>●</span>wrong "
-            f"<span style='color:{c.reviewed}'>●</span>reviewed "
-            f"<span style='color:{c.ghost}'>◌</span>model</span>")
+            f"<span style='color:{theme.level_color(0.0)}'>●</span> right&nbsp; "
+            f"<span style='color:{theme.level_color(0.5)}'>●</span> unsure&nbsp; "
+            f"<span style='color:{theme.level_color(1.0)}'>●</span> wrong<br>"
+            f"<span style='color:{c.reviewed}'>●</span> reviewed&nbsp; "
+            f"<span style='color:{c.ghost}'>◌</span> model's estimate")
         self.legend.setToolTip("Landmark colours: the run's doubt (green: likely right, amber: "
                                "unsure, red: likely wrong); purple: reviewed by an annotator; "
                                "dashed blue ring: the model's estimate; orange square: another "
@@ -198,6 +208,11 @@ class SideCard(QFrame):
     # ------------------------------------------------------------------ content
     def set_age_mode(self, on: bool) -> None:
         self.stack.setCurrentIndex(1 if on else 0)
+        # the hidden page must not hold the card's height up
+        for i in range(self.stack.count()):
+            pol = QSizePolicy.Policy.Preferred if i == self.stack.currentIndex() \
+                else QSizePolicy.Policy.Ignored
+            self.stack.widget(i).setSizePolicy(pol, pol)
 
     def clear(self) -> None:
         for w in (self.f_id, self.f_split, self.f_doubt, self.f_version):

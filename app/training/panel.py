@@ -108,12 +108,12 @@ class TrainingPanel(QWidget):
 
         side = QFrame()
         side.setProperty("role", "card")
-        side.setFixedWidth(262)
+        side.setFixedWidth(284)
         sv = QVBoxLayout(side)
         sv.setContentsMargins(10, 8, 10, 8)
         sv.setSpacing(6)
         form = QFormLayout()
-        form.setVerticalSpacing(4)
+        form.setVerticalSpacing(2)
         st = settings()
         self.method = QComboBox()
         for m in runner.methods():
@@ -149,9 +149,10 @@ class TrainingPanel(QWidget):
         self.stop_btn = theme.bind_icon(QPushButton("Stop"), "stop")
         self.stop_btn.setToolTip("End the run (its scores so far stay; it cannot be resumed)")
         self.stop_btn.clicked.connect(self.stop)
+        # Pause becomes Resume: it is as wide as its longest text, so no label is clipped
+        probe = QPushButton(theme.icon("play"), "Resume")
+        self.pause_btn.setMinimumWidth(probe.sizeHint().width())
         for b in (self.start_btn, self.pause_btn, self.stop_btn):
-            # wide enough for its longest text ("Resume"), so no label is ever clipped
-            b.setMinimumWidth(b.fontMetrics().horizontalAdvance("Resume") + 48)
             buttons.addWidget(b)
         sv.addLayout(buttons)
 
@@ -334,7 +335,7 @@ class TrainingPanel(QWidget):
         here = run.get("host") == os.uname().nodename
         if run.get("pid") == os.getpid() and here:
             return "another window of this app"
-        return f"another process (pid {run.get('pid')} on {run.get('host') or '?'})"
+        return f"pid {run.get('pid')} on {run.get('host') or '?'}"
 
     def _set_busy(self, busy: bool, who: str) -> None:
         if (busy, who) != self._busy:

@@ -75,7 +75,7 @@ class TrainingPlots(QWidget):
         self.batch_loss = Series(p.plot(pen=pen(c.muted, 1.0), name="batches"))
         self.loss = Series(p.plot(pen=pen(c.accent), symbol="o", symbolSize=5,
                                   symbolBrush=c.accent, symbolPen=None, name="epoch"))
-        p = plot("val", "Val. error", "validation error per epoch")
+        p = plot("val", "Val error", "validation error per epoch")
         self.val = Series(p.plot(pen=pen(c.outlier), symbol="o", symbolSize=5,
                                  symbolBrush=c.outlier, symbolPen=None))
         p = plot("inlier", "Inliers", "inlier fraction per EM step")
