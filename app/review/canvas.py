@@ -47,6 +47,8 @@ class LandmarkCanvas(QGraphicsView):
         self.setFrameShape(QGraphicsView.Shape.NoFrame)
         self.setMinimumSize(200, 200)
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self._pixmap_item = QGraphicsPixmapItem()
         self._pixmap_item.setTransformationMode(Qt.TransformationMode.SmoothTransformation)
         self._pixmap_item.setZValue(0)
@@ -107,7 +109,9 @@ class LandmarkCanvas(QGraphicsView):
         old = self._image_rect
         self._image_rect = rect
         self._frame.setRect(rect)
-        margin = 0.25 * max(w, h)
+        # room around the image, so that a zoom keeps any point under the cursor and a
+        # pan can bring any corner to the middle (the scroll bars are off: drag to pan)
+        margin = 1.0 * max(w, h)
         self.scene().setSceneRect(rect.adjusted(-margin, -margin, margin, margin))
         if changed:
             if self.fitted:

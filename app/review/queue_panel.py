@@ -327,7 +327,7 @@ class QueuePanel(QWidget):
             return
         self._want_row = None
         self.current_sample = sid
-        idx = self.model.index(row, 0)
+        idx = self.model.index(row, 1)
         sm = self.table.selectionModel()
         if sm.currentIndex().row() == row:
             self.sample_selected.emit(sid, row)
@@ -356,12 +356,12 @@ class QueuePanel(QWidget):
             return
         sm = self.table.selectionModel()
         sm.blockSignals(True)
-        sm.setCurrentIndex(self.model.index(row, 0),
+        sm.setCurrentIndex(self.model.index(row, 1),
                            QItemSelectionModel.SelectionFlag.ClearAndSelect
                            | QItemSelectionModel.SelectionFlag.Rows)
         sm.blockSignals(False)
         self.table.viewport().update()
-        self.table.scrollTo(self.model.index(row, 0))
+        self.table.scrollTo(self.model.index(row, 1))
 
     def step(self, delta: int) -> None:
         row = self.current_row()
