@@ -149,12 +149,13 @@ class LandmarkCanvas(QGraphicsView):
     def set_landmarks(self, points: np.ndarray | None, names: tuple[str, ...] = (),
                       visibility: np.ndarray | None = None,
                       prediction: np.ndarray | None = None,
-                      skeleton: Sequence[tuple[int, int]] = ()) -> None:
-        """Show a sample's landmarks and the model's estimates (no selection, no marks)."""
+                      skeleton: Sequence[tuple[int, int]] = (), restyle: bool = True) -> None:
+        """Show a sample's landmarks and the model's estimates (no selection, no marks;
+        ``restyle`` False when :meth:`set_marks` follows at once)."""
         self._label.hide()
         self.names = names
         self.texts = []
-        self.overlay.set_landmarks(points, visibility, prediction, skeleton)
+        self.overlay.set_landmarks(points, visibility, prediction, skeleton, restyle)
 
     def set_marks(self, levels: Sequence[float | None], flagged: np.ndarray,
                   reviewed: np.ndarray, texts: Sequence[str]) -> None:

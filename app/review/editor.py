@@ -352,10 +352,10 @@ class EditorWidget(QWidget, EditCommands):
             prediction = None if sc is None else sc.prediction
             if new_sample or self.canvas.points.shape != lab.points.shape:
                 self.canvas.set_landmarks(lab.points, names, lab.visibility, prediction,
-                                          self.schema.skeleton)
+                                          self.schema.skeleton, restyle=False)
             else:  # same sample: keep the items and the diff, redraw the label
                 self.canvas.overlay.set_landmarks(lab.points, lab.visibility, prediction,
-                                                  self.schema.skeleton)
+                                                  self.schema.skeleton, restyle=False)
                 self.canvas.overlay.set_diff(*self._diff)
             k = len(lab.points)
             levels = [None if sc is None else sc.level(i) for i in range(k)]

@@ -77,6 +77,7 @@ class LandmarkOverlay:
         self.points = np.zeros((0, 2))
         self.visibility = np.zeros(0, dtype=np.int8)
         self.prediction: np.ndarray | None = None
+        self._predicted = np.zeros(0, dtype=bool)
         self.levels: list[float | None] = []
         self.flagged = np.zeros(0, dtype=bool)  # open flags: the run doubts, nobody reviewed
         self.reviewed = np.zeros(0, dtype=bool)
@@ -90,13 +91,18 @@ class LandmarkOverlay:
     # ------------------------------------------------------------------ content
     def set_landmarks(self, points: np.ndarray | None, visibility: np.ndarray | None,
                       prediction: np.ndarray | None,
-                      skeleton: Sequence[tuple[int, int]] = ()) -> None:
+                      skeleton: Sequence[tuple[int, int]] = (), restyle: bool = True) -> None:
+        """The label and the model's estimates; ``restyle`` False when :meth:`set_marks`
+        follows at once (it restyles every marker anyway)."""
         self.selected = -1
         self.points = np.zeros((0, 2)) if points is None else np.array(points, dtype=np.float64)
         k = len(self.points)
         vis = np.full(k, 2, np.int8) if visibility is None else np.asarray(visibility, np.int8)
         self.visibility = np.where(np.isfinite(self.points).all(axis=1), vis, 0).astype(np.int8)
         self.prediction = None if prediction is None else np.array(prediction, dtype=np.float64)
+        p = self.prediction
+        self._predicted = (np.zeros(k, dtype=bool) if p is None or p.ndim != 2 or len(p) < k
+                           else np.isfinite(p[:k]).all(axis=1))
         self.levels = [None] * k
         self.flagged = np.zeros(k, dtype=bool)
         self.reviewed = np.zeros(k, dtype=bool)
@@ -104,10 +110,11 @@ class LandmarkOverlay:
         self._pool(k)
         self._set_bones(skeleton if points is not None else (), k)
         for i in range(k):
-            if self.predicted(i):
+            if self._predicted[i]:
                 self._ghosts[i].setPos(QPointF(*self.prediction[i]))
             self.place(i)
-        self.restyle()
+        if restyle:
+            self.restyle()
 
     def set_marks(self, levels: Sequence[float | None], flagged: np.ndarray,
                   reviewed: np.ndarray) -> None:
@@ -118,8 +125,7 @@ class LandmarkOverlay:
         self.restyle()
 
     def predicted(self, i: int) -> bool:
-        p = self.prediction
-        return p is not None and p.ndim == 2 and i < len(p) and _finite(p[i])
+        return bool(i < len(self._predicted) and self._predicted[i])
 
     def _pool(self, k: int) -> None:
         """Exactly ``k`` markers, ghosts, links and diff items in the scene."""

@@ -81,10 +81,11 @@ def test_s_swaps_left_and_right_by_the_schema_pairs(window, project_path):
 def test_point_list_selects_and_marks_flags_and_m_hides_the_model(window, qtbot):
     ed = window.editor
     table = ed.side.points
-    assert table.rowCount() == 5
-    assert table.item(2, 0).text().startswith("⚑")  # the flagged nose
-    assert not table.item(0, 0).text().startswith("⚑")
-    rect = table.visualItemRect(table.item(3, 0))
+    m = table.model()
+    assert m.rowCount() == 5
+    assert m.data(m.index(2, 0)).startswith("⚑")  # the flagged nose
+    assert not m.data(m.index(0, 0)).startswith("⚑")
+    rect = table.visualRect(m.index(3, 0))
     QTest.mouseClick(table.viewport(), Qt.MouseButton.LeftButton,
                      Qt.KeyboardModifier.NoModifier, rect.center())
     assert ed.canvas.selected == 3
