@@ -1,5 +1,6 @@
 """Regenerate the screenshots in docs/ (offscreen): the main window on the demo
-project at 1280x800 and 1920x1080, light and dark, and the age editor.
+project at 1280x800 and 1920x1080, light and dark, the history dock after a fix
+made by keys, the keyboard help, and the age editor.
 
     QT_QPA_PLATFORM=offscreen python -m app.screenshots [--out docs] [--train [--epochs 30]]
 
@@ -104,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
             name = f"main-{mode}-{size[0]}x{size[1]}.png"
             win.grab().save(str(args.out / name))
             shots.append(name)
+        if mode == "light":
+            shots += _history_and_keys_shots(win, args.out, wait, wait_until)
         win.close()
         wait(100)
     if args.age_source:
@@ -113,6 +116,46 @@ def main(argv: list[str] | None = None) -> int:
     workers.stop_all()
     print("\n".join(str(args.out / s) for s in shots))
     return 0
+
+
+def _history_and_keys_shots(win, out: Path, wait, wait_until) -> list[str]:  # noqa: ANN001
+    """The history dock after a fix made by keys (A, then two nudges), the version
+    before it drawn on the image; and the keyboard help. The fix is undone after."""
+    from PySide6.QtCore import Qt
+    from PySide6.QtTest import QTest
+
+    from app.dialogs.keys_dialog import KeysDialog
+
+    win.resize(1280, 800)
+    win._size_docks()
+    win.activateWindow()
+    ed = win.editor
+    ed.setFocus()
+    n_before = len(ed.state.versions)
+    QTest.keyClick(win, Qt.Key.Key_A)
+    for _ in range(2):
+        QTest.keyClick(win, Qt.Key.Key_Right)
+    win._toggle_history()
+    wait_until(lambda: win.history.tree.topLevelItemCount() > n_before)
+    tree = win.history.tree
+    for r in range(tree.topLevelItemCount()):  # the version the fix replaced
+        item = tree.topLevelItem(r)
+        if int(item.data(0, Qt.ItemDataRole.UserRole) or 0) == n_before:
+            item.setSelected(True)
+    wait(400)
+    shots = ["history-1280x800.png"]
+    win.grab().save(str(out / shots[0]))
+    tree.clearSelection()
+    for _ in range(2):  # the nudges undo as one step, then the accept
+        QTest.keyClick(win, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    win._toggle_history()
+    dlg = KeysDialog(win.key_sections(), win)
+    dlg.show()
+    wait(300)
+    shots.append("keys-help.png")
+    dlg.grab().save(str(out / shots[-1]))
+    dlg.close()
+    return shots
 
 
 def _age_shot(source: Path, tmp: Path, out: Path, wait, wait_until,  # noqa: ANN001

@@ -175,6 +175,8 @@ class EditorWidget(QWidget, EditCommands):
                              else Qt.ToolButtonStyle.ToolButtonIconOnly)
         b.setAutoRaise(True)
         b.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        # a window made narrower can shrink: resizeEvent then drops the texts
+        b.setMinimumWidth(28)
         return b
 
     def _setup_ui(self) -> None:

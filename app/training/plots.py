@@ -63,7 +63,9 @@ class TrainingPlots(QWidget):
             w.setToolTip(xlabel)
             pi.setMenuEnabled(False)
             pi.hideButtons()
-            w.setMinimumSize(110, 110)
+            # narrow enough that a window made smaller (1920 -> 1280) can shrink before the
+            # plots reflow into fewer columns
+            w.setMinimumSize(60, 110)
             self.plots[name] = w
             return w
 
