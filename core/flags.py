@@ -6,12 +6,14 @@ the benchmarks) asks here instead of re-deriving a rule from the numbers. A
 ``Project.scores`` return, or a :class:`core.project.ScoreRow`); ``method`` is
 the run's method.
 
-The rule is the trainer's (:mod:`core.scoring`): every method scores a point by
-its outlier log-odds; a landmark is flagged above 0 (probability over one half)
-and a sample by the family-wise bound of ``image_threshold``. Runs stored before
-every method had probabilities keep their meaning: a baseline's row without
-probabilities holds residual ratios (the residual over the typical one), flagged
-over :data:`LEGACY_RATIO_FLAG`, a sample with any flagged landmark.
+The rule is the trainer's (:mod:`core.scoring`): every method scores a point, and
+a sample, by the log-odds that its label is wrong; either is flagged above 0
+(probability over one half). Runs stored before every method had probabilities
+keep their meaning: a baseline's row without probabilities holds residual ratios
+(the residual over the typical one), flagged over :data:`LEGACY_RATIO_FLAG`, a
+sample with any flagged landmark. (A DeepGUM run stored before samples had their
+own log-odds scored a sample by its worst landmark: it is flagged when that
+landmark is.)
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from core.scoring import flags, image_flagged, image_threshold
+from core.scoring import flags
+from core.scoring import sample_flagged as score_flagged
 
 LEGACY_RATIO_FLAG = 3.0  # old baseline runs: 3 times the typical residual
 
@@ -59,17 +62,16 @@ def landmark_flags(row: Any, method: str | None) -> np.ndarray:
 
 def sample_flagged(row: Any, method: str | None) -> bool:
     """Whether the run calls the sample's label wrong."""
-    s = unit_scores(row)
     if is_log_odds(row, method):
-        return image_flagged(s.tolist())
+        score = _field(row, "score")
+        return score_flagged(None if score is None else float(score))
     return bool(landmark_flags(row, method).any())
 
 
-def sample_threshold(n_units: int, log_odds: bool = True) -> float:
-    """The sample score above which :func:`sample_flagged` calls a sample with
-    ``n_units`` judged points wrong (a sample's score is its worst point's), so a
+def sample_threshold(log_odds: bool = True) -> float:
+    """The sample score above which :func:`sample_flagged` calls a sample wrong, so a
     store can count flagged samples with one score comparison."""
-    return image_threshold(n_units) if log_odds else LEGACY_RATIO_FLAG
+    return 0.0 if log_odds else LEGACY_RATIO_FLAG
 
 
 def landmark_probs(row: Any, method: str | None) -> np.ndarray | None:

@@ -210,7 +210,7 @@ class LandmarkCanvas(QGraphicsView):
     def _fit_scale(self, r: QRectF) -> float:
         """The view scale at which ``r`` (an image rectangle) fits the viewport."""
         f = self._fit_rect(r)
-        vp = self.viewport().rect()
+        vp = self.viewport().rect().adjusted(2, 2, -2, -2)  # fitInView keeps 2 px clear
         return min(vp.width() / max(f.width(), 1e-9), vp.height() / max(f.height(), 1e-9))
 
     def fit(self) -> None:

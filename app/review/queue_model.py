@@ -124,10 +124,8 @@ def _counts(project: Any, run_id: int | None, log_odds: bool) -> dict[str, int]:
     """Samples per review status, plus ``flagged`` (the samples the run calls wrong, by
     the one flag rule) and ``flagged_left`` (those not reviewed yet): two counts."""
     counts = dict(project.review_counts())
-    schema = project.schema
-    if run_id is not None and schema is not None:
-        n_units = schema.n_keypoints if schema.task == "landmarks" else 1
-        t = flag_rule.sample_threshold(n_units, log_odds)
+    if run_id is not None:
+        t = flag_rule.sample_threshold(log_odds)
         counts["flagged"] = project.queue_count(run_id=run_id, min_score=t + 1e-12)
         counts["flagged_left"] = project.queue_count(run_id=run_id, min_score=t + 1e-12,
                                                      statuses=["unreviewed"])

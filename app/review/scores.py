@@ -51,6 +51,18 @@ def doubt_level(prob: float | None, score: float | None, method: str | None) -> 
     return flag_rule.flag_level(score, method == "deepgum")
 
 
+# the run's named error (core.issues) and the key that fixes it
+ISSUE_HINTS = {
+    "points": "a few landmarks: Tab to them, A takes the model's",
+    "swap": "left and right exchanged: S swaps them back",
+    "shifted": "the whole label shifted: Ctrl+Shift+A takes the model's",
+    "other_person": "drawn on someone else: Ctrl+Shift+A, or X to exclude",
+    "many_points": "many landmarks off: Shift+A, or Ctrl+Shift+A for all",
+    "age": "the age: A takes the model's",
+    "hard": "a hard image (the model is unsure, the label may be right)",
+}
+
+
 def score_for_level(level: float | None, log_odds: bool) -> float | None:
     """The score at a doubt level (a probability): the inverse of :func:`doubt_level`."""
     if level is None:
@@ -75,6 +87,7 @@ class SampleScores:
     flagged: bool  # the sample, by the one flag rule
     prediction: np.ndarray | None  # (K, 2) image pixels, or (1,) years
     prediction_std: np.ndarray | None
+    issue: str | None = None  # the likely kind of error the run names (core.issues)
 
     @classmethod
     def of(cls, row: Any, method: str | None,
@@ -99,7 +112,8 @@ class SampleScores:
                    None if prob is None else float(prob), units,
                    flag_rule.landmark_probs(row, method), flag_rule.landmark_flags(row, method),
                    flag_rule.sample_flagged(row, method), pred_arr,
-                   None if std is None else np.asarray(std, dtype=np.float64))
+                   None if std is None else np.asarray(std, dtype=np.float64),
+                   field(row, "issue"))
 
     def _unit(self, i: int) -> tuple[float | None, float | None]:
         s = float(self.unit_scores[i]) if 0 <= i < len(self.unit_scores) else math.nan

@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
 )
 
 from app import theme
+from app.review.scores import ISSUE_HINTS
 from app.review.state import SampleState
 from app.review.timeline import VISIBILITY
 
@@ -168,6 +169,10 @@ class SideCard(QFrame):
         form.addRow(self.doubt_label, self.f_doubt)
         form.addRow(role_label("Label", "muted"), self.f_version)
         v.addLayout(form)
+        self.f_issue = QLabel("")
+        self.f_issue.setWordWrap(True)
+        self.f_issue.hide()
+        v.addWidget(self.f_issue)
         self.stack = QStackedWidget()
         self.stack.addWidget(self._landmarks_page())
         self.stack.addWidget(self._age_page())
@@ -287,6 +292,10 @@ class SideCard(QFrame):
                                        f"color: {theme.level_color(sc.level_sample())}")
         self.doubt_label.setText("P(wrong)" if sc is None or sc.unit_probs is not None
                                  or sc.prob is not None else "Residual")
+        issue = None if sc is None else sc.issue
+        self.f_issue.setVisible(bool(issue) and st.status == "unreviewed")
+        if issue:
+            self.f_issue.setText(f"Likely: {ISSUE_HINTS.get(issue, issue)}")
         who = lab.author if lab.author and lab.author != lab.origin else ""
         self.f_version.setText(f"v{len(st.versions)} · {lab.origin}" + (f" · {who}" if who else ""))
         if lab.points is None:

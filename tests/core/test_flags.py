@@ -11,7 +11,7 @@ import pytest
 from core import flags
 from core.noise import apply_noise
 from core.project import Project, ScoreRow
-from core.scoring import image_flagged
+from core.scoring import sample_flagged
 from core.training import TrainConfig, train
 from tests.core.synth import make_dots_project
 
@@ -70,7 +70,7 @@ def test_the_rule_is_the_trainers_for_every_method(runs):
                 assert f.shape == (4,) and f.dtype == bool
                 np.testing.assert_array_equal(f, s > 0.0)
                 np.testing.assert_array_equal(f, flags.landmark_probs(row, method) > 0.5)
-                assert flags.sample_flagged(row, method) == image_flagged(s)
+                assert flags.sample_flagged(row, method) == sample_flagged(row["score"])
             clean, bad = _detection(project, project.scores(run_id), method)
             assert clean < 0.1 and bad > 0.3, (method, clean, bad)
 
@@ -106,6 +106,7 @@ def test_rows_of_every_shape():
     age = ScoreRow(1, 2.0, 0.88)  # an age: no landmark scores, the sample's one score
     assert flags.landmark_flags(age, "huber").tolist() == [True]
     assert flags.sample_flagged(age, "l2")
+    assert not flags.sample_flagged(ScoreRow(1, -0.5, 0.38), "tukey")
     # old baseline rows (no probability): ratios, flagged over 3
     assert not flags.sample_flagged({"score": 2.0}, "l2")
     assert flags.sample_flagged({"score": 3.5}, "l2")
