@@ -44,18 +44,39 @@ class QueueFilter:
     max_prob: float | None = None
     split: str | None = None
     search: str = ""
+    # the search box's terms (app.review.search), on top of the widgets' choices
+    q_statuses: tuple[str, ...] = ()
+    q_min_prob: float | None = None
+    q_max_prob: float | None = None
+    q_split: str | None = None
+    landmark: int | None = None  # samples whose worst landmark is this one
+    issue: str | None = None  # the run's named likely error
+    sort: str = "score"  # score, prob, path, status, split, worst_landmark, id
+    descending: bool = True
+
+    @property
+    def emulated(self) -> bool:
+        """Asks for what today's ``Project.queue`` cannot do (see :func:`_ordered`)."""
+        return self.landmark is not None or bool(self.issue) or \
+            (self.sort, self.descending) not in (("score", True), ("prob", True))
 
     def kwargs(self, log_odds: bool = True) -> dict[str, Any]:
         """``Project.queue``'s keywords. It filters by score: a probability bound is
         turned into the run's score (``log_odds``: every run since all methods give
         probabilities; else an old baseline run's residual ratio, on the colour scale)."""
-        lo = [v for v in (self.min_score, score_for_level(self.min_prob, log_odds))
-              if v is not None]
-        hi = [v for v in (self.max_score, score_for_level(self.max_prob, log_odds))
-              if v is not None]
-        return {"statuses": list(self.statuses) or None,
+        lo = [v for v in (self.min_score, score_for_level(self.min_prob, log_odds),
+                          score_for_level(self.q_min_prob, log_odds)) if v is not None]
+        hi = [v for v in (self.max_score, score_for_level(self.max_prob, log_odds),
+                          score_for_level(self.q_max_prob, log_odds)) if v is not None]
+        statuses = list(self.statuses or self.q_statuses)
+        if self.statuses and self.q_statuses:  # both: the statuses both allow
+            statuses = [st for st in self.statuses if st in self.q_statuses] or ["(none)"]
+        split = self.split or self.q_split
+        if self.split and self.q_split and self.split != self.q_split:
+            split = "(none)"
+        return {"statuses": statuses or None,
                 "min_score": max(lo) if lo else None, "max_score": min(hi) if hi else None,
-                "split": self.split or None, "search": self.search or None}
+                "split": split or None, "search": self.search or None}
 
 
 @dataclass(frozen=True)
@@ -110,6 +131,41 @@ def _fetch_rows(project: Any, kw: dict[str, Any], run_id: int | None, page: int,
                 pred = sc["prediction"][0]
         out.append(QueueRow(int(sid), path, split, status, score, prob, wi, ws, age, pred))
     return out
+
+
+SORT_KEYS = {"path": 1, "split": 2, "status": 3, "score": 4, "prob": 4, "id": 0}
+
+
+def _ordered(project: Any, flt: QueueFilter, kw: dict[str, Any],
+             run_id: int | None) -> list[tuple]:
+    """The whole filtered queue in ``flt``'s order, as ``Project.queue`` rows, for what
+    today's ``Project.queue`` cannot do itself (a sort other than by score, a worst
+    landmark, a named issue): one query for the rows, one for the run's scores when
+    the landmark or issue is asked for, then Python. The store's queue takes these as
+    keywords; this function goes when it does."""
+    rows = project.queue(run_id=run_id, **kw)
+    extra: dict[int, tuple[int | None, str | None]] = {}
+    if run_id is not None and (flt.landmark is not None or flt.issue
+                               or flt.sort == "worst_landmark"):
+        for sid, r in project.scores(run_id).items():
+            extra[int(sid)] = (_worst(field(r, "landmark_scores"))[0], field(r, "issue"))
+    if flt.landmark is not None:
+        rows = [r for r in rows if extra.get(int(r[0]), (None, None))[0] == flt.landmark]
+    if flt.issue:
+        rows = [r for r in rows if extra.get(int(r[0]), (None, None))[1] == flt.issue]
+    if flt.sort == "worst_landmark":
+        def key(r: tuple) -> tuple:
+            w = extra.get(int(r[0]), (None, None))[0]
+            return (w is None, -1 if w is None else w)
+    else:
+        col = SORT_KEYS.get(flt.sort, 4)
+
+        def key(r: tuple) -> tuple:
+            return (r[col] is None, r[col] if r[col] is not None else 0)
+    rows.sort(key=key, reverse=flt.descending)
+    if flt.descending:  # unscored rows stay last either way
+        rows.sort(key=lambda r: key(r)[0])
+    return rows
 
 
 def _log_odds(project: Any, run_id: int | None, method: str | None) -> bool:
@@ -167,12 +223,17 @@ def _serve(ctx: WorkerContext, requests: queue.Queue) -> None:
             method = None if run_id is None else field(project.run(run_id), "method")
             log_odds = _log_odds(project, run_id, method)
             kw = flt.kwargs(log_odds)
-            count = project.queue_count(run_id=run_id, **kw)
-            rows = _fetch_rows(project, kw, run_id, 0)
+            snapshot = None
+            if flt.emulated:
+                snapshot, snap_gen = _ordered(project, flt, kw, run_id), gen
+                count = len(snapshot)
+                rows = _fetch_rows(project, kw, run_id, 0, snapshot)
+            else:
+                count = project.queue_count(run_id=run_id, **kw)
+                rows = _fetch_rows(project, kw, run_id, 0)
             ctx.emit(("reset", gen, run_id, method, count, rows,
                       _counts(project, run_id, log_odds)), force=True)
-            snapshot = None
-            if count > PAGE:
+            if count > PAGE and snapshot is None:
                 snapshot = project.queue(run_id=run_id, **kw)
                 snap_gen = gen
             continue
@@ -239,6 +300,10 @@ class QueueModel(QAbstractTableModel):
             self._worker.stop_and_join()
             self._worker.deleteLater()
             self._worker = None
+
+    @property
+    def keypoints(self) -> tuple[str, ...]:
+        return self._keypoints
 
     @property
     def filter(self) -> QueueFilter:

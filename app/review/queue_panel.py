@@ -28,7 +28,20 @@ from PySide6.QtWidgets import (
 
 from app import theme
 from app.review.queue_model import QueueModel
+from app.review.search import parse as parse_search
+from core.issues import ISSUES
 from core.project import REVIEW_STATUSES, SPLITS
+
+# header column -> the queue's sort key
+SORT_COLUMNS = {0: "score", 1: "path", 2: "split", 3: "status", 4: "score", 5: "prob",
+                6: "worst_landmark"}
+
+
+def search_help() -> str:
+    from app.review import search
+
+    return search.__doc__.split("\n\n", 1)[1].rsplit("\n\n", 1)[0]
+
 
 NOT_RANKED = "Not ranked yet: train a model to flag the labels that look wrong."
 PACE_WINDOW = 20  # the last decisions the pace is taken from
@@ -78,15 +91,19 @@ class QueuePanel(QWidget):
         grid.setHorizontalSpacing(6)
         grid.setVerticalSpacing(6)
         self.search = QLineEdit()
-        self.search.setPlaceholderText("Search paths…")
+        self.search.setPlaceholderText("Search: path, status:fixed, p>0.8, point:nose_tip…")
+        self.search.setToolTip(search_help())
         theme.bind_icon(self.search.addAction(theme.icon("search"),
                                               QLineEdit.ActionPosition.LeadingPosition), "search")
         self.search.setClearButtonEnabled(True)
         self._search_timer = QTimer(self, singleShot=True, interval=250)
-        self._search_timer.timeout.connect(
-            lambda: self.model.update_filter(search=self.search.text().strip()))
+        self._search_timer.timeout.connect(self._apply_search)
         self.search.textChanged.connect(lambda _t: self._search_timer.start())
         grid.addWidget(self.search, 0, 0, 1, 3)
+        self.search_note = QLabel("")
+        self.search_note.setWordWrap(True)
+        self.search_note.hide()
+        grid.addWidget(self.search_note, 2, 0, 1, 3)
 
         self.status = QComboBox()
         for text, statuses in STATUS_FILTERS:
@@ -189,6 +206,11 @@ class QueuePanel(QWidget):
             hh.setSectionHidden(col, True)
         hh.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         hh.customContextMenuRequested.connect(self._header_menu)
+        # a click on a header sorts by that column; again: the other way
+        hh.setSectionsClickable(True)
+        hh.setSortIndicatorShown(True)
+        hh.setSortIndicator(-1, Qt.SortOrder.DescendingOrder)
+        hh.sectionClicked.connect(self._sort_by)
         self.table.selectionModel().currentRowChanged.connect(self._on_current)
         v.addWidget(self.table, 1)
 
@@ -201,6 +223,28 @@ class QueuePanel(QWidget):
             a.setChecked(not hh.isSectionHidden(col))
             a.toggled.connect(lambda on, c=col: hh.setSectionHidden(c, not on))
         menu.exec(hh.mapToGlobal(pos))
+
+    def _apply_search(self) -> None:
+        res = parse_search(self.search.text(), self.model.keypoints, ISSUES)
+        f = res.fields
+        self.search_note.setText("Ignored: " + "; ".join(res.errors) if res.errors else "")
+        self.search_note.setVisible(bool(res.errors))
+        self.search_note.setStyleSheet(f"color: {theme.colors().outlier}")
+        self.model.update_filter(search=f.get("search", ""), q_statuses=f.get("statuses", ()),
+                                 q_min_prob=f.get("min_prob"), q_max_prob=f.get("max_prob"),
+                                 q_split=f.get("split"), landmark=f.get("landmark"),
+                                 issue=f.get("issue"))
+
+    def _sort_by(self, col: int) -> None:
+        key = SORT_COLUMNS.get(col, "score")
+        flt = self.model.filter
+        if flt.sort == key:
+            descending = not flt.descending
+        else:  # text columns start A-Z, numbers highest first
+            descending = key in ("score", "prob")
+        self.table.horizontalHeader().setSortIndicator(
+            col, Qt.SortOrder.DescendingOrder if descending else Qt.SortOrder.AscendingOrder)
+        self.model.update_filter(sort=key, descending=descending)
 
     def selected_samples(self) -> list[int]:
         """The sample ids of the selected rows (loaded ones), in row order."""
@@ -220,6 +264,13 @@ class QueuePanel(QWidget):
             a = menu.addAction(text)
             a.triggered.connect(lambda _=False, s=status, ids=ids: self.batch_requested.emit(ids, s))
         menu.addSeparator()
+        current = self.model.row(self.current_row())
+        if current is not None and current.worst_landmark is not None:
+            name = self.model.keypoints[current.worst_landmark] \
+                if current.worst_landmark < len(self.model.keypoints) \
+                else str(current.worst_landmark)
+            worst = menu.addAction(f"Show the samples whose worst point is {name}")
+            worst.triggered.connect(lambda: self.search.setText(f"point:{name}"))
         paths = [self.model.row(r).path for r in sorted(
             i.row() for i in self.table.selectionModel().selectedRows())
             if self.model.row(r) is not None]
