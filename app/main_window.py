@@ -418,7 +418,7 @@ class MainWindow(QMainWindow):
     def key_sections(self) -> list[tuple[str, list[tuple[str, str]]]]:
         """The keyboard help's content, from the actions themselves."""
         from app.dialogs.keys_dialog import action_rows
-        from app.review.editor import MOUSE
+        from app.review.keys import MOUSE
 
         a = self.editor.actions_by_name
         editor = [n for n in a if not n.startswith("nudge")]
