@@ -16,7 +16,7 @@ def _gui(project: str | None) -> int:
     if problem:
         print(problem, file=sys.stderr)
         return 1
-    from app.main_window import run_gui
+    from app.startup import run_gui
 
     return run_gui(project)
 

@@ -1,14 +1,13 @@
-"""The main window (thin: it builds widgets and wires signals; logic is in core/)
-and ``run_gui``, the entry point ``gumshoe`` / ``gumshoe open PROJECT`` call."""
+"""The main window (thin: it builds widgets and wires signals; logic is in core/).
+``app.startup.run_gui`` creates the application around it."""
 
 from __future__ import annotations
 
 import logging
-import sys
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QByteArray, Qt, QTimer
+from PySide6.QtCore import QByteArray, Qt
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (
     QApplication,
@@ -24,7 +23,7 @@ from app import errors, qtfix, theme, workers
 from app.review.editor import EditorWidget
 from app.review.history_panel import HistoryPanel
 from app.review.queue_panel import QueuePanel
-from app.settings import data_dir, log_dir, settings
+from app.settings import data_dir, settings
 from app.training.panel import TrainingPanel
 from core.project import REVIEW_STATUSES, SUFFIX, Project, ProjectError
 
@@ -415,30 +414,10 @@ class MainWindow(QMainWindow):
             theme.apply(app, settings().theme)
             self._refresh_annotator()
 
-    def key_sections(self) -> list[tuple[str, list[tuple[str, str]]]]:
-        """The keyboard help's content, from the actions themselves."""
-        from app.dialogs.keys_dialog import action_rows
-        from app.review.keys import MOUSE
-
-        a = self.editor.actions_by_name
-        editor = [n for n in a if not n.startswith("nudge")]
-        split = editor.index("undo")
-        review = action_rows(a[n] for n in editor[:split])
-        review.insert(review.index(next(r for r in review if r[0] == "V")),
-                      ("Arrows, Shift+Arrows",
-                       "Nudge the selected landmark 1 px, 10 px (editor focused)"))
-        view = action_rows(a[n] for n in editor[split:])
-        window = action_rows([self.act_history, self.queue_dock.toggleViewAction(),
-                              self.training_dock.toggleViewAction(), self.act_open,
-                              self.act_import, self.act_export, self.act_prefs, self.act_keys,
-                              self.act_quit])
-        return [("Review", review), ("Edit and view", view), ("Mouse", list(MOUSE)),
-                ("Window", window)]
-
     def _show_keys(self) -> None:
-        from app.dialogs.keys_dialog import KeysDialog
+        from app.dialogs.keys_dialog import KeysDialog, window_sections
 
-        KeysDialog(self.key_sections(), self).exec()
+        KeysDialog(window_sections(self), self).exec()
 
     def _show_log(self) -> None:
         QMessageBox.information(self, "Log file", str(errors.log_file() or "logging is off"))
@@ -492,29 +471,3 @@ class MainWindow(QMainWindow):
         self.editor.images.close()
         workers.stop_all()
         event.accept()
-
-
-def run_gui(project_path: str | None) -> int:
-    """Create the application, open ``project_path`` (None: the demo) and run."""
-    qtfix.install()
-    app = QApplication.instance() or QApplication(sys.argv[:1])
-    app.setApplicationName("Gumshoe")
-    app.setOrganizationName("Gumshoe")
-    app.setDesktopFileName("gumshoe")
-    errors.setup_logging(log_dir())
-    errors.install()
-    st = settings()
-    theme.apply(app, st.theme)
-    theme.follow_system(app, lambda: settings().theme)
-    app.setWindowIcon(theme.app_icon())
-    win = MainWindow()
-    errors.sink().parent_widget = win
-    win.show()
-    win.ask_annotator_if_unknown()
-    if project_path:
-        QTimer.singleShot(0, lambda: win.open_project(project_path))
-    else:
-        QTimer.singleShot(0, win.open_demo)
-    rc = app.exec()
-    workers.stop_all()
-    return int(rc)

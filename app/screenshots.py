@@ -124,7 +124,7 @@ def _history_and_keys_shots(win, out: Path, wait, wait_until) -> list[str]:  # n
     from PySide6.QtCore import Qt
     from PySide6.QtTest import QTest
 
-    from app.dialogs.keys_dialog import KeysDialog
+    from app.dialogs.keys_dialog import KeysDialog, window_sections
 
     win.resize(1280, 800)
     win._size_docks()
@@ -149,7 +149,7 @@ def _history_and_keys_shots(win, out: Path, wait, wait_until) -> list[str]:  # n
     for _ in range(2):  # the nudges undo as one step, then the accept
         QTest.keyClick(win, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
     win._toggle_history()
-    dlg = KeysDialog(win.key_sections(), win)
+    dlg = KeysDialog(window_sections(win), win)
     dlg.show()
     wait(300)
     shots.append("keys-help.png")

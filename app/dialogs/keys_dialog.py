@@ -4,6 +4,7 @@ window, in two aligned columns, generated from the actions themselves."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QFont
@@ -77,3 +78,23 @@ class KeysDialog(QDialog):
         bb.rejected.connect(self.reject)
         v.addWidget(bb)
         self.resize(660, min(760, 80 + 22 * len(data)))
+
+
+def window_sections(win: Any) -> list[tuple[str, list[tuple[str, str]]]]:
+    """The keyboard help's content, from the actions themselves."""
+    from app.review.keys import MOUSE
+
+    a = win.editor.actions_by_name
+    editor = [n for n in a if not n.startswith("nudge")]
+    split = editor.index("undo")
+    review = action_rows(a[n] for n in editor[:split])
+    review.insert(review.index(next(r for r in review if r[0] == "V")),
+                  ("Arrows, Shift+Arrows",
+                   "Nudge the selected landmark 1 px, 10 px (editor focused)"))
+    view = action_rows(a[n] for n in editor[split:])
+    window = action_rows([win.act_history, win.queue_dock.toggleViewAction(),
+                          win.training_dock.toggleViewAction(), win.act_open,
+                          win.act_import, win.act_export, win.act_prefs, win.act_keys,
+                          win.act_quit])
+    return [("Review", review), ("Edit and view", view), ("Mouse", list(MOUSE)),
+            ("Window", window)]
