@@ -5,8 +5,8 @@ from __future__ import annotations
 
 # (name, text, icon, keys, tip): the editor's actions, in the order menus show them
 ACTIONS = (
-    ("previous", "Previous sample", "previous", ["K"], "Previous sample in the queue"),
     ("next", "Next sample", "next", ["J"], "Next sample in the queue"),
+    ("previous", "Previous sample", "previous", ["K"], "Previous sample in the queue"),
     ("next_flag", "Next flagged point", "", ["Tab"],
      "Select the next flagged landmark, worst first"),
     ("previous_flag", "Previous flagged point", "", ["Shift+Tab", "Backtab"],
@@ -19,7 +19,7 @@ ACTIONS = (
     ("accept_all", "Accept flagged", "accept-all", ["Shift+A"],
      "Accept the model's estimate for every flagged landmark"),
     ("accept_every", "Accept the model's whole label", "", ["Ctrl+Shift+A"],
-     "Replace every landmark with the model's estimate (a label that is wrong throughout)"),
+     "Replace every landmark with the model's estimate"),
     ("confirm", "Label is right", "confirm", ["C"], "Confirm the label is right and go on"),
     ("exclude", "Exclude", "exclude", ["X"], "Exclude the sample from training and export"),
     ("visibility", "Visible / occluded / not labelled", "visibility", ["V"],
