@@ -31,6 +31,7 @@ from PySide6.QtWidgets import (
 )
 
 from app import theme
+from app.review.rows import field
 from app.settings import DEVICES, settings
 from app.training import runner
 from app.training.plots import TrainingPlots
@@ -47,20 +48,20 @@ RESUMABLE = ("paused", "failed", "interrupted")
 
 def _gone(run: dict[str, Any]) -> bool:
     """A 'running' run whose process, on this host, no longer exists."""
-    if run.get("host") != os.uname().nodename or not run.get("pid"):
+    if field(run, "host") != os.uname().nodename or not field(run, "pid"):
         return False
     try:
-        os.kill(int(run["pid"]), 0)
+        os.kill(int(field(run, "pid")), 0)
     except ProcessLookupError:
         return True
     except OSError:
         return False
-    return int(run["pid"]) == os.getpid() and not any(
+    return int(field(run, "pid")) == os.getpid() and not any(
         w.objectName() == "training" for w in live_workers())
 
 
 def _total_epochs(run: dict[str, Any]) -> int:
-    params = run.get("params") or {}
+    params = field(run, "params") or {}
     return int((params.get("config") or {}).get("epochs") or params.get("epochs") or 0)
 
 
@@ -222,11 +223,11 @@ class TrainingPanel(QWidget):
             self._show_run(None)
             return
         latest = runs[-1]
-        if self.run_id != latest["id"]:
-            self._follow(latest["id"])
-        run = next(r for r in runs if r["id"] == self.run_id)
-        if run["updated_at"] != self._seen_updated:
-            self._seen_updated = run["updated_at"]
+        if self.run_id != field(latest, "id"):
+            self._follow(field(latest, "id"))
+        run = next(r for r in runs if field(r, "id") == self.run_id)
+        if field(run, "updated_at") != self._seen_updated:
+            self._seen_updated = field(run, "updated_at")
             rows = self.project.epochs(self.run_id, after=self._last_epoch)
             for row in rows:
                 self._add_epoch(row)
@@ -235,7 +236,7 @@ class TrainingPanel(QWidget):
         self._show_run(run)
         # every scores write of any run (this window's, or `gumshoe train` elsewhere)
         # re-ranks; a write touches its run's row, so look only when a run changed
-        stamp = tuple((r["id"], r["updated_at"]) for r in runs)
+        stamp = tuple((field(r, "id"), field(r, "updated_at")) for r in runs)
         if stamp != self._runs_stamp:
             self._runs_stamp = stamp
             sr = self.project.scored_run()
@@ -254,26 +255,26 @@ class TrainingPanel(QWidget):
         self.plots.clear()
 
     def _add_epoch(self, row: dict[str, Any]) -> None:
-        e = int(row["epoch"])
+        e = int(field(row, "epoch"))
         x = e + 1
         self._last_epoch = e
         for s in self.plots.series.values():
             if s is not self.plots.inlier and s is not self.plots.batch_loss:
                 s.replace_from(x)
-        self.plots.loss.append(x, row.get("train_loss"))
-        self.plots.val.append(x, row.get("val_error"))
-        self.plots.speed.append(x, row.get("images_per_s"))
-        metrics = row.get("metrics") or {}
+        self.plots.loss.append(x, field(row, "train_loss"))
+        self.plots.val.append(x, field(row, "val_error"))
+        self.plots.speed.append(x, field(row, "images_per_s"))
+        metrics = field(row, "metrics") or {}
         if self._started_here != self.run_id:  # from the file only: one EM point per epoch
-            if row.get("inlier_fraction") is not None:
+            if field(row, "inlier_fraction") is not None:
                 self._em_step += 1
-                self.plots.inlier.append(self._em_step, row["inlier_fraction"])
+                self.plots.inlier.append(self._em_step, field(row, "inlier_fraction"))
             hist = metrics.get("histogram")
             if isinstance(hist, list) and hist:
                 n = len(hist)
                 self.plots.set_histogram(np.linspace(0, 1, n + 1), np.asarray(hist))
-        if row.get("seconds") is not None:
-            self._epoch_secs.append(float(row["seconds"]))
+        if field(row, "seconds") is not None:
+            self._epoch_secs.append(float(field(row, "seconds")))
 
     def _show_run(self, run: dict[str, Any] | None) -> None:
         if run is None:
@@ -288,18 +289,18 @@ class TrainingPanel(QWidget):
             self._update_buttons()
             self.run_state_changed.emit("no run")
             return
-        status = run["status"]
-        if status == "running" and run["id"] != self._started_here and _gone(run):
+        status = field(run, "status")
+        if status == "running" and field(run, "id") != self._started_here and _gone(run):
             status = "interrupted"  # its process ended without saying so (killed)
         self._run_status = status
         total = _total_epochs(run)
         done = self._last_epoch + 1
         where = self._who(run)
-        self.run_label.setText(f"Run {run['id']} · {run['method']} · {status}"
-                               f"{' · ' + run['device'] if run.get('device') else ''}\n"
+        self.run_label.setText(f"Run {field(run, 'id')} · {field(run, 'method')} · {status}"
+                               f"{' · ' + field(run, 'device') if field(run, 'device') else ''}\n"
                                f"{'trained' if status in ACTIVE else 'started'} by {where}")
         self._set_busy(status in ACTIVE or self.training_here,
-                       f"run {run['id']} ({run['method']}) by {where}")
+                       f"run {field(run, 'id')} ({field(run, 'method')}) by {where}")
         left = None
         if status in ACTIVE and total and done:
             per_epoch = self._mean_epoch_seconds()
@@ -318,24 +319,24 @@ class TrainingPanel(QWidget):
         names = {"loss": "loss", "val": "val error", "inlier": "inliers", "speed": "images/s"}
         self.progress.setToolTip("\n".join(f"{label}: {self.plots.value(k)}"
                                            for k, label in names.items() if self.plots.value(k)))
-        if run.get("message") and status == "failed":
+        if field(run, "message") and status == "failed":
             self.failure.setText(f"<span style='color:{theme.colors().outlier}'>"
-                                 f"{html.escape(str(run['message']))}</span>")
+                                 f"{html.escape(str(field(run, 'message')))}</span>")
             self.failure.show()
         else:
             self.failure.hide()
         self._update_buttons()
-        self.run_state_changed.emit(f"run {run['id']} {run['method']}: {status}, "
+        self.run_state_changed.emit(f"run {field(run, 'id')} {field(run, 'method')}: {status}, "
                                     f"epoch {done}/{total or '?'}")
 
     def _who(self, run: dict[str, Any]) -> str:
         """Who trains (or trained) ``run``, in a phrase."""
-        if self._started_here == run["id"] or (self.training_here and self.run_id == run["id"]):
+        if self._started_here == field(run, "id") or (self.training_here and self.run_id == field(run, "id")):
             return "this window"
-        here = run.get("host") == os.uname().nodename
-        if run.get("pid") == os.getpid() and here:
+        here = field(run, "host") == os.uname().nodename
+        if field(run, "pid") == os.getpid() and here:
             return "another window of this app"
-        return f"pid {run.get('pid')} on {run.get('host') or '?'}"
+        return f"pid {field(run, 'pid')} on {field(run, 'host') or '?'}"
 
     def _set_busy(self, busy: bool, who: str) -> None:
         if (busy, who) != self._busy:
@@ -456,7 +457,7 @@ class TrainingPanel(QWidget):
     def _on_finished(self) -> None:
         run_id = self._started_here
         if self._stop_requested and run_id is not None and self.project is not None \
-                and self.project.run(run_id)["status"] == "paused":
+                and field(self.project.run(run_id), "status") == "paused":
             self.project.update_run(run_id, status="stopped", message="stopped in the app")
         self._stop_requested = False
         self.poll()
