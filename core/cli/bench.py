@@ -37,7 +37,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     add_estep_arguments(p)
     p.add_argument("--backbone", default=d.backbone, help="default: %(default)s")
     p.add_argument("--weights", help="local ImageNet weights file for a backbone other than cnn")
-    p.add_argument("--head", choices=HEADS, default=d.head, help="default: %(default)s")
+    p.add_argument("--head", choices=("auto", *HEADS), default=d.head, help="default: %(default)s")
     p.add_argument("--folds", type=int, default=d.folds,
                    help="cross-fitting folds (default: %(default)s = in-sample scores)")
     p.add_argument("--workdir", type=Path, help="keep the projects here (default: a temporary folder)")

@@ -123,7 +123,7 @@ class Trainer:
         self.method = make_method(cfg.method, data.problem, cfg)
         n_scales = data.n_points if self.method.predicts_scale else 0
         self.model = build_model(data.n_dims, cfg.backbone, cfg.image_size, cfg.weights,
-                                 n_scales=n_scales, head=cfg.head)
+                                 n_scales=n_scales, head=cfg.head_for(data.task))
         self.model.to(self.device).to(memory_format=torch.channels_last)
         self.method.to(self.device)
         self.optimizer = torch.optim.AdamW(
