@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections import Counter
 from pathlib import Path
 
+from core.image_cache import problem_rows
+from core.paths import shown
 from core.project import Project
+
+SHOWN_PROBLEMS = 20
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -19,6 +24,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     with Project.open(args.project) as project:
         info = project.info()
+        info["image_problems"] = problem_rows(project)
     if args.json:
         print(json.dumps(info))
         return 0
@@ -33,4 +39,14 @@ def run(args: argparse.Namespace) -> int:
     print(f"  labels     {info['labels']} versions from {info['sources']} source(s)")
     print(f"  skipped    {info['skipped']} items at import")
     print(f"  runs       {info['runs']}")
+    problems = info["image_problems"]
+    if problems:
+        kinds = Counter(str(r["kind"]) for r in problems)
+        print(f"  images     {len(problems)} images unusable ("
+              + ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))
+              + "), left out of training:")
+        for r in problems[:SHOWN_PROBLEMS]:
+            print(f"    {shown(str(r['path']))}: {r['kind']}")
+        if len(problems) > SHOWN_PROBLEMS:
+            print(f"    ... and {len(problems) - SHOWN_PROBLEMS} more (--json lists all)")
     return 0

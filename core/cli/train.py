@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from types import FrameType
 
+from core.cli.arguments import image_size
 from core.cli.progress import bar
 from core.models import HEADS
 from core.project import Project
@@ -42,7 +43,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("project", type=Path)
     p.add_argument("--method", choices=METHODS, default=d.method, help="default: %(default)s")
     p.add_argument("--epochs", type=int, default=d.epochs, help="default: %(default)s")
-    p.add_argument("--image-size", type=int, default=d.image_size,
+    p.add_argument("--image-size", type=image_size, default=d.image_size,
                    help="input side in pixels, a multiple of 32 (default: %(default)s)")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="default: %(default)s")
     p.add_argument("--lr", type=float, default=d.lr, help="default: %(default)s")
@@ -72,6 +73,9 @@ class _Printer(Callbacks):
         self.pbar = bar("epoch", unit="batch")
 
     def on_status(self, event: StatusEvent) -> None:
+        if event.message.startswith("left out "):  # images changed, missing or unreadable
+            self.pbar.write(f"warning: {event.message}", file=sys.stderr)
+            return
         self.pbar.set_description_str(event.message[:40] if event.status == "preparing" else "train")
 
     def on_batch(self, event: BatchProgress) -> None:

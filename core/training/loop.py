@@ -18,9 +18,13 @@ written. The loop knows no method by name (:mod:`core.robust`).
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import math
 import os
+import sqlite3
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +43,7 @@ from core.training.checkpoints import (
     CHECKPOINT_FORMAT,
     CHECKPOINT_VERSION,
     CheckpointError,
+    check_states,
     checkpoint_path,
     load_checkpoint,
     save_checkpoint,
@@ -162,6 +167,7 @@ class Trainer:
             raise CheckpointError(
                 f"{self.ck_path}: the training samples changed since this checkpoint "
                 f"({len(saved)} then, {len(ids)} now; exclusions or splits edited): start a new run")
+        check_states(self.ck_path, ck, self.model, self.optimizer)
         try:
             self.model.load_state_dict(ck["model"])
             self.optimizer.load_state_dict(ck["optimizer"])
@@ -353,6 +359,17 @@ def train(project_path: str | os.PathLike[str], config: TrainConfig | None = Non
         project.close()
 
 
+def left_out_message(project: Project, errors: dict[int, str]) -> str:
+    """One line on the samples a run leaves out because their image cannot be used."""
+    from core.image_cache import image_problems
+
+    kinds = Counter(p.kind for sid, p in image_problems(project.cache_dir).items()
+                    if sid in errors)
+    detail = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())) or "unreadable"
+    return (f"left out {len(errors)} images that cannot be used ({detail}); "
+            "`gumshoe info` lists them")
+
+
 def _train_run(project: Project, run_id: int, cfg: TrainConfig, cb: Callbacks, stop: StopFn,
                resumed: bool) -> int:
     if cfg.threads > 0:
@@ -366,6 +383,8 @@ def _train_run(project: Project, run_id: int, cfg: TrainConfig, cb: Callbacks, s
         data = load_data(project, cfg.image_size,
                          lambda done, total: cb.on_status(StatusEvent(
                              run_id, "preparing", f"caching images {done}/{total}")), stop)
+        if data.errors:
+            cb.on_status(StatusEvent(run_id, "preparing", left_out_message(project, data.errors)))
         ck = checkpoint_path(project, run_id)
         if cfg.folds > 1:
             from core.training.folds import run_cross_fitted
@@ -383,7 +402,11 @@ def _train_run(project: Project, run_id: int, cfg: TrainConfig, cb: Callbacks, s
         return run_id
     except BaseException as exc:
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        recorder.status("failed", msg)
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC and exc.strerror:
+            msg = exc.strerror  # "disk full: PATH"
+        # the disk may still be full: report the first failure, not this one
+        with contextlib.suppress(sqlite3.Error):
+            recorder.status("failed", msg)
         cb.on_status(StatusEvent(run_id, "failed", msg))
         raise
     recorder.status("finished")
