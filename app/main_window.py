@@ -247,6 +247,8 @@ class MainWindow(QMainWindow):
         st.add_recent(project.path)
         self._update_title()
         self.editor.setFocus()  # the keys act on the sample from the start
+        if project.warnings:  # read-only, upgraded, on a network file system
+            self.statusBar().showMessage("  ·  ".join(project.warnings))
         log.info("opened %s", project.path)
         return True
 

@@ -8,6 +8,9 @@ the file (:mod:`app.review.timeline`).
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -15,6 +18,7 @@ import numpy as np
 from app.review.history import Batch, Edit, Targets, apply_edit
 from app.review.state import SampleState
 from app.review.timeline import Change, timeline
+from core.project import LabelConflictError, ProjectError
 
 NUDGE_PX = 1.0
 NUDGE_SHIFT_PX = 10.0
@@ -28,7 +32,8 @@ BATCH_NOTES = {"confirmed": "label is right", "excluded": "excluded",
 def write_reviews(ctx: Any, sample_ids: list[int], status: str,
                   author: str) -> list[tuple[int, str, str, str]]:
     """Worker: set ``status`` on each sample that does not have it yet; returns
-    (sample id, status before, after, note) of those changed."""
+    (sample id, status before, after, note) of those changed. A sample whose status
+    another process changes between the read and the write is left as it is."""
     project = ctx.project()
     note = BATCH_NOTES.get(status, status) + " (batch)"
     out = []
@@ -37,8 +42,9 @@ def write_reviews(ctx: Any, sample_ids: list[int], status: str,
             break
         before = project.sample(sid).review_status
         if before != status:
-            project.set_review(sid, status, author=author, note=note)
-            out.append((sid, before, status, note))
+            with contextlib.suppress(LabelConflictError):
+                project.set_review(sid, status, author=author, note=note, replaces=before)
+                out.append((sid, before, status, note))
     return out
 
 
@@ -65,15 +71,28 @@ class EditCommands:
         sid = st.sample.id
         before = Targets.of(st.label)
         status_before = st.status
-        self.project.add_label(sid, points=targets.points, visibility=targets.visibility,
-                               age=targets.age, origin=origin, author=self.annotator,
-                               note=description)
-        self.history.push(Edit(sid, description, status_before, "fixed", before, targets),
-                          merge)
+        try:  # compare-and-append: refused if someone else changed the sample meanwhile
+            lid = self.project.add_label(sid, points=targets.points, visibility=targets.visibility,
+                                         age=targets.age, origin=origin, author=self.annotator,
+                                         note=description, replaces=st.label.id)
+        except (ProjectError, sqlite3.Error) as exc:
+            self._not_saved(exc)
+            return
+        self.history.push(Edit(sid, description, status_before, "fixed", before, targets,
+                               st.label.id, lid), merge)
         self._file_undo = None
         self._reload(select)
         self.edited.emit(sid, "fixed")
         self.history_changed.emit()
+
+    def _not_saved(self, exc: Exception, what: str = "Not saved") -> None:
+        """An edit the file refused (another annotator's newer version, a locked or
+        read-only file): show the sample as stored now, so the marker goes back, and why."""
+        if self.state is not None:
+            with contextlib.suppress(ProjectError, sqlite3.Error):
+                self._reload(self.canvas.selected)
+        why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        self.message.emit(f"{what}: {why}")
 
     def _points(self) -> tuple[np.ndarray, np.ndarray] | None:
         st = self.state
@@ -233,7 +252,12 @@ class EditCommands:
             return
         sid = st.sample.id
         before = st.status
-        self.project.set_review(sid, status, author=self.annotator, note=description)
+        try:
+            self.project.set_review(sid, status, author=self.annotator, note=description,
+                                    replaces=before)
+        except (ProjectError, sqlite3.Error) as exc:
+            self._not_saved(exc)
+            return
         self.history.push(Edit(sid, description, before, status))
         self._file_undo = None
         self.edited.emit(sid, status)
@@ -289,7 +313,10 @@ class EditCommands:
         else:
             self.show_sample(edit.sample_id)
         self.history_changed.emit()
-        self.message.emit(("Undone: " if undo else "Redone: ") + edit.description)
+        refused = edit.refused if isinstance(edit, Batch) else ()
+        self.message.emit(("Undone: " if undo else "Redone: ") + edit.description
+                          + (f" (not {len(refused)} changed since: {refused[0]})"
+                             if refused else ""))
 
     def _file_changes(self) -> list[Change]:
         st = self.state
@@ -301,6 +328,13 @@ class EditCommands:
         in the file (an earlier session's, or another annotator's), step by step."""
         if self.project is None:
             return
+        try:
+            self._undo()
+        except (ProjectError, sqlite3.Error) as exc:
+            self._not_saved(exc, "Not undone")
+        self._update_enabled()
+
+    def _undo(self) -> None:
         if self.history.can_undo():
             self._after_history(self.history.undo(self.project, self.annotator), True)
         elif self.state is not None:
@@ -311,16 +345,23 @@ class EditCommands:
             if n <= 0:
                 self.message.emit("Nothing left to undo on this sample")
                 return
-            change = changes[n - 1]
-            edit = change.as_edit(sid)
-            apply_edit(self.project, edit, undo=True, author=self.annotator)
+            # from what is shown now back to the state before that change (checked
+            # against what is shown: refused if someone else changed the sample since)
+            st = self.state
+            edit = changes[n - 1].as_edit(sid)
+            edit = replace(edit, status_after=st.status)
+            if edit.before is not None:
+                edit = replace(edit, after=Targets.of(st.label), label_after=st.label.id)
+            edit = apply_edit(self.project, edit, undo=True, author=self.annotator)
             self.history.push_undone(edit)
             self._after_history(edit, True)
             # the undo appended a change at the end; the next one takes the change before
             self._file_undo = (sid, n - 1)
-        self._update_enabled()
 
     def redo(self) -> None:
         if self.project is not None:
-            self._after_history(self.history.redo(self.project, self.annotator), False)
+            try:
+                self._after_history(self.history.redo(self.project, self.annotator), False)
+            except (ProjectError, sqlite3.Error) as exc:
+                self._not_saved(exc, "Not redone")
             self._update_enabled()

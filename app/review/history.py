@@ -2,15 +2,19 @@
 
 An undo never deletes anything: it appends a new label version that restores
 the previous targets (or a new review event restoring the previous status),
-so the file keeps every step and who took it.
+so the file keeps every step and who took it. Each step names the version (or
+status) it replaces, so an undo or redo after someone else changed the sample is
+refused (``LabelConflictError``) instead of reverting their edit.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
+
+from core.project import LabelConflictError
 
 
 @dataclass(frozen=True)
@@ -33,15 +37,19 @@ class Edit:
     status_after: str
     before: Targets | None = None  # None: a review-only edit (confirm, exclude)
     after: Targets | None = None
+    label_before: int | None = None  # the label versions holding each side (None: unchecked)
+    label_after: int | None = None
 
 
 @dataclass(frozen=True)
 class Batch:
     """Review decisions on many samples at once (the queue's batch confirm/exclude):
-    one undo step."""
+    one undo step. ``refused`` names the samples an undo or redo left alone because
+    someone else changed them since."""
 
     edits: tuple[Edit, ...]
     description: str
+    refused: tuple[str, ...] = ()
 
     @property
     def sample_id(self) -> int:
@@ -56,21 +64,33 @@ class Batch:
         return self.edits[0].status_after
 
 
-def apply_edit(project: Any, edit: Edit | Batch, *, undo: bool, author: str) -> None:
-    """Write ``edit`` (forward) or its inverse (undo) as new, committed records."""
+def apply_edit(project: Any, edit: Edit | Batch, *, undo: bool, author: str) -> Edit | Batch:
+    """Write ``edit`` (forward) or its inverse (undo) as new, committed records, each
+    naming the version it replaces; returns the edit with the version just written.
+    A batch applies what it can: the samples changed by someone else since are left
+    as they are and named in the returned batch's ``refused``."""
     if isinstance(edit, Batch):
+        done, refused = [], []
         for e in edit.edits:
-            apply_edit(project, e, undo=undo, author=author)
-        return
+            try:
+                done.append(apply_edit(project, e, undo=undo, author=author))
+            except LabelConflictError as exc:
+                refused.append(str(exc).splitlines()[0])
+        if not done:
+            raise LabelConflictError("; ".join(refused))
+        return Batch(tuple(done), edit.description, tuple(refused))
     targets = edit.before if undo else edit.after
     status = edit.status_before if undo else edit.status_after
     note = ("undo: " if undo else "redo: ") + edit.description
     if targets is None:
-        project.set_review(edit.sample_id, status, author=author, note=note)
-    else:
-        project.add_label(edit.sample_id, points=targets.points, visibility=targets.visibility,
-                          age=targets.age, origin="annotator", author=author, note=note,
-                          review_status=status)
+        project.set_review(edit.sample_id, status, author=author, note=note,
+                           replaces=edit.status_after if undo else edit.status_before)
+        return edit
+    lid = project.add_label(edit.sample_id, points=targets.points, visibility=targets.visibility,
+                            age=targets.age, origin="annotator", author=author, note=note,
+                            review_status=status,
+                            replaces=edit.label_after if undo else edit.label_before)
+    return replace(edit, label_before=lid) if undo else replace(edit, label_after=lid)
 
 
 class EditHistory:
@@ -89,14 +109,15 @@ class EditHistory:
         if merge is not None and merge == self._merge and isinstance(top, Edit) \
                 and isinstance(edit, Edit) and top.sample_id == edit.sample_id:
             self._undo[-1] = Edit(edit.sample_id, edit.description, top.status_before,
-                                  edit.status_after, top.before, edit.after)
+                                  edit.status_after, top.before, edit.after, top.label_before,
+                                  edit.label_after)
         else:
             self._undo.append(edit)
             del self._undo[:-self._limit]
         self._merge = merge
         self._redo.clear()
 
-    def push_undone(self, edit: Edit) -> None:
+    def push_undone(self, edit: Edit | Batch) -> None:
         """An edit undone from outside the session (the file's history): redo-able."""
         self._redo.append(edit)
         self._merge = None
@@ -108,22 +129,24 @@ class EditHistory:
         return bool(self._redo)
 
     def undo(self, project: Any, author: str) -> Edit | Batch | None:
+        """Undo the latest edit; refused (and forgotten: it can no longer be undone)
+        when someone else changed the sample since."""
         if not self._undo:
             return None
         self._merge = None
         edit = self._undo.pop()
-        apply_edit(project, edit, undo=True, author=author)
-        self._redo.append(edit)
-        return edit
+        done = apply_edit(project, edit, undo=True, author=author)
+        self._redo.append(done)
+        return done
 
     def redo(self, project: Any, author: str) -> Edit | Batch | None:
         if not self._redo:
             return None
         self._merge = None
         edit = self._redo.pop()
-        apply_edit(project, edit, undo=False, author=author)
-        self._undo.append(edit)
-        return edit
+        done = apply_edit(project, edit, undo=False, author=author)
+        self._undo.append(done)
+        return done
 
     def clear(self) -> None:
         self._undo.clear()

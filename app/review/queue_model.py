@@ -1,22 +1,25 @@
 """The review queue as a lazy Qt table model over ``Project.queue``.
 
-Rows are fetched a page at a time by a background worker with its own project
-connection (sorting 100 000 samples costs ~0.2 s, too long for the GUI
-thread). ``rowCount`` comes from ``queue_count``; rows not loaded yet show a
-placeholder and request their page; the most recent requests are served first,
-so the rows on screen fill in while scrolling. Pages are kept in a bounded LRU
-cache. A filter change or new scores reset the model.
+Rows are fetched by a background worker with its own project connection. A reset
+(new filter, sort or scores) answers with the first page at once (at most three
+SQL statements however big the project), then with the whole ordering as sample
+ids (``Project.queue_ids``: the row count, and a snapshot that keeps the order
+stable while the annotator edits); later pages are cut from the snapshot and read
+with ``Project.queue_rows`` (one statement, each row's review status fresh), so a
+deep page costs no ``OFFSET`` walk. Rows not loaded yet show a placeholder and
+request their page; the most recent requests are served first, so the rows on
+screen fill in while scrolling. Pages are kept in a bounded LRU cache.
 """
 
 from __future__ import annotations
 
-import math
 import queue
 from collections import OrderedDict
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QObject, Qt, Signal
 from PySide6.QtGui import QBrush, QColor
 
@@ -25,6 +28,7 @@ from app.review.rows import field
 from app.review.scores import doubt_level, doubt_text, score_for_level
 from app.workers import Worker, WorkerContext
 from core import flags as flag_rule
+from core.project import QueueRow
 
 PAGE = 200
 MAX_PAGES = 300
@@ -37,6 +41,8 @@ STATUS_LABELS = {"unreviewed": "to review", "confirmed": "confirmed", "fixed": "
 
 @dataclass(frozen=True)
 class QueueFilter:
+    """What the queue shows, in ``Project.queue``'s terms (see there)."""
+
     statuses: tuple[str, ...] = ()
     min_score: float | None = None
     max_score: float | None = None
@@ -51,121 +57,49 @@ class QueueFilter:
     q_split: str | None = None
     landmark: int | None = None  # samples whose worst landmark is this one
     issue: str | None = None  # the run's named likely error
-    sort: str = "score"  # score, prob, path, status, split, worst_landmark, id
+    conflicts: bool = False  # only samples a merge found changed in two copies
+    sort: str = "score"  # score, prob, path, status, split, worst_landmark, reviewed_at, id
     descending: bool = True
 
-    @property
-    def emulated(self) -> bool:
-        """Asks for what today's ``Project.queue`` cannot do (see :func:`_ordered`)."""
-        return self.landmark is not None or bool(self.issue) or \
-            (self.sort, self.descending) not in (("score", True), ("prob", True))
-
     def kwargs(self, log_odds: bool = True) -> dict[str, Any]:
-        """``Project.queue``'s keywords. It filters by score: a probability bound is
-        turned into the run's score (``log_odds``: every run since all methods give
-        probabilities; else an old baseline run's residual ratio, on the colour scale)."""
+        """``Project.queue``'s keywords. A probability bound is turned into a bound on the
+        run's score (``log_odds``: every run since all methods give probabilities; else an
+        old baseline run's residual ratio, on the colour scale)."""
         lo = [v for v in (self.min_score, score_for_level(self.min_prob, log_odds),
                           score_for_level(self.q_min_prob, log_odds)) if v is not None]
         hi = [v for v in (self.max_score, score_for_level(self.max_prob, log_odds),
                           score_for_level(self.q_max_prob, log_odds)) if v is not None]
         statuses = list(self.statuses or self.q_statuses)
         if self.statuses and self.q_statuses:  # both: the statuses both allow
-            statuses = [st for st in self.statuses if st in self.q_statuses] or ["(none)"]
-        split = self.split or self.q_split
-        if self.split and self.q_split and self.split != self.q_split:
-            split = "(none)"
+            statuses = [st for st in self.statuses if st in self.q_statuses]
         return {"statuses": statuses or None,
                 "min_score": max(lo) if lo else None, "max_score": min(hi) if hi else None,
-                "split": split or None, "search": self.search or None}
+                "split": self.split or self.q_split or None, **self._rest()}
 
+    @property
+    def matches_nothing(self) -> bool:
+        """The widgets and the search box ask for statuses or splits no sample can have
+        at once (``status:fixed`` while the status box shows 'to review')."""
+        if self.statuses and self.q_statuses and not set(self.statuses) & set(self.q_statuses):
+            return True
+        return bool(self.split and self.q_split and self.split != self.q_split)
 
-@dataclass(frozen=True)
-class QueueRow:
-    sample_id: int
-    path: str
-    split: str
-    status: str
-    score: float | None
-    outlier_prob: float | None
-    worst_landmark: int | None
-    worst_score: float | None
-    age: float | None = None  # age projects: the stored age and the model's estimate
-    predicted_age: float | None = None
+    def _rest(self) -> dict[str, Any]:
+        return {"search": self.search or None, "landmark": self.landmark,
+                "issue": self.issue or None, "conflicts": self.conflicts, "sort": self.sort,
+                "descending": self.descending}
 
 
 # ------------------------------------------------------------------ worker side
 
 
-def _worst(landmark_scores: list[float] | None) -> tuple[int | None, float | None]:
-    if not landmark_scores:
-        return None, None
-    best_i, best = None, -math.inf
-    for i, v in enumerate(landmark_scores):
-        if v is not None and not math.isnan(v) and v > best:
-            best_i, best = i, v
-    return best_i, (None if best_i is None else best)
-
-
 def _fetch_rows(project: Any, kw: dict[str, Any], run_id: int | None, page: int,
-                snapshot: list[tuple] | None = None) -> list[QueueRow]:
-    """One page of rows; from ``snapshot`` (the whole ranking, ids in order) when there is
-    one, with each row's review status read fresh, else with an OFFSET query."""
+                snapshot: np.ndarray | None = None) -> list[QueueRow]:
+    """One page of rows: cut from ``snapshot`` (the whole ordering as sample ids) when
+    there is one (one statement), else by ``Project.queue`` (at most three)."""
     if snapshot is not None:
-        raw = [(sid, path, split, project.sample(int(sid)).review_status, score, prob)
-               for sid, path, split, _status, score, prob
-               in snapshot[page * PAGE:(page + 1) * PAGE]]
-    else:
-        raw = project.queue(run_id=run_id, limit=PAGE, offset=page * PAGE, **kw)
-    is_age = project.schema is not None and project.schema.task == "age"
-    out = []
-    for sid, path, split, status, score, prob in raw:
-        wi = ws = age = pred = None
-        sc = None
-        if run_id is not None and score is not None:
-            sc = project.sample_score(int(sid), run_id)
-            if sc is not None:
-                wi, ws = _worst(sc.get("landmark_scores"))
-        if is_age:
-            age = project.current_label(int(sid)).age
-            if sc is not None and sc.get("prediction"):
-                pred = sc["prediction"][0]
-        out.append(QueueRow(int(sid), path, split, status, score, prob, wi, ws, age, pred))
-    return out
-
-
-SORT_KEYS = {"path": 1, "split": 2, "status": 3, "score": 4, "prob": 4, "id": 0}
-
-
-def _ordered(project: Any, flt: QueueFilter, kw: dict[str, Any],
-             run_id: int | None) -> list[tuple]:
-    """The whole filtered queue in ``flt``'s order, as ``Project.queue`` rows, for what
-    today's ``Project.queue`` cannot do itself (a sort other than by score, a worst
-    landmark, a named issue): one query for the rows, one for the run's scores when
-    the landmark or issue is asked for, then Python. The store's queue takes these as
-    keywords; this function goes when it does."""
-    rows = project.queue(run_id=run_id, **kw)
-    extra: dict[int, tuple[int | None, str | None]] = {}
-    if run_id is not None and (flt.landmark is not None or flt.issue
-                               or flt.sort == "worst_landmark"):
-        for sid, r in project.scores(run_id).items():
-            extra[int(sid)] = (_worst(field(r, "landmark_scores"))[0], field(r, "issue"))
-    if flt.landmark is not None:
-        rows = [r for r in rows if extra.get(int(r[0]), (None, None))[0] == flt.landmark]
-    if flt.issue:
-        rows = [r for r in rows if extra.get(int(r[0]), (None, None))[1] == flt.issue]
-    if flt.sort == "worst_landmark":
-        def key(r: tuple) -> tuple:
-            w = extra.get(int(r[0]), (None, None))[0]
-            return (w is None, -1 if w is None else w)
-    else:
-        col = SORT_KEYS.get(flt.sort, 4)
-
-        def key(r: tuple) -> tuple:
-            return (r[col] is None, r[col] if r[col] is not None else 0)
-    rows.sort(key=key, reverse=flt.descending)
-    if flt.descending:  # unscored rows stay last either way
-        rows.sort(key=lambda r: key(r)[0])
-    return rows
+        return project.queue_rows(snapshot[page * PAGE:(page + 1) * PAGE].tolist(), run_id)
+    return project.queue(run_id=run_id, limit=PAGE, offset=page * PAGE, **kw)
 
 
 def _log_odds(project: Any, run_id: int | None, method: str | None) -> bool:
@@ -173,7 +107,7 @@ def _log_odds(project: Any, run_id: int | None, method: str | None) -> bool:
     if run_id is None or method == "deepgum":
         return True
     top = project.queue(run_id=run_id, limit=1)
-    return bool(top) and top[0][5] is not None
+    return bool(top) and top[0].outlier_prob is not None
 
 
 def _counts(project: Any, run_id: int | None, log_odds: bool) -> dict[str, int]:
@@ -189,25 +123,27 @@ def _counts(project: Any, run_id: int | None, log_odds: bool) -> dict[str, int]:
 
 
 def _serve(ctx: WorkerContext, requests: queue.Queue) -> None:
-    """Worker loop: newest request first; stale generations dropped.
-
-    A reset answers with the count and the first page at once (two quick queries),
-    then takes a snapshot of the whole ranking (one query, ~0.3 s for 100 000 rows)
-    from which every later page is cut: a deep ``OFFSET`` would re-sort the table for
-    each page. The snapshot also keeps the row order stable while the annotator edits.
-    """
+    """Worker loop: newest request first; stale generations dropped. See the module
+    docstring; the snapshot is read 64 k ids at a time and abandoned when a newer
+    reset arrives meanwhile."""
     project = ctx.project()
     resets: list[tuple] = []
     pages: list[tuple] = []
-    snapshot: list[tuple] | None = None
-    snap_gen = -1
-    while not ctx.should_stop():
+    snapshot: np.ndarray | None = None
+    snap_gen = kw_gen = -1
+    kw: dict[str, Any] = {}
+
+    def drain(block: bool) -> None:
         try:
             while True:
-                req = requests.get(timeout=0.05 if not (resets or pages) else 0.0)
+                req = requests.get(timeout=0.05 if block else 0.0)
                 (resets if req[0] in ("reset", "counts") else pages).append(req)
+                block = False
         except queue.Empty:
             pass
+
+    while not ctx.should_stop():
+        drain(block=not (resets or pages))
         if resets:
             req = resets.pop()
             if req[0] == "counts":
@@ -220,22 +156,23 @@ def _serve(ctx: WorkerContext, requests: queue.Queue) -> None:
             resets.clear()
             pages = [p for p in pages if p[1] > gen]
             run_id = project.scored_run()
-            method = None if run_id is None else field(project.run(run_id), "method")
+            method = None if run_id is None else project.run(run_id).method
             log_odds = _log_odds(project, run_id, method)
-            kw = flt.kwargs(log_odds)
+            kw_gen, kw = gen, flt.kwargs(log_odds)
+            rows = [] if flt.matches_nothing else _fetch_rows(project, kw, run_id, 0)
+            complete = len(rows) < PAGE
+            ctx.emit(("reset", gen, run_id, method, len(rows), rows,
+                      _counts(project, run_id, log_odds), complete), force=True)
             snapshot = None
-            if flt.emulated:
-                snapshot, snap_gen = _ordered(project, flt, kw, run_id), gen
-                count = len(snapshot)
-                rows = _fetch_rows(project, kw, run_id, 0, snapshot)
-            else:
-                count = project.queue_count(run_id=run_id, **kw)
-                rows = _fetch_rows(project, kw, run_id, 0)
-            ctx.emit(("reset", gen, run_id, method, count, rows,
-                      _counts(project, run_id, log_odds)), force=True)
-            if count > PAGE and snapshot is None:
-                snapshot = project.queue(run_id=run_id, **kw)
-                snap_gen = gen
+            if not complete:
+                def newer(gen: int = gen) -> bool:
+                    drain(block=False)
+                    return ctx.should_stop() or any(r[0] == "reset" and r[1] > gen
+                                                    for r in resets)
+                ids = project.queue_ids(run_id=run_id, cancel=newer, **kw)
+                if ids is not None:
+                    snapshot, snap_gen = ids, gen
+                    ctx.emit(("count", gen, len(ids)), force=True)
             continue
         if pages:
             while len(pages) > MAX_PENDING:  # forget the oldest requests
@@ -243,7 +180,8 @@ def _serve(ctx: WorkerContext, requests: queue.Queue) -> None:
                 ctx.emit(("dropped", gen, page), force=True)
             _, gen, flt, run_id, page = pages.pop()
             snap = snapshot if gen == snap_gen else None
-            kw = flt.kwargs(_log_odds(project, run_id, None))
+            if snap is None and gen != kw_gen:  # an older reset's page (rare)
+                kw_gen, kw = gen, flt.kwargs(_log_odds(project, run_id, None))
             ctx.emit(("page", gen, page, _fetch_rows(project, kw, run_id, page, snap)),
                      force=True)
 
@@ -261,6 +199,7 @@ class QueueModel(QAbstractTableModel):
         self._filter = QueueFilter()
         self._gen = 0
         self._loaded_gen = -1
+        self._counted = False
         self._count = 0
         self._pages: OrderedDict[int, list[QueueRow]] = OrderedDict()
         self._pending: set[int] = set()
@@ -332,6 +271,11 @@ class QueueModel(QAbstractTableModel):
     def loaded(self) -> bool:
         return self._loaded_gen == self._gen
 
+    @property
+    def counted(self) -> bool:
+        """The row count is final (the whole ordering has been read)."""
+        return self.loaded and self._counted
+
     # ---------------------------------------------------------- replies (GUI thread)
     def _on_reply(self, msg: tuple) -> None:
         kind = msg[0]
@@ -340,9 +284,10 @@ class QueueModel(QAbstractTableModel):
             self.counts_changed.emit(self.counts)
             return
         if kind == "reset":
-            _, gen, run_id, method, count, rows, counts = msg
+            _, gen, run_id, method, count, rows, counts, complete = msg
             if gen != self._gen:
                 return
+            self._counted = complete
             self.beginResetModel()
             self.run_id, self.run_method = run_id, method
             self.path_prefix = common_folder([r.path for r in rows])
@@ -354,6 +299,23 @@ class QueueModel(QAbstractTableModel):
             self.counts = counts
             self.counts_changed.emit(counts)
             self.reset_done.emit()
+            return
+        if kind == "count":  # the whole ordering is known: the rows beyond the first page
+            _, gen, count = msg
+            if gen != self._loaded_gen:
+                return
+            self._counted = True
+            if count == self._count:
+                return
+            if count > self._count:
+                self.beginInsertRows(QModelIndex(), self._count, count - 1)
+                self._count = count
+                self.endInsertRows()
+            else:
+                self.beginRemoveRows(QModelIndex(), count, self._count - 1)
+                self._count = count
+                self.endRemoveRows()
+            self.counts_changed.emit(self.counts)
             return
         if kind == "dropped":
             self._pending.discard(msg[2])
@@ -409,7 +371,7 @@ class QueueModel(QAbstractTableModel):
         for page, rows in self._pages.items():
             for i, row in enumerate(rows):
                 if row.sample_id == sample_id:
-                    rows[i] = replace(row, status=status)
+                    rows[i] = replace(row, review_status=status)
                     r = page * PAGE + i
                     self.dataChanged.emit(self.index(r, 0), self.index(r, len(COLUMNS) - 1))
         self.refresh_counts()
@@ -444,7 +406,7 @@ class QueueModel(QAbstractTableModel):
             return None
         if role == Qt.ItemDataRole.ForegroundRole:
             if c == 3:
-                return QBrush(QColor(_status_color(row.status)))
+                return QBrush(QColor(_status_color(row.review_status)))
             level = doubt_level(row.outlier_prob, row.score, self.run_method)
             if c in (4, 5) and level is not None:
                 return QBrush(QColor(theme.level_color(level)))
@@ -452,8 +414,10 @@ class QueueModel(QAbstractTableModel):
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         if role == Qt.ItemDataRole.ToolTipRole:
             tip = f"{row.path}\nsample {row.sample_id}"
-            if row.worst_score is not None:
-                tip += f"\nworst landmark score {row.worst_score:.2f}"
+            if row.issue:
+                tip += f"\nlikely error: {row.issue}"
+            if row.conflict:
+                tip += "\nchanged in two copies that were merged: both versions are kept"
             return tip
         if role == Qt.ItemDataRole.UserRole:
             return row.sample_id
@@ -465,7 +429,8 @@ class QueueModel(QAbstractTableModel):
         if c == 2:
             return row.split
         if c == 3:
-            return STATUS_LABELS.get(row.status, row.status)
+            text = STATUS_LABELS.get(row.review_status, row.review_status)
+            return "⚠ " + text if row.conflict else text
         if c == 4:
             return "" if row.score is None else _fmt_score(row.score)
         if c == 5:

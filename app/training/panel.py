@@ -31,12 +31,12 @@ from PySide6.QtWidgets import (
 )
 
 from app import theme
-from app.review.rows import field
 from app.settings import DEVICES, settings
 from app.training import runner
 from app.training.plots import TrainingPlots
 from app.widgets import scrolling
-from app.workers import Worker, live_workers
+from app.workers import Worker
+from core.project import Epoch, LeaseInfo, Run
 
 METHOD_LABELS = {"deepgum": "DeepGUM (robust)", "l2": "L2 (baseline)",
                  "huber": "Huber", "tukey": "Tukey biweight", "barron": "Barron adaptive"}
@@ -44,25 +44,11 @@ ACTIVE = ("running",)
 # a run ended by Stop is 'stopped' (not resumable); one paused (Pause, closing the app,
 # Ctrl-C) or cut short (failed, its process killed) continues from its checkpoint
 RESUMABLE = ("paused", "failed", "interrupted")
+OWNERS = {"cli": "gumshoe train", "gui": "the app", "bench": "gumshoe bench"}  # lease owners
 
 
-def _gone(run: dict[str, Any]) -> bool:
-    """A 'running' run whose process, on this host, no longer exists."""
-    if field(run, "host") != os.uname().nodename or not field(run, "pid"):
-        return False
-    try:
-        os.kill(int(field(run, "pid")), 0)
-    except ProcessLookupError:
-        return True
-    except OSError:
-        return False
-    return int(field(run, "pid")) == os.getpid() and not any(
-        w.objectName() == "training" for w in live_workers())
-
-
-def _total_epochs(run: dict[str, Any]) -> int:
-    params = field(run, "params") or {}
-    return int((params.get("config") or {}).get("epochs") or params.get("epochs") or 0)
+def _total_epochs(run: Run) -> int:
+    return run.epochs_planned
 
 
 def _fmt_time(s: float | None) -> str:
@@ -92,8 +78,12 @@ class TrainingPanel(QWidget):
         self._seen_updated: str | None = None
         self._started_here: int | None = None
         self._epoch_secs: list[float] = []
-        self._stop_requested = False  # Stop (not Pause, not closing): the run ends 'stopped'
-        self._scores_seen: tuple[int | None, int] = (None, -1)
+        # what a stop request means to this window's trainer: "pause" (closing the app,
+        # another project) or "stop" (the Stop button: the run ends, not resumable)
+        self._stop_mode: dict[str, str] = {"stop": "pause"}
+        self._scores_seen: tuple[int | None, int | None] = (None, None)
+        self.holder: LeaseInfo | None = None  # who holds the project's training lease
+        self._refused = ""  # why this window's last Start was refused (another trainer)
         self._runs_stamp: tuple = ()
         self._busy: tuple[bool, str] = (False, "")
         self._setup_ui()
@@ -186,16 +176,16 @@ class TrainingPanel(QWidget):
         self.run_id = None
         self._last_epoch = -1
         self._seen_updated = None
-        self._scores_seen = (None, -1)
+        self._scores_seen = (None, None)
         self._runs_stamp: tuple = ()
         self._started_here = None
-        self._stop_requested = False
+        self.holder = None
+        self._refused = ""
         self.plots.clear()
         if project is None:
             self.timer.stop()
             return
-        sr = project.scored_run()
-        self._scores_seen = (sr, -1 if sr is None else project.scores_version(sr))
+        self._scores_seen = self._published()
         self.poll()
         self.timer.start()
 
@@ -214,20 +204,30 @@ class TrainingPanel(QWidget):
         return self.worker is not None and self.worker.isRunning()
 
     # ------------------------------------------------------------------ following the file
+    def _published(self) -> tuple[int | None, int | None]:
+        """The run the queue ranks by and its published score set: a new set is a new
+        scores write (each write publishes a set of its own)."""
+        sr = self.project.scored_run()
+        return sr, None if sr is None else self.project.run(sr).score_set
+
     def poll(self) -> None:
-        """Cheap: the runs (a few rows) and the epochs after the last one shown."""
+        """Cheap: the lease row, the runs (a few rows) and the epochs after the last one
+        shown. The panel follows the run the lease holder trains (this window's, or
+        `gumshoe train` elsewhere), else the latest run."""
         if self.project is None:
             return
+        self.holder = self.project.lease_holder()
         runs = self.project.runs()
         if not runs:
             self._show_run(None)
             return
-        latest = runs[-1]
-        if self.run_id != field(latest, "id"):
-            self._follow(field(latest, "id"))
-        run = next(r for r in runs if field(r, "id") == self.run_id)
-        if field(run, "updated_at") != self._seen_updated:
-            self._seen_updated = field(run, "updated_at")
+        held = None if self.holder is None else self.holder.run_id
+        target = held if any(r.id == held for r in runs) else runs[-1].id
+        if self.run_id != target:
+            self._follow(target)
+        run = next(r for r in runs if r.id == self.run_id)
+        if run.updated_at != self._seen_updated:
+            self._seen_updated = run.updated_at
             rows = self.project.epochs(self.run_id, after=self._last_epoch)
             for row in rows:
                 self._add_epoch(row)
@@ -236,15 +236,14 @@ class TrainingPanel(QWidget):
         self._show_run(run)
         # every scores write of any run (this window's, or `gumshoe train` elsewhere)
         # re-ranks; a write touches its run's row, so look only when a run changed
-        stamp = tuple((field(r, "id"), field(r, "updated_at")) for r in runs)
+        stamp = tuple((r.id, r.updated_at, r.score_set) for r in runs)
         if stamp != self._runs_stamp:
             self._runs_stamp = stamp
-            sr = self.project.scored_run()
-            seen = (sr, -1 if sr is None else self.project.scores_version(sr))
+            seen = self._published()
             if seen != self._scores_seen:
                 self._scores_seen = seen
-                if sr is not None:
-                    self.scores_written.emit(sr)
+                if seen[0] is not None:
+                    self.scores_written.emit(seen[0])
 
     def _follow(self, run_id: int) -> None:
         self.run_id = run_id
@@ -254,32 +253,32 @@ class TrainingPanel(QWidget):
         self._seen_updated = None
         self.plots.clear()
 
-    def _add_epoch(self, row: dict[str, Any]) -> None:
-        e = int(field(row, "epoch"))
+    def _add_epoch(self, row: Epoch) -> None:
+        e = int(row.epoch)
         x = e + 1
         self._last_epoch = e
         for s in self.plots.series.values():
             if s is not self.plots.inlier and s is not self.plots.batch_loss:
                 s.replace_from(x)
-        self.plots.loss.append(x, field(row, "train_loss"))
-        self.plots.val.append(x, field(row, "val_error"))
-        self.plots.speed.append(x, field(row, "images_per_s"))
-        metrics = field(row, "metrics") or {}
+        self.plots.loss.append(x, row.train_loss)
+        self.plots.val.append(x, row.val_error)
+        self.plots.speed.append(x, row.images_per_s)
+        metrics = row.metrics or {}
         if self._started_here != self.run_id:  # from the file only: one EM point per epoch
-            if field(row, "inlier_fraction") is not None:
+            if row.inlier_fraction is not None:
                 self._em_step += 1
-                self.plots.inlier.append(self._em_step, field(row, "inlier_fraction"))
+                self.plots.inlier.append(self._em_step, row.inlier_fraction)
             hist = metrics.get("histogram")
             if isinstance(hist, list) and hist:
                 n = len(hist)
                 self.plots.set_histogram(np.linspace(0, 1, n + 1), np.asarray(hist))
-        if field(row, "seconds") is not None:
-            self._epoch_secs.append(float(field(row, "seconds")))
+        if row.seconds is not None:
+            self._epoch_secs.append(float(row.seconds))
 
-    def _show_run(self, run: dict[str, Any] | None) -> None:
+    def _show_run(self, run: Run | None) -> None:
         if run is None:
             self._run_status = ""
-            self._set_busy(self.training_here, "this window")
+            self._set_busy(self.training_here or self.holder is not None, self._holder_phrase())
             self.run_label.setText("No run yet. Pick a method and press Start, or run "
                                    "`gumshoe train` on this project elsewhere: it shows here.")
             self.progress.setRange(0, 1)
@@ -289,18 +288,23 @@ class TrainingPanel(QWidget):
             self._update_buttons()
             self.run_state_changed.emit("no run")
             return
-        status = field(run, "status")
-        if status == "running" and field(run, "id") != self._started_here and _gone(run):
-            status = "interrupted"  # its process ended without saying so (killed)
+        status = run.status
+        held = self.holder is not None and self.holder.run_id in (run.id, None)
+        if status == "running" and not held and not self.training_here:
+            status = "interrupted"  # nobody holds its lease: its trainer ended unsaid (killed)
         self._run_status = status
         total = _total_epochs(run)
         done = self._last_epoch + 1
-        where = self._who(run)
-        self.run_label.setText(f"Run {field(run, 'id')} · {field(run, 'method')} · {status}"
-                               f"{' · ' + field(run, 'device') if field(run, 'device') else ''}\n"
-                               f"{'trained' if status in ACTIVE else 'started'} by {where}")
-        self._set_busy(status in ACTIVE or self.training_here,
-                       f"run {field(run, 'id')} ({field(run, 'method')}) by {where}")
+        where = self._holder_phrase() if held else self._who(run)
+        self.run_label.setText(f"Run {run.id} · {run.method} · {status}"
+                               f"{' · ' + run.device if run.device else ''}\n"
+                               f"{'trained' if held or self.training_here else 'started'} "
+                               f"by {where}")
+        self.run_label.setToolTip(f"lease: {self.holder.describe()}" if self.holder else
+                                  "nobody trains this project now")
+        busy = self.training_here or self.holder is not None
+        self._set_busy(busy, f"run {run.id} ({run.method}) by {where}" if held or
+                       self.training_here else self._holder_phrase())
         left = None
         if status in ACTIVE and total and done:
             per_epoch = self._mean_epoch_seconds()
@@ -319,24 +323,36 @@ class TrainingPanel(QWidget):
         names = {"loss": "loss", "val": "val error", "inlier": "inliers", "speed": "images/s"}
         self.progress.setToolTip("\n".join(f"{label}: {self.plots.value(k)}"
                                            for k, label in names.items() if self.plots.value(k)))
-        if field(run, "message") and status == "failed":
+        failure = self._refused or (run.message if status == "failed" else "")
+        if failure:
             self.failure.setText(f"<span style='color:{theme.colors().outlier}'>"
-                                 f"{html.escape(str(field(run, 'message')))}</span>")
+                                 f"{html.escape(str(failure))}</span>")
             self.failure.show()
         else:
             self.failure.hide()
         self._update_buttons()
-        self.run_state_changed.emit(f"run {field(run, 'id')} {field(run, 'method')}: {status}, "
+        self.run_state_changed.emit(f"run {run.id} {run.method}: {status}, "
                                     f"epoch {done}/{total or '?'}")
 
-    def _who(self, run: dict[str, Any]) -> str:
+    def _holder_phrase(self) -> str:
+        """Who holds the project's training lease, in a phrase ("this window",
+        "gumshoe train, pid 812 on lab-2, since 14:02")."""
+        h = self.holder
+        if h is None:
+            return "this window" if self.training_here else ""
+        if h.pid == os.getpid() and h.host == os.uname().nodename:
+            return "this window" if self.training_here else "another window of this app"
+        since = h.since[11:16] if len(h.since) >= 16 else h.since
+        return f"{OWNERS.get(h.owner, h.owner)}, pid {h.pid} on {h.host}, since {since}"
+
+    def _who(self, run: Run) -> str:
         """Who trains (or trained) ``run``, in a phrase."""
-        if self._started_here == field(run, "id") or (self.training_here and self.run_id == field(run, "id")):
+        if self._started_here == run.id or (self.training_here and self.run_id == run.id):
             return "this window"
-        here = field(run, "host") == os.uname().nodename
-        if field(run, "pid") == os.getpid() and here:
+        here = run.host == os.uname().nodename
+        if run.pid == os.getpid() and here:
             return "another window of this app"
-        return f"pid {field(run, 'pid')} on {field(run, 'host') or '?'}"
+        return f"pid {run.pid} on {run.host or '?'}"
 
     def _set_busy(self, busy: bool, who: str) -> None:
         if (busy, who) != self._busy:
@@ -360,10 +376,15 @@ class TrainingPanel(QWidget):
         return float(np.mean(secs)) if secs else None
 
     @property
+    def held_elsewhere(self) -> bool:
+        """Another trainer (a process, another window) holds the project's lease."""
+        return self.holder is not None and not self.training_here
+
+    @property
     def can_resume(self) -> bool:
-        """The followed run is paused or cut short and nobody trains it: Resume
-        continues it from its checkpoint."""
-        return (not self.training_here and self.run_id is not None
+        """The followed run is paused or cut short and nobody trains the project:
+        Resume continues it from its checkpoint."""
+        return (not self.training_here and not self.held_elsewhere and self.run_id is not None
                 and self._run_status in RESUMABLE)
 
     def _update_buttons(self) -> None:
@@ -371,7 +392,10 @@ class TrainingPanel(QWidget):
         has = self.project is not None
         paused_here = here and self.worker.is_paused
         # Start: always a fresh run (other settings), unless a run is training
-        self.start_btn.setEnabled(has and not here and self._run_status not in ACTIVE)
+        self.start_btn.setEnabled(has and not here and not self.held_elsewhere)
+        self.start_btn.setToolTip(f"{self._holder_phrase()} trains this project: one run at a "
+                                  "time" if self.held_elsewhere else
+                                  "Train a new run with these settings")
         # Pause / Resume: this window's run, or resume the followed paused run
         resume = paused_here or self.can_resume
         self.pause_btn.setEnabled(here or self.can_resume)
@@ -407,14 +431,20 @@ class TrainingPanel(QWidget):
     def start(self, resume_run: int | None = None, **overrides: Any) -> Worker | None:
         if self.project is None or self.training_here:
             return None
+        self.holder = self.project.lease_holder()
+        if self.held_elsewhere:  # one run trains a project at a time
+            self.run_state_changed.emit(f"not started: {self._holder_phrase()} trains it")
+            self._update_buttons()
+            return None
+        self._refused = ""
         p = {**self.params(), **overrides}
         self._show_params(p)  # the panel shows what runs (e.g. the demo's first run)
         st = settings()
         st.method, st.epochs, st.image_size, st.device = (p["method"], p["epochs"],
                                                           p["image_size"], p["device"])
-        self._stop_requested = False
-        self.worker = Worker(runner.train_in_worker, p, resume_run, name="training",
-                             project_path=self.project.path, max_rate=10.0)
+        self._stop_mode = {"stop": "pause"}  # the Stop button makes it "stop"
+        self.worker = Worker(runner.train_in_worker, p, resume_run, self._stop_mode,
+                             name="training", project_path=self.project.path, max_rate=10.0)
         w = self.worker  # events of a worker shut down meanwhile (another project) are dropped
         self.worker.progress.connect(lambda ev, w=w: self._on_event(ev) if w is self.worker
                                      else None)
@@ -450,16 +480,11 @@ class TrainingPanel(QWidget):
         """End this window's run: it keeps its epochs and scores but is not resumable,
         so Start begins a fresh one (a pause, or closing the app, leaves it resumable)."""
         if self.training_here:
-            self._stop_requested = True
+            self._stop_mode["stop"] = "stop"  # the trainer ends the run 'stopped'
             self.worker.request_stop()
             self.run_label.setText("Stopping after the current batch…")
 
     def _on_finished(self) -> None:
-        run_id = self._started_here
-        if self._stop_requested and run_id is not None and self.project is not None \
-                and field(self.project.run(run_id), "status") == "paused":
-            self.project.update_run(run_id, status="stopped", message="stopped in the app")
-        self._stop_requested = False
         self.poll()
         self._update_buttons()
         self.worker_finished.emit()
@@ -467,6 +492,10 @@ class TrainingPanel(QWidget):
     def _on_event(self, ev: runner.Event) -> None:
         """Plain values from the worker (see app.training.runner)."""
         kind = ev.kind
+        if kind == "refused":  # another trainer took the lease first: nothing started
+            self._refused = ev.message
+            self.poll()
+            return
         if self._started_here != ev.run_id:  # the first event names the run
             self._started_here = ev.run_id
             if self.run_id != ev.run_id:
@@ -488,5 +517,5 @@ class TrainingPanel(QWidget):
             self.poll()
         elif kind == "scores":
             if self.project is not None:  # what the next poll will see
-                self._scores_seen = (ev.run_id, self.project.scores_version(ev.run_id))
+                self._scores_seen = self._published()
             self.scores_written.emit(ev.run_id)

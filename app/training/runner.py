@@ -21,7 +21,7 @@ HIST_BINS = 20
 
 @dataclass(frozen=True)
 class Event:
-    kind: str  # status | batch | em | epoch | scores
+    kind: str  # status | batch | em | epoch | scores | refused (another trainer holds it)
     run_id: int | None
     x: float = 0.0
     value: float | None = None
@@ -74,11 +74,17 @@ class _Forward:
         self.ctx.emit(Event("scores", ev.run_id, x=float(ev.epoch)), force=True)
 
 
-def train_in_worker(ctx: WorkerContext, params: dict[str, Any], resume_run: int | None) -> int:
-    """Worker function: one training run (or the resumption of a paused one)."""
+def train_in_worker(ctx: WorkerContext, params: dict[str, Any], resume_run: int | None,
+                    mode: dict[str, str] | None = None) -> int | None:
+    """Worker function: one training run (or the resumption of a paused one). A stop
+    request pauses the run (resumable) unless ``mode["stop"]`` is ``"stop"`` (the Stop
+    button: the run ends for good). Another trainer holding the project's lease (it
+    started between the panel's last look and this one) is a ``refused`` event and
+    None, not an error."""
     import os
 
     from core import training
+    from core.project import LeaseHeldError
 
     config = None
     if resume_run is None:
@@ -88,5 +94,13 @@ def train_in_worker(ctx: WorkerContext, params: dict[str, Any], resume_run: int 
                                       image_size=int(params["image_size"]),
                                       device=params["device"], threads=threads,
                                       **params.get("extra", {}))
-    return training.train(ctx.project_path, config, _Forward(ctx), ctx.should_stop,
-                          resume=resume_run)
+
+    def should_stop() -> str | bool:
+        return (mode or {}).get("stop", "pause") if ctx.should_stop() else False
+
+    try:
+        return training.train(ctx.project_path, config, _Forward(ctx), should_stop,
+                              resume=resume_run, owner="gui")
+    except LeaseHeldError as exc:
+        ctx.emit(Event("refused", resume_run, message=str(exc)), force=True)
+        return None

@@ -39,6 +39,11 @@ def run(args: argparse.Namespace) -> int:
     print(f"  labels     {info['labels']} versions from {info['sources']} source(s)")
     print(f"  skipped    {info['skipped']} items at import")
     print(f"  runs       {info['runs']}")
+    if info["conflicts"]:
+        print(f"  conflicts  {info['conflicts']} samples changed in two merged copies "
+              "(both versions kept; the queue flags them)")
+    for warning in info["warnings"]:
+        print(f"  warning    {warning}")
     problems = info["image_problems"]
     if problems:
         kinds = Counter(str(r["kind"]) for r in problems)

@@ -23,7 +23,8 @@ from core.project import ProjectError
 
 # command name -> module of core.cli
 COMMANDS = {"open": "open", "demo": "demo", "import": "imports", "info": "info",
-            "export": "export", "train": "train", "rank": "rank", "bench": "bench"}
+            "export": "export", "train": "train", "rank": "rank", "bench": "bench",
+            "merge": "merge", "backup": "backup"}
 
 GuiHook = Callable[[str | None], int]
 

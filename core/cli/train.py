@@ -118,16 +118,17 @@ def run(args: argparse.Namespace) -> int:
     previous = signal.signal(signal.SIGINT, on_signal)
     printer = _Printer(args.quiet)
     try:
-        run_id = train(args.project, config, printer, lambda: stop["now"], resume=args.resume)
+        run_id = train(args.project, config, printer, lambda: stop["now"], resume=args.resume,
+                       owner="cli")
     finally:
         signal.signal(signal.SIGINT, previous)
         printer.pbar.close()
     with Project.open(args.project) as project:
         info = project.run(run_id)
-    if info["status"] == "paused":
+    if info.status == "paused":
         print(f"run {run_id} paused: resume with `gumshoe train {args.project} --resume {run_id}`",
               file=sys.stderr)
         return 130
-    print(f"run {run_id} {info['status']}: scores in {args.project} "
+    print(f"run {run_id} {info.status}: scores in {args.project} "
           f"(`gumshoe rank {args.project}`)")
     return 0

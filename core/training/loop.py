@@ -335,26 +335,37 @@ class Trainer:
 
 def train(project_path: str | os.PathLike[str], config: TrainConfig | None = None,
           callbacks: Callbacks | None = None, should_stop: StopFn | None = None, *,
-          resume: int | None = None) -> int:
+          resume: int | None = None, owner: str = "cli") -> int:
     """Train on the project's current labels and write the run, its epochs and its
     scores into the project file; returns the run id. ``resume`` continues a paused
     run from its checkpoint (its stored config is used; ``config`` is ignored).
-    A stop (``should_stop()`` true) leaves the run 'paused' and resumable."""
+    A stop (``should_stop()`` true) leaves the run 'paused' and resumable; a
+    ``should_stop()`` that returns ``"stop"`` ends it for good ('stopped').
+    The project's training lease is held throughout (``owner``: cli, gui or bench):
+    a second trainer is refused with :class:`core.project.LeaseHeldError`."""
     cb = callbacks or Callbacks()
-    stop = should_stop or (lambda: False)
+    user_stop = should_stop or (lambda: False)
     project = Project.open(project_path)
     try:
-        if resume is not None:
-            run = project.run(resume)
-            if run["status"] == "finished":
-                raise ProjectError(f"{project.path}: run {resume} is finished; nothing to resume")
-            cfg = TrainConfig.from_dict(run["params"]["config"])
-            run_id = resume
-        else:
-            cfg = config or TrainConfig()
-            run_id = project.create_run(cfg.method, {"config": cfg.to_dict()},
-                                        device=str(pick_device(cfg.device)))
-        return _train_run(project, run_id, cfg, cb, stop, resume is not None)
+        with project.acquire_lease(resume, owner) as lease:
+            if resume is not None:
+                run = project.run(resume)
+                if run.status in ("finished", "stopped"):
+                    raise ProjectError(f"{project.path}: run {resume} is {run.status}; "
+                                       "nothing to resume")
+                cfg = TrainConfig.from_dict(run.params["config"])
+                run_id = resume
+            else:
+                cfg = config or TrainConfig()
+                run_id = project.create_run(cfg.method, {"config": cfg.to_dict()},
+                                            device=str(pick_device(cfg.device)))
+                lease.set_run(run_id)
+
+            def stop() -> Any:
+                lease.heartbeat()  # stop checks run every batch: the trainer's pulse
+                return user_stop()
+
+            return _train_run(project, run_id, cfg, cb, stop, resume is not None)
     finally:
         project.close()
 
@@ -396,9 +407,13 @@ def _train_run(project: Project, run_id: int, cfg: TrainConfig, cb: Callbacks, s
             trainers[-1].run(resumed, bool(project.epochs(run_id)))
     except TrainingStopped:
         epoch = trainers[-1].offset + trainers[-1].epoch if trainers else 0
-        msg = f"paused after epoch {epoch} of {total}; resume continues from there"
-        recorder.status("paused", msg)
-        cb.on_status(StatusEvent(run_id, "paused", msg))
+        if stop() == "stop":
+            status, msg = "stopped", f"stopped after epoch {epoch} of {total}"
+        else:
+            status = "paused"
+            msg = f"paused after epoch {epoch} of {total}; resume continues from there"
+        recorder.status(status, msg)
+        cb.on_status(StatusEvent(run_id, status, msg))
         return run_id
     except BaseException as exc:
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -40,7 +40,7 @@ def test_short_run_feeds_the_plots_and_reranks_the_queue(demo_window, qtbot):
     assert None not in scores and scores == sorted(scores, reverse=True)
     assert win.training._run_status == "finished"
     with Project.open(path) as p:
-        assert p.run(w.result)["status"] == "finished"
+        assert p.run(w.result).status == "finished"
         assert len(p.epochs(w.result)) == 2
 
 
@@ -51,7 +51,7 @@ def test_close_during_training_stops_and_joins(demo_window, qtbot):
     win.close()  # confirm_close is off: the question is answered yes
     assert not w.isRunning()
     with Project.open(path) as p:
-        assert p.runs()[-1]["status"] == "paused"  # resumable
+        assert p.runs()[-1].status == "paused"  # resumable
 
 
 def test_panel_follows_a_run_written_by_another_process(demo_window, qtbot):
@@ -106,16 +106,16 @@ def test_pause_resume_and_stop_are_different(demo_window, qtbot):
     QTest.mouseClick(panel.pause_btn, Qt.MouseButton.LeftButton)
     assert w.is_paused and panel.pause_btn.text() == "Resume" and _fits(panel.pause_btn)
     with Project.open(path) as p:
-        assert p.run(run_id)["status"] == "paused"
+        assert p.run(run_id).status == "paused"
     QTest.mouseClick(panel.pause_btn, Qt.MouseButton.LeftButton)
     assert not w.is_paused and panel.pause_btn.text() == "Pause"
     with Project.open(path) as p:
-        assert p.run(run_id)["status"] == "running"
+        assert p.run(run_id).status == "running"
     with qtbot.waitSignal(w.finished, timeout=60_000):
         QTest.mouseClick(panel.stop_btn, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: panel._run_status == "stopped", timeout=5000)
     with Project.open(path) as p:
-        assert p.run(run_id)["status"] == "stopped"
+        assert p.run(run_id).status == "stopped"
     assert panel.start_btn.text() == "Start" and panel.start_btn.isEnabled()
     assert not panel.pause_btn.isEnabled()  # a stopped run is not resumed
     assert win.queue.train_btn.isEnabled()
@@ -129,8 +129,8 @@ def test_pause_resume_and_stop_are_different(demo_window, qtbot):
         pass
     with Project.open(path) as p:
         runs = p.runs()
-        assert [r["status"] for r in runs] == ["stopped", "finished"]
-        assert runs[-1]["method"] == "l2" and w2.result == runs[-1]["id"]
+        assert [r.status for r in runs] == ["stopped", "finished"]
+        assert runs[-1].method == "l2" and w2.result == runs[-1].id
 
 
 def test_a_paused_run_resumes_from_the_panel(demo_window, qtbot):
@@ -151,7 +151,7 @@ def test_a_paused_run_resumes_from_the_panel(demo_window, qtbot):
         pass
     assert w2.result == run_id
     with Project.open(path) as p:
-        assert len(p.runs()) == 1 and p.run(run_id)["status"] == "finished"
+        assert len(p.runs()) == 1 and p.run(run_id).status == "finished"
 
 
 def test_panel_follows_gumshoe_train_in_another_process(demo_window, qtbot):
@@ -242,7 +242,7 @@ def test_a_run_in_another_process_blocks_train_now_and_reranks_on_every_write(
     def on_reset() -> None:
         rid = queue.model.run_id
         with Project.open(path) as p:
-            seen.append((rid, p.run(rid)["status"] if rid is not None else ""))
+            seen.append((rid, p.run(rid).status if rid is not None else ""))
 
     queue.model.reset_done.connect(on_reset)
     proc = subprocess.Popen([sys.executable, "-m", "core", "train", str(path), "--epochs", "10",
