@@ -92,6 +92,8 @@ class EditCommands:
             with contextlib.suppress(ProjectError, sqlite3.Error):
                 self._reload(self.canvas.selected)
         why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        self.hint.setText(f"{what}: {why}")  # beside the canvas, where the annotator looks
+        self.hint.setToolTip(str(exc))
         self.message.emit(f"{what}: {why}")
 
     def _points(self) -> tuple[np.ndarray, np.ndarray] | None:

@@ -93,13 +93,16 @@ class QueueFilter:
 # ------------------------------------------------------------------ worker side
 
 
-def _fetch_rows(project: Any, kw: dict[str, Any], run_id: int | None, page: int,
-                snapshot: np.ndarray | None = None) -> list[QueueRow]:
+def _fetch_rows(project: Any, flt: QueueFilter, run_id: int | None, page: int,
+                snapshot: np.ndarray | None = None, log_odds: bool = True) -> list[QueueRow]:
     """One page of rows: cut from ``snapshot`` (the whole ordering as sample ids) when
     there is one (one statement), else by ``Project.queue`` (at most three)."""
     if snapshot is not None:
         return project.queue_rows(snapshot[page * PAGE:(page + 1) * PAGE].tolist(), run_id)
-    return project.queue(run_id=run_id, limit=PAGE, offset=page * PAGE, **kw)
+    if flt.matches_nothing:
+        return []
+    return project.queue(run_id=run_id, limit=PAGE, offset=page * PAGE,
+                         **flt.kwargs(log_odds))
 
 
 def _log_odds(project: Any, run_id: int | None, method: str | None) -> bool:
@@ -131,7 +134,7 @@ def _serve(ctx: WorkerContext, requests: queue.Queue) -> None:
     pages: list[tuple] = []
     snapshot: np.ndarray | None = None
     snap_gen = kw_gen = -1
-    kw: dict[str, Any] = {}
+    kw_log_odds = True  # the last reset's run: are its scores log-odds
 
     def drain(block: bool) -> None:
         try:
@@ -158,8 +161,8 @@ def _serve(ctx: WorkerContext, requests: queue.Queue) -> None:
             run_id = project.scored_run()
             method = None if run_id is None else project.run(run_id).method
             log_odds = _log_odds(project, run_id, method)
-            kw_gen, kw = gen, flt.kwargs(log_odds)
-            rows = [] if flt.matches_nothing else _fetch_rows(project, kw, run_id, 0)
+            kw_gen, kw_log_odds = gen, log_odds
+            rows = _fetch_rows(project, flt, run_id, 0, log_odds=log_odds)
             complete = len(rows) < PAGE
             ctx.emit(("reset", gen, run_id, method, len(rows), rows,
                       _counts(project, run_id, log_odds), complete), force=True)
@@ -169,7 +172,7 @@ def _serve(ctx: WorkerContext, requests: queue.Queue) -> None:
                     drain(block=False)
                     return ctx.should_stop() or any(r[0] == "reset" and r[1] > gen
                                                     for r in resets)
-                ids = project.queue_ids(run_id=run_id, cancel=newer, **kw)
+                ids = project.queue_ids(run_id=run_id, cancel=newer, **flt.kwargs(log_odds))
                 if ids is not None:
                     snapshot, snap_gen = ids, gen
                     ctx.emit(("count", gen, len(ids)), force=True)
@@ -181,9 +184,9 @@ def _serve(ctx: WorkerContext, requests: queue.Queue) -> None:
             _, gen, flt, run_id, page = pages.pop()
             snap = snapshot if gen == snap_gen else None
             if snap is None and gen != kw_gen:  # an older reset's page (rare)
-                kw_gen, kw = gen, flt.kwargs(_log_odds(project, run_id, None))
-            ctx.emit(("page", gen, page, _fetch_rows(project, kw, run_id, page, snap)),
-                     force=True)
+                kw_gen, kw_log_odds = gen, _log_odds(project, run_id, None)
+            ctx.emit(("page", gen, page, _fetch_rows(project, flt, run_id, page, snap,
+                                                     kw_log_odds)), force=True)
 
 
 # ------------------------------------------------------------------ the model

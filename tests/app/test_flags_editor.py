@@ -180,7 +180,7 @@ def test_a_baseline_run_flags_by_the_one_rule_and_shift_a_leaves_clean_faces(
     win = open_window(qtbot, path)
     try:
         _shift_a_moves_only_flagged_landmarks(
-            qtbot, win, path, lambda row: flags(np.asarray(row["landmark_scores"])))
+            qtbot, win, path, lambda row: flags(np.asarray(row.landmark_scores)))
     finally:
         win.close()
 
@@ -201,6 +201,6 @@ def test_an_old_baseline_run_is_not_read_as_log_odds(qtbot, huber_template, tmp_
     win = open_window(qtbot, path)
     try:
         _shift_a_moves_only_flagged_landmarks(
-            qtbot, win, path, lambda row: np.asarray(row["landmark_scores"]) > 3.0)
+            qtbot, win, path, lambda row: np.asarray(row.landmark_scores) > 3.0)
     finally:
         win.close()

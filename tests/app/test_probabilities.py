@@ -22,7 +22,7 @@ def test_the_queue_shows_and_filters_by_probability(window, qtbot):
     probs = [m.row(r).outlier_prob for r in range(m.rowCount())]
     assert probs and min(probs) >= 0.6
     with Project.open(window.project.path) as p:
-        want = sum(1 for r in p.scores(p.scored_run()).values() if r["outlier_prob"] >= 0.6)
+        want = sum(1 for r in p.scores(p.scored_run()).values() if r.outlier_prob >= 0.6)
     assert m.rowCount() == want
     assert "flagged:" in panel.counts.text()
 
@@ -42,7 +42,7 @@ def test_the_export_threshold_is_a_probability(qtbot, project_path, tmp_path):
     assert w.error is None, w.error
     with Project.open(project_path) as p:
         scores = p.scores(p.scored_run())
-        doubtful = {p.sample(s).key for s, r in scores.items() if r["outlier_prob"] > 0.6}
+        doubtful = {p.sample(s).key for s, r in scores.items() if r.outlier_prob > 0.6}
     with open(tmp_path / "clean.csv", newline="") as f:
         written = {row["image"] for row in csv.DictReader(f)}
     assert doubtful and not doubtful & written

@@ -58,7 +58,7 @@ def test_first_start_asks_who_is_annotating(qtbot, tmp_path):
     win.editor.confirm()
     with Project.open(path) as p:
         events = [e for s in p.samples() for e in p.review_history(s.id)]
-    assert [e["author"] for e in events] == ["Bea"]
+    assert [e.author for e in events] == ["Bea"]
     win.close()
 
 
@@ -66,7 +66,7 @@ def test_another_project_shows_nothing_of_the_old_one(qtbot, tmp_path):
     a = make_project(tmp_path / "a" / "a.gumshoe", n=30, seed=1)
     b = make_project(tmp_path / "b" / "b.gumshoe", n=30, seed=2, scored=False)
     with Project.open(a) as p:
-        run = p.runs()[-1]["id"]
+        run = p.runs()[-1].id
         for e in range(3):
             p.add_epoch(run, e, train_loss=1.0 / (e + 1), val_error=0.1, seconds=1.0)
     win = open_window(qtbot, a)

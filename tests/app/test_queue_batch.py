@@ -36,11 +36,11 @@ def test_batch_confirm_from_the_right_click_menu_and_one_undo(window, qtbot, pro
     QTimer.singleShot(50, lambda: _choose("Confirm 5 samples"))
     rect = table.visualRect(table.model().index(2, 1))
     panel._row_menu(rect.center())  # what a right click on the rows opens
-    qtbot.waitUntil(lambda: all(panel.model.row(r).status == "confirmed" for r in range(5)),
+    qtbot.waitUntil(lambda: all(panel.model.row(r).review_status == "confirmed" for r in range(5)),
                     timeout=10_000)
     with Project.open(project_path) as p:
         assert {p.sample(s).review_status for s in ids} == {"confirmed"}
-        assert p.review_history(ids[0])[-1]["author"]
+        assert p.review_history(ids[0])[-1].author
     qtbot.waitUntil(lambda: panel.model.counts.get("confirmed") == 5, timeout=5000)
     window.activateWindow()  # the menu's popup had the focus
     qtbot.waitUntil(lambda: QApplication.activeWindow() is window, timeout=3000)

@@ -39,8 +39,8 @@ def test_search_box_filters_by_status_probability_and_worst_point(window, qtbot,
     assert _ids(m) == [2]
     with qtbot.waitSignal(m.reset_done, timeout=5000):
         panel.search.setText("p>0.6 point:nose")
-    want = {sid for sid, r in scores.items() if r["outlier_prob"] > 0.6
-            and max(range(5), key=lambda k: r["landmark_scores"][k]) == 2}
+    want = {sid for sid, r in scores.items() if r.outlier_prob > 0.6
+            and max(range(5), key=lambda k: r.landmark_scores[k]) == 2}
     assert want and set(_ids(m)) == want
     assert all(m.data(m.index(r, 6)) == "nose" for r in range(m.rowCount()))
     with qtbot.waitSignal(m.reset_done, timeout=5000):

@@ -37,11 +37,11 @@ def legacy_rows(project: Project, run_id: int) -> list[ScoreRow]:
     train_ids = {s.id for s in project.samples(split="train")}
     err = {}
     for sid, row in scores.items():
-        pred = np.asarray(row["prediction"]).reshape(-1, 2)
+        pred = np.asarray(row.prediction).reshape(-1, 2)
         err[sid] = np.linalg.norm(pred - project.current_label(sid).points, axis=1)
     med = np.median(np.stack([e for sid, e in err.items() if sid in train_ids]), axis=0)
     return [ScoreRow(sid, float((e / med).max()), None, list(e / med), None,
-                     scores[sid]["prediction"]) for sid, e in err.items()]
+                     scores[sid].prediction) for sid, e in err.items()]
 
 
 def _detection(project: Project, scores: dict, method: str) -> tuple[float, float]:
@@ -63,14 +63,14 @@ def test_the_rule_is_the_trainers_for_every_method(runs):
     path, ids = runs
     with Project.open(path) as project:
         for method, run_id in ids.items():
-            assert project.run(run_id)["method"] == method
+            assert project.run(run_id).method == method
             for row in project.scores(run_id).values():
-                s = np.array(row["landmark_scores"], dtype=float)
+                s = np.array(row.landmark_scores, dtype=float)
                 f = flags.landmark_flags(row, method)
                 assert f.shape == (4,) and f.dtype == bool
                 np.testing.assert_array_equal(f, s > 0.0)
                 np.testing.assert_array_equal(f, flags.landmark_probs(row, method) > 0.5)
-                assert flags.sample_flagged(row, method) == sample_flagged(row["score"])
+                assert flags.sample_flagged(row, method) == sample_flagged(row.score)
             clean, bad = _detection(project, project.scores(run_id), method)
             assert clean < 0.1 and bad > 0.3, (method, clean, bad)
 
@@ -99,7 +99,7 @@ def test_deepgum_flags_are_its_probabilities_over_one_half(runs):
         for row in project.scores(ids["deepgum"]).values():
             probs = flags.landmark_probs(row, "deepgum")
             np.testing.assert_array_equal(flags.landmark_flags(row, "deepgum"), probs > 0.5)
-            assert flags.flag_level(row["score"], True) == pytest.approx(row["outlier_prob"])
+            assert flags.flag_level(row.score, True) == pytest.approx(row.outlier_prob)
 
 
 def test_rows_of_every_shape():
