@@ -84,6 +84,7 @@ class TrainingPanel(QWidget):
         self._scores_seen: tuple[int | None, int | None] = (None, None)
         self.holder: LeaseInfo | None = None  # who holds the project's training lease
         self._refused = ""  # why this window's last Start was refused (another trainer)
+        self._held_seen: tuple[int, int] | None = None  # (run a holder trained, latest run)
         self._runs_stamp: tuple = ()
         self._busy: tuple[bool, str] = (False, "")
         self._setup_ui()
@@ -181,6 +182,7 @@ class TrainingPanel(QWidget):
         self._started_here = None
         self.holder = None
         self._refused = ""
+        self._held_seen = None
         self.plots.clear()
         if project is None:
             self.timer.stop()
@@ -222,7 +224,16 @@ class TrainingPanel(QWidget):
             self._show_run(None)
             return
         held = None if self.holder is None else self.holder.run_id
-        target = held if any(r.id == held for r in runs) else runs[-1].id
+        if any(r.id == held for r in runs):
+            target = held
+            self._held_seen = (held, runs[-1].id)
+        elif self._held_seen is not None and self._held_seen[1] == runs[-1].id \
+                and any(r.id == self._held_seen[0] for r in runs):
+            # the run it trained ended (or its process died): stay on it, so its end,
+            # or Resume for a run cut short, shows, until another run begins
+            target = self._held_seen[0]
+        else:
+            target, self._held_seen = runs[-1].id, None
         if self.run_id != target:
             self._follow(target)
         run = next(r for r in runs if r.id == self.run_id)

@@ -230,7 +230,7 @@ def test_a_run_in_another_process_blocks_train_now_and_reranks_on_every_write(
         demo_window, qtbot):
     """`gumshoe train` in a second process: while it trains, this window offers no second
     run (Train now and Start disabled), names who trains and offers to show it; each
-    scores write (epochs 5 and 10) re-ranks the queue, not only the last one."""
+    scores write (epochs 5, 10, 15 and 20) re-ranks the queue, not only the last one."""
     import os
     import subprocess
     import sys
@@ -245,7 +245,7 @@ def test_a_run_in_another_process_blocks_train_now_and_reranks_on_every_write(
             seen.append((rid, p.run(rid).status if rid is not None else ""))
 
     queue.model.reset_done.connect(on_reset)
-    proc = subprocess.Popen([sys.executable, "-m", "core", "train", str(path), "--epochs", "10",
+    proc = subprocess.Popen([sys.executable, "-m", "core", "train", str(path), "--epochs", "20",
                              "--image-size", "32", "--quiet"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
@@ -262,3 +262,69 @@ def test_a_run_in_another_process_blocks_train_now_and_reranks_on_every_write(
     qtbot.waitUntil(lambda: (run_id, "finished") in seen, timeout=10_000)
     assert (run_id, "running") in seen  # the mid-run write re-ranked too
     assert queue.train_btn.isEnabled() and panel.start_btn.isEnabled()
+
+
+def test_the_lease_holder_is_followed_and_no_second_run_starts(demo_window, qtbot):
+    """`gumshoe train --resume 1` in another process while a later run (2) exists: the
+    panel follows the run the lease holder trains (not the latest), names the holder,
+    and offers no second run (before the lease, run 2 'finished' enabled Start and a
+    second trainer began). Killed, the holder's run reads 'interrupted' and can be
+    resumed here."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from core import training
+
+    win, path = demo_window
+    queue, panel = win.queue, win.training
+    epochs: list[int] = []
+
+    class Cb(training.Callbacks):
+        def on_epoch_end(self, ev) -> None:  # noqa: ANN001
+            epochs.append(ev.epoch)
+
+    first = training.train(path, training.TrainConfig(epochs=60, image_size=32), Cb(),
+                           lambda: len(epochs) >= 1)
+    with Project.open(path) as p:
+        assert p.run(first).status == "paused"
+        later = p.create_run("l2", {"config": {"epochs": 1}})
+        p.update_run(later, status="finished")
+    panel.poll()
+    assert panel.run_id == later and panel.start_btn.isEnabled()
+    proc = subprocess.Popen([sys.executable, "-m", "core", "train", str(path), "--resume",
+                             str(first), "--quiet"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        qtbot.waitUntil(lambda: panel.holder is not None and panel.holder.run_id == first,
+                        timeout=60_000)
+        assert panel.run_id == first and panel._run_status == "running"
+        assert not panel.start_btn.isEnabled() and not panel.pause_btn.isEnabled()
+        assert not queue.train_btn.isEnabled() and queue.follow_btn.isVisibleTo(queue)
+        who = f"gumshoe train, pid {proc.pid} on {os.uname().nodename}"
+        assert who in panel.run_label.text() and who in queue.banner_text.text()
+        assert panel.start(epochs=1, image_size=32) is None  # refused: one run at a time
+        with Project.open(path) as p:
+            assert [r.id for r in p.runs()] == [first, later]
+        proc.send_signal(signal.SIGKILL)  # killed: it says nothing, its lease dies with it
+        proc.wait(timeout=30)
+        qtbot.waitUntil(lambda: panel.holder is None, timeout=10_000)
+        with Project.open(path) as p:
+            assert p.run(first).status == "running"  # what the killed process left
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate(timeout=30)
+    assert panel.run_id == first and panel._run_status == "interrupted"
+    assert panel.pause_btn.isEnabled() and panel.pause_btn.text() == "Resume"
+    assert panel.start_btn.isEnabled() and queue.train_btn.isEnabled()
+    assert not queue.follow_btn.isVisibleTo(queue)
+    w = panel.resume_followed()  # this window takes the lease and continues run 1
+    qtbot.waitUntil(lambda: panel.holder is not None and panel.training_here, timeout=60_000)
+    assert panel.holder.pid == os.getpid() and panel.holder.run_id == first
+    with qtbot.waitSignal(w.finished, timeout=120_000):
+        panel.stop()
+    assert w.result == first
+    with Project.open(path) as p:
+        assert p.run(first).status == "stopped" and p.lease_holder() is None
