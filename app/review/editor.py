@@ -166,6 +166,8 @@ class EditorWidget(QWidget, EditCommands):
         self.side.point_clicked.connect(self._select)
         self.side.age_entered.connect(self.set_age)
         self.side.use_model_age.connect(self.accept_selected)
+        self.side.fix_requested.connect(self._fix)
+        self.side.can_fix = self._can_fix
         body.addWidget(scrolling(self.side))
         root.addLayout(body, 1)
         self.setFocusProxy(self.canvas)
@@ -355,6 +357,24 @@ class EditorWidget(QWidget, EditCommands):
             names = () if self.schema is None else self.schema.keypoints
             self.side.show_selected(self.state, names, i)
         self._update_enabled()
+
+    def _can_fix(self, action: str) -> bool:
+        """Whether the side card's suggested fix applies to the shown sample."""
+        st = self.state
+        if st is None:
+            return False
+        sc = st.scores
+        if action == "swap":
+            return st.label.points is not None and bool(self.schema.flip_pairs)
+        if action == "accept_all":
+            return bool(st.flagged_order())
+        return sc is not None and sc.prediction is not None
+
+    def _fix(self, action: str) -> None:
+        """The side card's suggestion, clicked: what its key does."""
+        if action and self._can_fix(action):
+            self.actions_by_name[action].trigger()
+            self.canvas.setFocus()
 
     def _select(self, i: int) -> None:
         self.canvas.select(i)

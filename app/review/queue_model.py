@@ -28,13 +28,15 @@ from app.review.rows import field
 from app.review.scores import doubt_level, doubt_text, score_for_level
 from app.workers import Worker, WorkerContext
 from core import flags as flag_rule
+from core.issues import ISSUE_TEXT
 from core.project import QueueRow
 
 PAGE = 200
 MAX_PAGES = 300
 MAX_PENDING = 8
 
-COLUMNS = ("#", "Sample", "Split", "Status", "Score", "P(wrong)", "Worst point")
+COLUMNS = ("#", "Sample", "Split", "Status", "Score", "P(wrong)", "Worst point", "Likely issue")
+ISSUE_COLUMN = 7
 STATUS_LABELS = {"unreviewed": "to review", "confirmed": "confirmed", "fixed": "fixed",
                  "excluded": "excluded"}
 
@@ -418,7 +420,7 @@ class QueueModel(QAbstractTableModel):
         if role == Qt.ItemDataRole.ToolTipRole:
             tip = f"{row.path}\nsample {row.sample_id}"
             if row.issue:
-                tip += f"\nlikely error: {row.issue}"
+                tip += f"\nlikely error: {ISSUE_TEXT.get(row.issue, row.issue)}"
             if row.conflict:
                 tip += "\nchanged in two copies that were merged: both versions are kept"
             return tip
@@ -447,6 +449,8 @@ class QueueModel(QAbstractTableModel):
             name = (self._keypoints[row.worst_landmark]
                     if row.worst_landmark < len(self._keypoints) else str(row.worst_landmark))
             return name
+        if c == ISSUE_COLUMN:
+            return ISSUE_TEXT.get(row.issue, row.issue) if row.issue else ""
         return ""
 
 

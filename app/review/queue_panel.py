@@ -27,9 +27,9 @@ from PySide6.QtWidgets import (
 )
 
 from app import theme
-from app.review.queue_model import QueueModel
+from app.review.queue_model import ISSUE_COLUMN, QueueModel
 from app.review.search import parse as parse_search
-from core.issues import ISSUES
+from core.issues import ISSUE_TEXT, ISSUES
 from core.project import REVIEW_STATUSES, SPLITS
 
 # header column -> the queue's sort key
@@ -199,7 +199,8 @@ class QueuePanel(QWidget):
 
         for col, w in ((0, fits("#", "000")), (2, fits("Split", "train")),
                        (3, fits("Status", "to review")), (4, fits("Score", "-00.00")),
-                       (5, fits("P(wrong)", "> 99 %")), (6, fits("Worst point", "mouth_inner_2"))):
+                       (5, fits("P(wrong)", "> 99 %")), (6, fits("Worst point", "mouth_inner_2")),
+                       (ISSUE_COLUMN, fits("Likely issue", "shifted or scaled label"))):
             self.table.setColumnWidth(col, w)
         # rank, split and the raw score: off by default (the header's menu shows them)
         for col in (0, 2, 4):
@@ -236,7 +237,9 @@ class QueuePanel(QWidget):
                                  issue=f.get("issue"))
 
     def _sort_by(self, col: int) -> None:
-        key = SORT_COLUMNS.get(col, "score")
+        if col not in SORT_COLUMNS:  # the likely issue: the search box filters by it
+            return
+        key = SORT_COLUMNS[col]
         flt = self.model.filter
         if flt.sort == key:
             descending = not flt.descending
@@ -271,6 +274,11 @@ class QueuePanel(QWidget):
                 else str(current.worst_landmark)
             worst = menu.addAction(f"Show the samples whose worst point is {name}")
             worst.triggered.connect(lambda: self.search.setText(f"point:{name}"))
+        if current is not None and current.issue:
+            issue = current.issue
+            same = menu.addAction(f"Show the samples the run calls "
+                                  f"'{ISSUE_TEXT.get(issue, issue)}'")
+            same.triggered.connect(lambda: self.search.setText(f"issue:{issue}"))
         paths = [self.model.row(r).path for r in sorted(
             i.row() for i in self.table.selectionModel().selectedRows())
             if self.model.row(r) is not None]

@@ -5,6 +5,7 @@ project the stored age, the model's estimate and a spin box."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -27,7 +28,7 @@ from PySide6.QtWidgets import (
 )
 
 from app import theme
-from app.review.scores import ISSUE_HINTS
+from app.review.scores import ISSUE_FIXES, ISSUE_HINTS
 from app.review.state import SampleState
 from app.review.timeline import VISIBILITY
 
@@ -146,6 +147,7 @@ class SideCard(QFrame):
     point_clicked = Signal(int)
     age_entered = Signal(float)
     use_model_age = Signal()
+    fix_requested = Signal(str)  # the editor action that fixes the run's named error
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -173,6 +175,14 @@ class SideCard(QFrame):
         self.f_issue.setWordWrap(True)
         self.f_issue.hide()
         v.addWidget(self.f_issue)
+        # the suggestion for the named error, one click (or the key it names) away
+        self.fix_btn = QPushButton("")
+        self.fix_btn.setProperty("role", "accent")
+        self.fix_btn.hide()
+        self.fix_btn.clicked.connect(lambda: self.fix_requested.emit(self._fix))
+        self._fix = ""
+        self.can_fix: Callable[[str], bool] = lambda _action: True  # set by the editor
+        v.addWidget(self.fix_btn)
         self.stack = QStackedWidget()
         self.stack.addWidget(self._landmarks_page())
         self.stack.addWidget(self._age_page())
@@ -293,9 +303,17 @@ class SideCard(QFrame):
         self.doubt_label.setText("P(wrong)" if sc is None or sc.unit_probs is not None
                                  or sc.prob is not None else "Residual")
         issue = None if sc is None else sc.issue
-        self.f_issue.setVisible(bool(issue) and st.status == "unreviewed")
+        open_issue = bool(issue) and st.status == "unreviewed"
+        self.f_issue.setVisible(open_issue)
         if issue:
             self.f_issue.setText(f"Likely: {ISSUE_HINTS.get(issue, issue)}")
+        fix = ISSUE_FIXES.get(issue or "") if open_issue else None
+        if fix is not None and not self.can_fix(fix[0]):
+            fix = None  # e.g. a swap in a schema without left/right pairs
+        self._fix = "" if fix is None else fix[0]
+        self.fix_btn.setText("" if fix is None else fix[1])
+        self.fix_btn.setToolTip("The fix for the error the run names" if fix else "")
+        self.fix_btn.setVisible(fix is not None)
         who = lab.author if lab.author and lab.author != lab.origin else ""
         self.f_version.setText(f"v{len(st.versions)} · {lab.origin}" + (f" · {who}" if who else ""))
         if lab.points is None:
