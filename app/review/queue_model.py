@@ -35,8 +35,12 @@ PAGE = 200
 MAX_PAGES = 300
 MAX_PENDING = 8
 
-COLUMNS = ("#", "Sample", "Split", "Status", "Score", "P(wrong)", "Worst point", "Likely issue")
-ISSUE_COLUMN = 7
+COLUMNS = ("#", "Sample", "Split", "Status", "Score", "P(wrong)", "Likely error")
+ERROR_COLUMN = 6
+# the run's named error as the queue shows it (a few points off: the worst point's name)
+ISSUE_SHORT = {"swap": "sides swapped", "shifted": "shifted/scaled",
+               "other_person": "someone else", "many_points": "many points",
+               "hard": "hard image"}
 STATUS_LABELS = {"unreviewed": "to review", "confirmed": "confirmed", "fixed": "fixed",
                  "excluded": "excluded"}
 
@@ -391,7 +395,7 @@ class QueueModel(QAbstractTableModel):
     def headerData(self, section: int, orientation: Qt.Orientation,
                    role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
-            if section == 6 and self.task == "age":
+            if section == ERROR_COLUMN and self.task == "age":
                 return "Age → model"
             return COLUMNS[section]
         return None
@@ -415,6 +419,8 @@ class QueueModel(QAbstractTableModel):
             level = doubt_level(row.outlier_prob, row.score, self.run_method)
             if c in (4, 5) and level is not None:
                 return QBrush(QColor(theme.level_color(level)))
+            if c == ERROR_COLUMN and (level is None or level <= 0.5) and not row.issue:
+                return QBrush(QColor(theme.colors().muted))  # not flagged: its worst point
         if role == Qt.ItemDataRole.TextAlignmentRole and c in (0, 4, 5):
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         if role == Qt.ItemDataRole.ToolTipRole:
@@ -440,7 +446,9 @@ class QueueModel(QAbstractTableModel):
             return "" if row.score is None else _fmt_score(row.score)
         if c == 5:
             return doubt_text(row.outlier_prob, row.score, self.run_method)
-        if c == 6:
+        if c == ERROR_COLUMN:
+            if row.issue in ISSUE_SHORT:
+                return ISSUE_SHORT[row.issue]
             if row.age is not None:
                 return f"{row.age:g}" + ("" if row.predicted_age is None
                                          else f" → {row.predicted_age:.0f}")
@@ -449,8 +457,6 @@ class QueueModel(QAbstractTableModel):
             name = (self._keypoints[row.worst_landmark]
                     if row.worst_landmark < len(self._keypoints) else str(row.worst_landmark))
             return name
-        if c == ISSUE_COLUMN:
-            return ISSUE_TEXT.get(row.issue, row.issue) if row.issue else ""
         return ""
 
 

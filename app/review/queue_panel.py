@@ -27,14 +27,14 @@ from PySide6.QtWidgets import (
 )
 
 from app import theme
-from app.review.queue_model import ISSUE_COLUMN, QueueModel
+from app.review.queue_model import ERROR_COLUMN, QueueModel
 from app.review.search import parse as parse_search
 from core.issues import ISSUE_TEXT, ISSUES
 from core.project import REVIEW_STATUSES, SPLITS
 
 # header column -> the queue's sort key
 SORT_COLUMNS = {0: "score", 1: "path", 2: "split", 3: "status", 4: "score", 5: "prob",
-                6: "worst_landmark"}
+                6: "worst_landmark"}  # 6: the likely error (a few points off: the worst)
 
 
 def search_help() -> str:
@@ -199,8 +199,8 @@ class QueuePanel(QWidget):
 
         for col, w in ((0, fits("#", "000")), (2, fits("Split", "train")),
                        (3, fits("Status", "to review")), (4, fits("Score", "-00.00")),
-                       (5, fits("P(wrong)", "> 99 %")), (6, fits("Worst point", "mouth_inner_2")),
-                       (ISSUE_COLUMN, fits("Likely issue", "shifted or scaled label"))):
+                       (5, fits("P(wrong)", "> 99 %")),
+                       (ERROR_COLUMN, fits("Likely error", "mouth_inner_2"))):
             self.table.setColumnWidth(col, w)
         # rank, split and the raw score: off by default (the header's menu shows them)
         for col in (0, 2, 4):
@@ -237,9 +237,7 @@ class QueuePanel(QWidget):
                                  issue=f.get("issue"))
 
     def _sort_by(self, col: int) -> None:
-        if col not in SORT_COLUMNS:  # the likely issue: the search box filters by it
-            return
-        key = SORT_COLUMNS[col]
+        key = SORT_COLUMNS.get(col, "score")
         flt = self.model.filter
         if flt.sort == key:
             descending = not flt.descending

@@ -4,6 +4,7 @@ project the stored age, the model's estimate and a spin box."""
 
 from __future__ import annotations
 
+import html
 import math
 from collections.abc import Callable
 from typing import Any
@@ -394,7 +395,7 @@ class SideCard(QFrame):
         if self.points.currentIndex().row() != i:
             self.points.selectRow(i)
         self.points.scrollTo(idx, QAbstractItemView.ScrollHint.PositionAtCenter)
-        name = names[i] if i < len(names) else f"#{i}"
+        name = html.escape(names[i] if i < len(names) else f"#{i}")
         x, y = pts[i]
         vis = 2 if lab.visibility is None else int(lab.visibility[i])
         txt = f"<b>{name}</b> (#{i}) · {VISIBILITY.get(vis, '?')}"
@@ -414,5 +415,6 @@ class SideCard(QFrame):
             what = "P(wrong)" if sc.unit_probs is not None else "residual"
             colour = theme.level_color(level) if level is not None else c.text
             flag = " · flagged" if sc.flags[i] else ""
-            txt += f"<br>{what} <span style='color:{colour}'>{sc.text(i)}{flag}</span>"
+            txt += (f"<br>{what} <span style='color:{colour}'>{html.escape(sc.text(i))}"
+                    f"{flag}</span>")
         self.f_point.setText(txt)

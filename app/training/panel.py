@@ -306,16 +306,16 @@ class TrainingPanel(QWidget):
         self._run_status = status
         total = _total_epochs(run)
         done = self._last_epoch + 1
-        where = self._holder_phrase() if held else self._who(run)
+        where = self._holder_phrase(since=False) if held else self._who(run)
         self.run_label.setText(f"Run {run.id} · {run.method} · {status}"
                                f"{' · ' + run.device if run.device else ''}\n"
-                               f"{'trained' if held or self.training_here else 'started'} "
-                               f"by {where}")
+                               f"{'' if held or self.training_here else 'started '}by {where}")
         self.run_label.setToolTip(f"lease: {self.holder.describe()}" if self.holder else
                                   "nobody trains this project now")
         busy = self.training_here or self.holder is not None
-        self._set_busy(busy, f"run {run.id} ({run.method}) by {where}" if held or
-                       self.training_here else self._holder_phrase())
+        self._set_busy(busy, f"run {run.id} ({run.method}) by {self._holder_phrase()}"
+                       if held else f"run {run.id} ({run.method}) by this window"
+                       if self.training_here else self._holder_phrase())
         left = None
         if status in ACTIVE and total and done:
             per_epoch = self._mean_epoch_seconds()
@@ -345,7 +345,7 @@ class TrainingPanel(QWidget):
         self.run_state_changed.emit(f"run {run.id} {run.method}: {status}, "
                                     f"epoch {done}/{total or '?'}")
 
-    def _holder_phrase(self) -> str:
+    def _holder_phrase(self, since: bool = True) -> str:
         """Who holds the project's training lease, in a phrase ("this window",
         "gumshoe train, pid 812 on lab-2, since 14:02")."""
         h = self.holder
@@ -353,8 +353,10 @@ class TrainingPanel(QWidget):
             return "this window" if self.training_here else ""
         if h.pid == os.getpid() and h.host == os.uname().nodename:
             return "this window" if self.training_here else "another window of this app"
-        since = h.since[11:16] if len(h.since) >= 16 else h.since
-        return f"{OWNERS.get(h.owner, h.owner)}, pid {h.pid} on {h.host}, since {since}"
+        who = f"{OWNERS.get(h.owner, h.owner)}, pid {h.pid} on {h.host}"
+        if not since:
+            return who
+        return f"{who}, since {h.since[11:16] if len(h.since) >= 16 else h.since}"
 
     def _who(self, run: Run) -> str:
         """Who trains (or trained) ``run``, in a phrase."""

@@ -50,14 +50,16 @@ def test_the_queue_names_the_likely_issue_and_filters_by_it(qtbot, tmp_path):
     win = open_window(qtbot, path)
     try:
         m, table = win.queue.model, win.queue.table
-        col = 7
-        assert m.headerData(col, Qt.Orientation.Horizontal) == "Likely issue"
+        col = 6  # the worst point's column names the run's error where it is not a point
+        assert m.headerData(col, Qt.Orientation.Horizontal) == "Likely error"
         assert not table.horizontalHeader().isSectionHidden(col)
         got = {m.row(r).sample_id: m.data(m.index(r, col)) for r in range(m.rowCount())}
-        assert got[swapped] == ISSUE_TEXT["swap"] == "left/right swapped"
-        assert got[shifted] == "shifted or scaled label"
-        assert {v for k, v in got.items() if k not in (swapped, shifted)} == {""}
-        assert "likely error: left/right swapped" in m.data(m.index(0, 1),
+        assert got[swapped] == "sides swapped" and got[shifted] == "shifted/scaled"
+        assert {v for k, v in got.items() if k not in (swapped, shifted)} <= set(SCHEMA.keypoints)
+        # every column is drawn whole in the queue at 1280x800
+        shown = [c for c in range(m.columnCount()) if not table.horizontalHeader().isSectionHidden(c)]
+        assert sum(table.columnWidth(c) for c in shown) <= table.viewport().width()
+        assert f"likely error: {ISSUE_TEXT['swap']}" in m.data(m.index(0, 1),
                                                             Qt.ItemDataRole.ToolTipRole)
         # the search term and the right-click filter
         with qtbot.waitSignal(m.reset_done, timeout=5000):
@@ -114,5 +116,44 @@ def test_a_swap_is_offered_as_the_fix_and_one_click_or_s_applies_it(qtbot, tmp_p
             fixed = p.current_label(shifted).points
             truth = p.label_history(shifted)[0].points
         np.testing.assert_allclose(fixed, truth, atol=0.01)
+    finally:
+        win.close()
+
+
+def test_the_selected_point_card_shows_a_small_probability_as_text(qtbot, tmp_path):
+    """'< 1 %' in the side card's rich text was read as the start of a tag: the line
+    said 'P(wrong)' and nothing after it."""
+    from PySide6.QtGui import QTextDocument
+
+    from tests.app.conftest import open_window
+
+    path, swapped, shifted = _issue_project(tmp_path)
+    win = open_window(qtbot, path)
+    try:
+        ed = win.editor
+        win.queue.select_row(win.queue.model.rowCount() - 1)  # a clean sample: P ~ 5 %
+        qtbot.waitUntil(lambda: ed.sample.id not in (swapped, shifted), timeout=5000)
+        ed.canvas.select(0)
+        doc = QTextDocument()
+        doc.setHtml(ed.side.f_point.text())
+        shown = doc.toPlainText()
+        assert "P(wrong) 5 %" in shown or "P(wrong) < 1 %" in shown, shown
+        with Project.open(path) as p:
+            run = p.scored_run()
+            sid = ed.sample.id
+            row = p.scores(run, [sid])[sid]
+        lms = list(row.landmark_scores)
+        lms[0] = -9.0  # P(wrong) 0.01 %: shown as '< 1 %'
+        with Project.open(path) as p:
+            rows = list(p.scores(run).values())
+            rows = [r if r.sample_id != sid else ScoreRow(sid, r.score, r.outlier_prob, lms,
+                                                           prediction=list(np.asarray(
+                                                               r.prediction).reshape(-1)),
+                                                           issue=r.issue) for r in rows]
+            p.write_scores(run, rows)
+        ed.show_sample(sid)
+        ed.canvas.select(0)
+        doc.setHtml(ed.side.f_point.text())
+        assert "P(wrong) < 1 %" in doc.toPlainText(), doc.toPlainText()
     finally:
         win.close()
