@@ -2,9 +2,9 @@
 
 Every reader of scores (the editor, the review queue, ``gumshoe rank``, export,
 the benchmarks) asks here instead of re-deriving a rule from the numbers. A
-*row* is one sample's stored score row (the dict ``Project.sample_score`` /
-``Project.scores`` return, or a :class:`core.project.ScoreRow`); ``method`` is
-the run's method.
+*row* is one sample's stored score row (a :class:`core.project.ScoreRow` as
+``Project.sample_score`` / ``Project.scores`` return it, or a dict of its fields);
+``method`` is the run's method.
 
 The rule is the trainer's (:mod:`core.scoring`): every method scores a point, and
 a sample, by the log-odds that its label is wrong; either is flagged above 0
