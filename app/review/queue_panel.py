@@ -234,7 +234,7 @@ class QueuePanel(QWidget):
         self.model.update_filter(search=f.get("search", ""), q_statuses=f.get("statuses", ()),
                                  q_min_prob=f.get("min_prob"), q_max_prob=f.get("max_prob"),
                                  q_split=f.get("split"), landmark=f.get("landmark"),
-                                 issue=f.get("issue"))
+                                 issue=f.get("issue"), conflicts=f.get("conflicts", False))
 
     def _sort_by(self, col: int) -> None:
         key = SORT_COLUMNS.get(col, "score")

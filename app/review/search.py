@@ -6,6 +6,7 @@
     p>0.8   p>=80%   p<0.2      the run's P(wrong), as a fraction or a percentage
     point:mouth_inner_2         samples whose worst landmark is this one (name or index)
     split:val   issue:swap      the split; the run's named likely error
+    is:conflict                 samples two people changed in copies that were merged
 
 Terms combine with AND. :func:`parse` returns the filter's fields and the terms it
 could not read, each with the reason, so the box can say what it ignored.
@@ -65,6 +66,11 @@ def parse(text: str, keypoints: Sequence[str] = (),
                 out.fields["split"] = value.lower()
             else:
                 out.errors.append(f"{term}: no split {value!r} (train, val, test)")
+        elif sep and key == "is":
+            if value.lower() in ("conflict", "conflicts", "conflicted"):
+                out.fields["conflicts"] = True
+            else:
+                out.errors.append(f"{term}: 'is:' takes 'conflict'")
         elif sep and key == "issue":
             if issues and value not in issues:
                 out.errors.append(f"{term}: no issue {value!r} ({', '.join(issues)})")

@@ -69,3 +69,34 @@ def test_header_clicks_sort_by_that_column(window, qtbot):
     click(5)  # P(wrong): the ranking again
     scores = [m.row(r).score for r in range(m.rowCount())]
     assert scores == sorted(scores, reverse=True)
+
+
+def test_is_conflict_shows_the_samples_a_merge_found_changed_twice(qtbot, tmp_path):
+    """A copy edited elsewhere and merged back: the sample both sides changed is marked
+    in the queue and 'is:conflict' shows only it."""
+    from core.project import Project, merge
+    from tests.app.conftest import open_window
+    from tests.app.fakes import make_project
+
+    path = make_project(tmp_path / "a.gumshoe", n=12, scored=True)
+    copy = tmp_path / "b.gumshoe"
+    with Project.open(path) as p:
+        p.backup(copy)
+        sid = p.samples()[4].id
+        cur = p.current_label(sid)
+        p.add_label(sid, points=cur.points + 3.0, author="ana", replaces=cur.id)
+    with Project.open(copy) as q:
+        cur = q.current_label(sid)
+        q.add_label(sid, points=cur.points - 4.0, author="bob", replaces=cur.id)
+    with Project.open(path) as p:
+        merge(p, copy)
+    win = open_window(qtbot, path)
+    try:
+        m = win.queue.model
+        with qtbot.waitSignal(m.reset_done, timeout=5000):
+            win.queue.search.setText("is:conflict")
+        assert [m.row(r).sample_id for r in range(m.rowCount())] == [sid]
+        assert m.data(m.index(0, 3)).startswith("⚠")
+        assert not win.queue.search_note.isVisibleTo(win.queue)
+    finally:
+        win.close()
