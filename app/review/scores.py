@@ -53,12 +53,12 @@ def doubt_level(prob: float | None, score: float | None, method: str | None) -> 
 
 # the fix the side card offers for each named error: (action, button text)
 ISSUE_FIXES = {
-    "swap": ("swap", "Swap left and right  (S)"),
-    "shifted": ("accept_every", "Take the model's label  (Ctrl+Shift+A)"),
-    "other_person": ("accept_every", "Take the model's label  (Ctrl+Shift+A)"),
-    "many_points": ("accept_all", "Take the flagged points  (Shift+A)"),
-    "points": ("accept", "Take the model's point  (A)"),
-    "age": ("accept", "Take the model's age  (A)"),
+    "swap": ("swap", "Swap left/right  (S)"),
+    "shifted": ("accept_every", "Model's whole label  (Ctrl+Shift+A)"),
+    "other_person": ("accept_every", "Model's whole label  (Ctrl+Shift+A)"),
+    "many_points": ("accept_all", "Model's flagged points  (Shift+A)"),
+    "points": ("accept", "Model's point  (A)"),
+    "age": ("accept", "Model's age  (A)"),
 }
 
 # the run's named error (core.issues) and the key that fixes it

@@ -98,7 +98,7 @@ def test_a_swap_is_offered_as_the_fix_and_one_click_or_s_applies_it(qtbot, tmp_p
         assert ed.sample.id == swapped  # the top of the queue
         assert side.f_issue.isVisibleTo(side) and "S swaps them back" in side.f_issue.text()
         assert side.fix_btn.isVisibleTo(side)
-        assert side.fix_btn.text().startswith("Swap left and right") and "(S)" in side.fix_btn.text()
+        assert side.fix_btn.text().startswith("Swap left/right") and "(S)" in side.fix_btn.text()
         before = ed.label.points.copy()
         QTest.mouseClick(side.fix_btn, Qt.MouseButton.LeftButton)
         with Project.open(path) as p:
@@ -111,6 +111,9 @@ def test_a_swap_is_offered_as_the_fix_and_one_click_or_s_applies_it(qtbot, tmp_p
         win.queue.select_row(1)
         qtbot.waitUntil(lambda: ed.sample.id == shifted, timeout=5000)
         assert "Ctrl+Shift+A" in side.fix_btn.text() and side.fix_btn.isVisibleTo(side)
+        for btn in (side.fix_btn,):  # drawn whole in the side card
+            assert btn.fontMetrics().horizontalAdvance(btn.text()) + 12 <= btn.width(), \
+                (btn.text(), btn.width())
         QTest.mouseClick(side.fix_btn, Qt.MouseButton.LeftButton)
         with Project.open(path) as p:
             fixed = p.current_label(shifted).points
