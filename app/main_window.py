@@ -199,6 +199,7 @@ class MainWindow(QMainWindow):
         self.training.scores_written.connect(self._on_new_scores)
         self.queue.model.reset_done.connect(self._on_queue_reset)  # after the panel's own
         self.training.run_state_changed.connect(self.st_run.setText)
+        self.training.run_state_changed.connect(self._on_run_state)
         self.queue.model.counts_changed.connect(lambda _c: self._update_title())
         self.queue.train_requested.connect(self.train_now)
         self.queue.batch_requested.connect(self.editor.review_many)
@@ -301,9 +302,23 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage(
                 f"Queue ranked by run {run_id} after epoch {done} of {total}: the most "
                 "doubtful labels are on top; it re-ranks as training goes on")
+            self._ranked_mid_run = run_id
         else:
-            self.statusBar().showMessage(
-                f"Queue ranked by run {run_id}: the most doubtful labels are on top", 8000)
+            self._ranked_final(run_id)
+
+    _ranked_mid_run: int | None = None
+
+    def _ranked_final(self, run_id: int) -> None:
+        self._ranked_mid_run = None
+        self.statusBar().showMessage(
+            f"Queue ranked by run {run_id}: the most doubtful labels are on top", 8000)
+
+    def _on_run_state(self, _line: str) -> None:
+        """The run that ranked the queue mid-run ended (its last scores were the final
+        ones, written before its last epoch showed): the status bar no longer says
+        more will come."""
+        if self._ranked_mid_run is not None and not self.training.is_running:
+            self._ranked_final(self._ranked_mid_run)
 
     def _on_queue_reset(self) -> None:
         # the editor shows the queue's run

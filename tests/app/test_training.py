@@ -32,6 +32,9 @@ def test_short_run_feeds_the_plots_and_reranks_the_queue(demo_window, qtbot):
     qtbot.waitUntil(lambda: win.queue.model.run_id == w.result and win.queue.model.loaded,
                     timeout=10_000)
     assert not win.queue.banner.isVisible()
+    # the run's last scores came before its last epoch showed: once it ended, the status
+    # bar no longer says the queue will re-rank as training goes on
+    qtbot.waitUntil(lambda: "goes on" not in win.statusBar().currentMessage(), timeout=5000)
     pts = win.training.plots.point_counts()
     assert pts["loss"] == 2 and pts["val"] == 2 and pts["speed"] == 2, pts
     assert pts["batch_loss"] >= 1 and pts["inlier"] >= 1 and pts["hist"] == 20, pts
