@@ -366,8 +366,13 @@ class SideCard(QFrame):
             name = names[i] if i < len(names) else f"#{i}"
             rows.append((mark + name, text, dot(color, hollow=not labelled[i]),
                          color if level is not None or reviewed[i] else c.muted))
-        self.point_model.set_rows(rows, "P(wrong)" if sc is None or sc.unit_probs is not None
-                                  else "Residual")
+        header = "P(wrong)" if sc is None or sc.unit_probs is not None else "Residual"
+        self.point_model.set_rows(rows, header)
+        # the value column as wide as its texts (names are elided before them)
+        fm = self.points.fontMetrics()
+        width = max(fm.horizontalAdvance(t) for t in {header, *(r[1] for r in rows)}) + 16
+        if width != self.points.columnWidth(1):
+            self.points.setColumnWidth(1, width)
         n_flags = int(sc.flags.sum()) if sc is not None and len(sc.flags) == k else 0
         n_open = int(open_flags.sum())
         if sc is None:
