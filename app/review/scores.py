@@ -58,8 +58,7 @@ ISSUE_FIXES = {
     "other_person": ("accept_every", "Model's whole label  (Ctrl+Shift+A)"),
     "many_points": ("accept_all", "Model's flagged points  (Shift+A)"),
     "points": ("accept", "Model's point  (A)"),
-    "age": ("accept", "Model's age  (A)"),
-}
+}  # an age has its own "Use model's estimate" button
 
 # the run's named error (core.issues) and the key that fixes it
 ISSUE_HINTS = {

@@ -34,6 +34,7 @@ from app.review.state import SampleState
 from app.review.timeline import VISIBILITY
 
 WIDTH = 250
+AGE_SPREAD_MAX = 30.0  # years: a wider spread of the model's age reads as "unsure"
 STATUS_LABELS = {"unreviewed": "to review", "confirmed": "confirmed", "fixed": "fixed",
                  "excluded": "excluded"}
 
@@ -330,10 +331,13 @@ class SideCard(QFrame):
         if pred is not None and len(pred):
             txt = f"{pred[0]:.1f}"
             std = _real_std(sc.prediction_std)
-            if std is not None:
+            unsure = std is not None and std > AGE_SPREAD_MAX
+            if std is not None and not unsure:
                 txt += f" ± {std:.1f}"
             self.f_age_pred.setText(txt)
-            self.f_age_run.setText(run_name)
+            # a spread wider than a lifetime says nothing: the model is unsure here
+            self.f_age_run.setText(run_name + (f" · unsure (± {std:.0f} years)" if unsure
+                                               else ""))
         else:
             self.f_age_pred.setText("no run yet")
             self.f_age_run.setText("")

@@ -178,6 +178,16 @@ def test_age_project(qtbot, tmp_path):
         ed.show_sample(sid)
         assert ed.side.f_age_pred.text() == "18.5", std
         assert ed.side.f_age_run.text() == f"from run {run} (l2)"
+    # a spread wider than a lifetime (a run that learnt little) is no "± 365.8"
+    with Project.open(path) as p:
+        run = p.create_run("deepgum", {"epochs": 2})
+        p.write_scores(run, [ScoreRow(sid, 3.0, 0.95, prediction=[22.3], prediction_std=[365.8],
+                                      issue="age")])
+    ed.set_run(None, None)
+    ed.show_sample(sid)
+    assert ed.side.f_age_pred.text() == "22.3"
+    assert ed.side.f_age_run.text() == f"from run {run} (deepgum) · unsure (± 366 years)"
+    assert ed.side.f_issue.isVisibleTo(ed.side) and not ed.side.fix_btn.isVisibleTo(ed.side)
     ed.age_spin.setValue(42.5)
     ed.age_spin.setFocus()
     QTest.keyClick(ed.age_spin, Qt.Key.Key_Return)
