@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QSize, Qt, Signal
-from PySide6.QtGui import QBrush, QColor, QIcon, QPainter, QPixmap
+from PySide6.QtGui import QBrush, QColor, QFont, QFontMetrics, QIcon, QPainter, QPixmap
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QDoubleSpinBox,
@@ -374,7 +374,10 @@ class SideCard(QFrame):
         self.point_model.set_rows(rows, header)
         # the value column as wide as its texts (names are elided before them)
         fm = self.points.fontMetrics()
-        width = max(fm.horizontalAdvance(t) for t in {header, *(r[1] for r in rows)}) + 16
+        bold = QFont(self.points.horizontalHeader().font())
+        bold.setBold(True)  # the theme draws headers bold
+        width = max(max(fm.horizontalAdvance(t) for t in {r[1] for r in rows} | {""}),
+                    QFontMetrics(bold).horizontalAdvance(header) + 8) + 16
         if width != self.points.columnWidth(1):
             self.points.setColumnWidth(1, width)
         n_flags = int(sc.flags.sum()) if sc is not None and len(sc.flags) == k else 0

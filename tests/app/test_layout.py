@@ -32,8 +32,16 @@ def test_the_window_fits_both_sizes_and_nothing_is_clipped(window, qtbot):
             for text in (b.text(), "Resume") if b is panel.pause_btn else (b.text(),):
                 need = b.fontMetrics().horizontalAdvance(text) + b.iconSize().width() + 12
                 assert need <= b.width(), (size, text, b.width())
-        # the side card's legend is in view
+        # the side card's point list: its value header (bold, padded 6 px a side) is whole
         side = win.editor.side
+        from PySide6.QtGui import QFont, QFontMetrics
+
+        bold = QFont(side.points.horizontalHeader().font())
+        bold.setBold(True)
+        head = side.point_model.headerData(1, Qt.Orientation.Horizontal)
+        assert QFontMetrics(bold).horizontalAdvance(head) + 14 <= side.points.columnWidth(1), \
+            (size, head, side.points.columnWidth(1))
+        # the side card's legend is in view
         area = side.parent().parent()
         bottom = side.legend.mapTo(area.viewport(), QPoint(0, side.legend.height()))
         assert bottom.y() <= area.viewport().height(), size
