@@ -242,6 +242,7 @@ class SideCard(QFrame):
         self.f_age_pred = role_label("–", "value")
         av.addWidget(self.f_age_pred)
         self.f_age_run = role_label("", "muted")
+        self.f_age_run.setWordWrap(True)  # "from run 3 (deepgum) · unsure (± 366 years)"
         av.addWidget(self.f_age_run)
         av.addWidget(role_label("New age", "muted"))
         row = QHBoxLayout()

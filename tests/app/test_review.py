@@ -187,6 +187,7 @@ def test_age_project(qtbot, tmp_path):
     ed.show_sample(sid)
     assert ed.side.f_age_pred.text() == "22.3"
     assert ed.side.f_age_run.text() == f"from run {run} (deepgum) · unsure (± 366 years)"
+    assert ed.side.f_age_run.wordWrap()  # the card is narrow: the line wraps, it is not cut
     assert ed.side.f_issue.isVisibleTo(ed.side) and not ed.side.fix_btn.isVisibleTo(ed.side)
     ed.age_spin.setValue(42.5)
     ed.age_spin.setFocus()
