@@ -137,6 +137,8 @@ class EditHistory:
         edit = self._undo.pop()
         done = apply_edit(project, edit, undo=True, author=author)
         self._redo.append(done)
+        if isinstance(edit, Edit):
+            _relink(self._undo, edit, "label_after", edit.label_before, done.label_before)
         return done
 
     def redo(self, project: Any, author: str) -> Edit | Batch | None:
@@ -146,9 +148,29 @@ class EditHistory:
         edit = self._redo.pop()
         done = apply_edit(project, edit, undo=False, author=author)
         self._undo.append(done)
+        if isinstance(edit, Edit):
+            _relink(self._redo, edit, "label_before", edit.label_after, done.label_after)
         return done
 
     def clear(self) -> None:
         self._undo.clear()
         self._redo.clear()
         self._merge = None
+
+
+def _relink(stack: list[Edit | Batch], edit: Edit, side: str, old: int | None,
+            new: int | None) -> None:
+    """An undo (redo) wrote ``edit``'s other side again as a new version: the next
+    edit of that sample on ``stack`` that ended (began) with the version it replaced
+    now ends (begins) with the new one, so undoing (redoing) it in turn is not taken
+    for someone else's change. One that does not chain (someone else's version came
+    between) keeps its check."""
+    if edit.before is None or old is None or new is None or old == new:
+        return
+    for i in range(len(stack) - 1, -1, -1):
+        e = stack[i]
+        if isinstance(e, Edit) and e.sample_id == edit.sample_id and e.before is not None:
+            if getattr(e, side) == old:
+                stack[i] = replace(e, **{side: new})
+            return
+

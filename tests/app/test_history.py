@@ -116,3 +116,35 @@ def test_undo_works_from_the_files_history_in_a_new_session(qtbot, project_path)
     finally:
         win.close()
 
+
+
+def test_undo_walks_several_edits_of_one_sample_back_and_redo_forward(qtbot, project_path):
+    """A, two nudges, then Ctrl+Z twice: the nudges (one step), then the accept. Each undo
+    writes a new version, so the next edit down the stack must be checked against that
+    one (it was refused as 'changed by ana', and the accept stayed)."""
+    win = open_window(qtbot, project_path)
+    try:
+        ed = win.editor
+        ed.setFocus()
+        sid = ed.sample.id
+        start = ed.label.points.copy()
+        status0 = ed.state.status
+        QTest.keyClick(win, Qt.Key.Key_A)
+        accepted = ed.label.points.copy()
+        for _ in range(2):
+            QTest.keyClick(win, Qt.Key.Key_Right)
+        nudged = ed.label.points.copy()
+        for _ in range(2):
+            QTest.keyClick(win, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+        with Project.open(project_path) as p:
+            np.testing.assert_allclose(p.current_label(sid).points, start)
+            assert p.sample(sid).review_status == status0
+        assert "Not undone" not in ed.hint.text()
+        for want in (accepted, nudged):
+            QTest.keyClick(win, Qt.Key.Key_Z,
+                           Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier)
+            with Project.open(project_path) as p:
+                np.testing.assert_allclose(p.current_label(sid).points, want)
+        assert "Not redone" not in ed.hint.text()
+    finally:
+        win.close()
