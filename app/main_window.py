@@ -1,14 +1,13 @@
-"""The main window (thin: it builds widgets and wires signals; logic is in core/)
-and ``run_gui``, the entry point ``gumshoe`` / ``gumshoe open PROJECT`` call."""
+"""The main window (thin: it builds widgets and wires signals; logic is in core/).
+``app.startup.run_gui`` creates the application around it."""
 
 from __future__ import annotations
 
 import logging
-import sys
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QByteArray, Qt, QTimer
+from PySide6.QtCore import QByteArray, Qt
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (
     QApplication,
@@ -22,16 +21,20 @@ from PySide6.QtWidgets import (
 
 from app import errors, qtfix, theme, workers
 from app.review.editor import EditorWidget
+from app.review.history_panel import HistoryPanel
 from app.review.queue_panel import QueuePanel
-from app.settings import data_dir, log_dir, settings
+from app.settings import data_dir, settings
 from app.training.panel import TrainingPanel
-from core.project import SUFFIX, Project, ProjectError
+from core.project import REVIEW_STATUSES, SUFFIX, Project, ProjectError
 
 log = logging.getLogger(__name__)
 
 # measured on a busy 2-core CPU: demo made in ~10 s, first scores (epoch 5) ~17 s later,
 # 10 epochs ~30 s; the wrong faces fill the top of the queue from the first scores on
 DEMO_TRAINING = {"epochs": 10, "image_size": 64}
+# the docks' layout saved on close; a layout saved by an older version (without the
+# history dock, which shares the bottom with the training) is not restored
+STATE_VERSION = 2
 
 
 class MainWindow(QMainWindow):
@@ -60,6 +63,7 @@ class MainWindow(QMainWindow):
         self.setCentralWidget(self.editor)
         self.queue = QueuePanel()
         self.training = TrainingPanel()
+        self.history = HistoryPanel()
 
     def _act(self, text: str, slot: Any, icon: str = "", keys: str | QKeySequence = "",
              tip: str = "") -> QAction:
@@ -99,15 +103,19 @@ class MainWindow(QMainWindow):
         m.addAction(self.act_quit)
         e = mb.addMenu("&Review")
         a = self.editor.actions_by_name
-        for name in ("next", "previous", None, "accept", "accept_all", "confirm", "exclude",
-                     None, "undo", "redo", None, "fit", "zoom_in", "zoom_out", "predictions"):
+        for name in ("next", "previous", "next_flag", "previous_flag", "next_point",
+                     "previous_point", None, "accept", "accept_all", "accept_every", "confirm",
+                     "exclude", None, "visibility", "swap", None,
+                     "undo", "redo", None, "fit", "zoom_in", "zoom_out", "model", "predictions"):
             if name is None:
                 e.addSeparator()
             else:
                 e.addAction(a[name])
         self.view_menu = mb.addMenu("&View")
         h = mb.addMenu("&Help")
-        h.addAction(self._act("&Keyboard shortcuts", self._show_keys))
+        self.act_keys = self._act("&Keyboard and mouse", self._show_keys, "keyboard", "F1",
+                                  "Every key and mouse action")
+        h.addAction(self.act_keys)
         h.addAction(self._act("Show &log file", self._show_log))
 
     def _setup_toolbar(self) -> None:
@@ -138,18 +146,30 @@ class MainWindow(QMainWindow):
                                      Qt.DockWidgetArea.LeftDockWidgetArea)
         self.training_dock = self._dock("Training", self.training, "training-dock",
                                         Qt.DockWidgetArea.BottomDockWidgetArea)
+        self.history_dock = self._dock("History", self.history, "history-dock",
+                                       Qt.DockWidgetArea.BottomDockWidgetArea)
+        self.tabifyDockWidget(self.training_dock, self.history_dock)
+        self.training_dock.raise_()
         theme.bind_icon(self.queue_dock.toggleViewAction(), "queue")
         theme.bind_icon(self.training_dock.toggleViewAction(), "train")
+        self.history_dock.visibilityChanged.connect(lambda _v: self._refresh_history())
+        # H brings the history to the front (it shares the bottom with the training)
+        self.act_history = self._act("History", self._toggle_history, "history", "H",
+                                     "The sample's label versions and review decisions (H)")
+        self.act_history.setCheckable(True)
+        self.history_dock.visibilityChanged.connect(
+            lambda _v: self.act_history.setChecked(self._history_seen()))
         self.toolbar.addSeparator()
         self.toolbar.addAction(self.queue_dock.toggleViewAction())
         self.toolbar.addAction(self.training_dock.toggleViewAction())
+        self.toolbar.addAction(self.act_history)
         self._size_docks()
 
     def _size_docks(self) -> None:
         w, h = self.width(), self.height()
-        self.resizeDocks([self.queue_dock], [max(390, min(540, int(w * 0.3)))],
+        self.resizeDocks([self.queue_dock], [max(400, min(540, int(w * 0.3)))],
                          Qt.Orientation.Horizontal)
-        self.resizeDocks([self.training_dock], [max(250, min(340, int(h * 0.32)))],
+        self.resizeDocks([self.training_dock], [max(270, min(360, int(h * 0.34)))],
                          Qt.Orientation.Vertical)
 
     def _setup_statusbar(self) -> None:
@@ -169,14 +189,22 @@ class MainWindow(QMainWindow):
         self.editor.next_requested.connect(lambda: self.queue.step(+1))
         self.editor.previous_requested.connect(lambda: self.queue.step(-1))
         self.editor.edited.connect(self.queue.model.set_status)
+        self.editor.edited.connect(lambda _sid, _status: self.queue.note_review())
         self.editor.sample_shown.connect(self.queue.follow)
+        self.editor.sample_shown.connect(lambda _sid: self._refresh_history())
+        self.editor.history_changed.connect(self._refresh_history)
+        self.editor.message.connect(lambda text: self.statusBar().showMessage(text, 5000))
+        self.history.diff_requested.connect(self.editor.show_diff)
+        self.history.restore_requested.connect(self.editor.restore_version)
         self.training.scores_written.connect(self._on_new_scores)
         self.queue.model.reset_done.connect(self._on_queue_reset)  # after the panel's own
         self.training.run_state_changed.connect(self.st_run.setText)
+        self.training.run_state_changed.connect(self._on_run_state)
         self.queue.model.counts_changed.connect(lambda _c: self._update_title())
         self.queue.train_requested.connect(self.train_now)
-        self.training.worker_started.connect(lambda: self.queue.set_training(True))
-        self.training.worker_finished.connect(lambda: self.queue.set_training(False))
+        self.queue.batch_requested.connect(self.editor.review_many)
+        self.training.busy_changed.connect(self.queue.set_training)
+        self.queue.show_training_requested.connect(self._show_training)
 
     def _restore_state(self) -> None:
         st = settings()
@@ -185,7 +213,7 @@ class MainWindow(QMainWindow):
             self.restoreGeometry(geo)
         state = st.value("window/state")
         if isinstance(state, QByteArray | bytes) and state:
-            self.restoreState(state)
+            self.restoreState(state, STATE_VERSION)  # an older layout is ignored
 
     # ------------------------------------------------------------------ project
     def _may_stop_training(self) -> bool:
@@ -210,6 +238,7 @@ class MainWindow(QMainWindow):
             return False
         self.close_project()
         self.project = project
+        self.queue.forget_selection()
         schema = project.schema
         self.queue.model.set_project(project.path, () if schema is None else schema.keypoints,
                                      None if schema is None else schema.task)
@@ -218,6 +247,7 @@ class MainWindow(QMainWindow):
         st = settings()
         st.add_recent(project.path)
         self._update_title()
+        self.editor.setFocus()  # the keys act on the sample from the start
         if project.warnings:  # read-only, upgraded, on a network file system
             self.statusBar().showMessage("  ·  ".join(project.warnings))
         log.info("opened %s", project.path)
@@ -226,6 +256,7 @@ class MainWindow(QMainWindow):
     def close_project(self) -> None:
         self.training.shutdown()
         self.queue.model.close()
+        self.history.clear()
         if self.project is not None:
             self.editor.set_project(None)
             self.training.set_project(None)
@@ -240,13 +271,17 @@ class MainWindow(QMainWindow):
         name = self.project.path.name
         self.setWindowTitle(f"{name} — Gumshoe")
         counts = self.queue.model.counts
-        total = sum(counts.values())
+        total = sum(counts.get(s, 0) for s in REVIEW_STATUSES)
         schema = self.project.schema
         task = "no labels yet" if schema is None else (
             f"{schema.n_keypoints} landmarks" if schema.task == "landmarks" else "age")
         done = total - counts.get("unreviewed", 0)
         self.st_project.setText(f"{self.project.path}  ·  {total} samples, {task}  ·  "
                                 f"{done} reviewed")
+
+    def _show_training(self) -> None:
+        self.training_dock.show()
+        self.training_dock.raise_()
 
     def train_now(self, **overrides: Any) -> None:
         """Start training with the panel's settings (shown, so its curves are seen)."""
@@ -258,7 +293,7 @@ class MainWindow(QMainWindow):
         # the first ranking of a project jumps to its top (what the first run is for);
         # a later one keeps the sample being edited and shows its new scores
         self._after_rerank = "top" if self.queue.model.run_id is None else "refresh"
-        self.editor.run_id = None
+        self.editor.set_run(None, None)
         self.queue.model.refresh()
         tr = self.training
         done, total = tr.epochs_done()
@@ -267,18 +302,69 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage(
                 f"Queue ranked by run {run_id} after epoch {done} of {total}: the most "
                 "doubtful labels are on top; it re-ranks as training goes on")
+            self._ranked_mid_run = run_id
         else:
-            self.statusBar().showMessage(
-                f"Queue ranked by run {run_id}: the most doubtful labels are on top", 8000)
+            self._ranked_final(run_id)
+
+    _ranked_mid_run: int | None = None
+
+    def _ranked_final(self, run_id: int) -> None:
+        self._ranked_mid_run = None
+        self.statusBar().showMessage(
+            f"Queue ranked by run {run_id}: the most doubtful labels are on top", 8000)
+
+    def _on_run_state(self, _line: str) -> None:
+        """The run that ranked the queue mid-run ended (its last scores were the final
+        ones, written before its last epoch showed): the status bar no longer says
+        more will come."""
+        if self._ranked_mid_run is not None and not self.training.is_running:
+            self._ranked_final(self._ranked_mid_run)
 
     def _on_queue_reset(self) -> None:
-        self.editor.run_id = self.queue.model.run_id  # the side card shows the queue's run
+        # the editor shows the queue's run
+        self.editor.set_run(self.queue.model.run_id, self.queue.model.run_method)
         what, self._after_rerank = self._after_rerank, None
         if what == "top" and self.queue.model.run_id is not None:
             self.queue.table.scrollToTop()
             self.queue.select_row(0)
         elif what == "refresh" and self.editor.sample is not None and self.project is not None:
             self.editor.show_sample(self.editor.sample.id)
+
+    def _history_seen(self) -> bool:
+        d = self.history_dock
+        return d.isVisible() and not d.visibleRegion().isEmpty()
+
+    def _toggle_history(self) -> None:
+        if self._history_seen():
+            self.history_dock.hide()
+        else:
+            self.history_dock.show()
+            self.history_dock.raise_()
+        self.act_history.setChecked(self._history_seen())
+        self._refresh_history()
+
+    def _refresh_history(self) -> None:
+        """List the shown sample's history (only while the dock is seen: two queries)."""
+        st = self.editor.state
+        if st is None or self.project is None:
+            self.history.clear()
+        elif self._history_seen():
+            names = () if self.project.schema is None else self.project.schema.keypoints
+            self.history.show_history(self.project, st.sample.id, names)
+
+    def ask_annotator_if_unknown(self) -> bool:
+        """First start: ask who is annotating (the OS account offered). True if asked."""
+        st = settings()
+        if st.annotator_named:
+            return False
+        from app.dialogs.annotator_dialog import AnnotatorDialog
+
+        dlg = AnnotatorDialog(self)
+        dlg.exec()
+        st.annotator = dlg.chosen()  # closed without an answer: the OS account, asked once
+        st.sync()
+        self._refresh_annotator()
+        return True
 
     def _refresh_annotator(self) -> None:
         self.st_annotator.setText(f"annotator: {settings().annotator}")
@@ -346,9 +432,9 @@ class MainWindow(QMainWindow):
             self._refresh_annotator()
 
     def _show_keys(self) -> None:
-        lines = [f"{a.text():<24} {', '.join(k.toString() for k in a.shortcuts())}"
-                 for a in self.editor.actions_by_name.values()]
-        QMessageBox.information(self, "Keyboard shortcuts", "\n".join(lines))
+        from app.dialogs.keys_dialog import KeysDialog, window_sections
+
+        KeysDialog(window_sections(self), self).exec()
 
     def _show_log(self) -> None:
         QMessageBox.information(self, "Log file", str(errors.log_file() or "logging is off"))
@@ -396,34 +482,9 @@ class MainWindow(QMainWindow):
             return
         st = settings()
         st.set_value("window/geometry", self.saveGeometry())
-        st.set_value("window/state", self.saveState())
+        st.set_value("window/state", self.saveState(STATE_VERSION))
         st.sync()
         self.close_project()
         self.editor.images.close()
         workers.stop_all()
         event.accept()
-
-
-def run_gui(project_path: str | None) -> int:
-    """Create the application, open ``project_path`` (None: the demo) and run."""
-    qtfix.install()
-    app = QApplication.instance() or QApplication(sys.argv[:1])
-    app.setApplicationName("Gumshoe")
-    app.setOrganizationName("Gumshoe")
-    app.setDesktopFileName("gumshoe")
-    errors.setup_logging(log_dir())
-    errors.install()
-    st = settings()
-    theme.apply(app, st.theme)
-    theme.follow_system(app, lambda: settings().theme)
-    app.setWindowIcon(theme.app_icon())
-    win = MainWindow()
-    errors.sink().parent_widget = win
-    win.show()
-    if project_path:
-        QTimer.singleShot(0, lambda: win.open_project(project_path))
-    else:
-        QTimer.singleShot(0, win.open_demo)
-    rc = app.exec()
-    workers.stop_all()
-    return int(rc)

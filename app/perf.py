@@ -2,7 +2,7 @@
 
     python -m app.perf make-big /tmp/big.gumshoe --n 100000   # a scored 100 000-sample project
     python -m app.perf queue /tmp/big.gumshoe                  # time to open the queue, scroll
-    python -m app.perf switch PROJECT [--n 60]                 # time to switch to the next sample
+    python -m app.perf switch PROJECT [--n 60]                 # J pressed -> next sample painted
     python -m app.perf stall PROJECT [--epochs 3 --size 64]    # GUI event-loop lateness while training
 """
 
@@ -87,7 +87,7 @@ def _pump(app, cond, timeout_s: float = 60.0) -> float:  # noqa: ANN001
     return time.perf_counter() - t0
 
 
-def queue(path: Path) -> None:
+def queue(path: Path) -> dict:
     app = _app()
     from app.main_window import MainWindow
 
@@ -122,17 +122,17 @@ def queue(path: Path) -> None:
         fill_ms.append((time.perf_counter() - t) * 1000)
     win.confirm_close = False
     win.close()
-    print(json.dumps({
+    return {
         "samples": model.rowCount(), "open_call_s": round(t_open_call, 3),
         "rows_shown_s": round(t_rows, 3), "first_sample_shown_s": round(t_first, 3),
         "all_rows_counted_s": round(t_counted, 3),
         "peak_rss_mb": _peak_rss_mb(),
         "scroll_gui_ms_max": round(max(gui_ms), 1),
         "scroll_fill_ms_median": round(sorted(fill_ms)[10], 1),
-        "scroll_fill_ms_max": round(max(fill_ms), 1)}))
+        "scroll_fill_ms_max": round(max(fill_ms), 1)}
 
 
-def switch(path: Path, n: int) -> None:
+def switch(path: Path, n: int) -> dict:
     app = _app()
     from app.main_window import MainWindow
 
@@ -141,12 +141,20 @@ def switch(path: Path, n: int) -> None:
     win.show()
     win.open_project(path)
     _pump(app, lambda: win.editor.sample is not None and win.editor.canvas.has_image)
+    from PySide6.QtCore import Qt
+    from PySide6.QtTest import QTest
+
     ed = win.editor
+    win.activateWindow()
+    ed.setFocus()
     sync_ms, visible_ms = [], []
     for _ in range(n):
         _pump(app, lambda: True, 0)
+        before = ed.sample.id
         t = time.perf_counter()
-        ed.next_requested.emit()  # what J does
+        QTest.keyClick(win, Qt.Key.Key_J)  # a real key press, through the shortcut
+        if ed.sample.id == before:
+            raise RuntimeError("J did not move to the next sample")
         sync_ms.append(ed.last_switch_ms)
         app.processEvents()
         _pump(app, lambda: ed.canvas.has_image)
@@ -157,13 +165,13 @@ def switch(path: Path, n: int) -> None:
     win.close()
     q = sorted(sync_ms)
     v = sorted(visible_ms)
-    print(json.dumps({"project": str(path), "switches": n,
-                      "switch_ms_median": round(q[n // 2], 1), "switch_ms_p95": round(q[int(n * .95)], 1),
-                      "painted_ms_median": round(v[n // 2], 1), "painted_ms_p95": round(v[int(n * .95)], 1),
-                      "painted_ms_max": round(v[-1], 1)}))
+    return {"project": str(path), "switches": n,
+            "switch_ms_median": round(q[n // 2], 1), "switch_ms_p95": round(q[int(n * .95)], 1),
+            "painted_ms_median": round(v[n // 2], 1), "painted_ms_p95": round(v[int(n * .95)], 1),
+            "painted_ms_max": round(v[-1], 1)}
 
 
-def stall(path: Path, epochs: int, size: int, nav_ms: int = 400) -> None:
+def stall(path: Path, epochs: int, size: int, nav_ms: int = 400) -> dict:
     app = _app()
     from PySide6.QtCore import QTimer
 
@@ -210,11 +218,11 @@ def stall(path: Path, epochs: int, size: int, nav_ms: int = 400) -> None:
     win.confirm_close = False
     win.close()
     s = sorted(late)
-    print(json.dumps({"epochs": epochs, "image_size": size, "train_s": round(wall, 1),
+    return {"epochs": epochs, "image_size": size, "train_s": round(wall, 1),
                       "ticks": len(s), "lateness_ms_p50": round(s[len(s) // 2], 1),
                       "lateness_ms_p99": round(s[int(len(s) * .99)], 1),
                       "lateness_ms_max": round(s[-1], 1), "over_30ms": big[:20],
-                      "error": w.error}))
+            "error": w.error}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -234,15 +242,28 @@ def main(argv: list[str] | None = None) -> int:
     a.add_argument("--epochs", type=int, default=3)
     a.add_argument("--size", type=int, default=64)
     a.add_argument("--nav-ms", type=int, default=400, help="next sample every N ms (0: none)")
+    for name in ("queue", "switch", "stall"):
+        sub.choices[name].add_argument("--json", type=Path, help="also write the result, with "
+                                       "the command and the machine, to this file")
     args = ap.parse_args(argv)
     if args.cmd == "make-big":
         make_big(args.path, args.n)
-    elif args.cmd == "queue":
-        queue(args.path)
+        return 0
+    if args.cmd == "queue":
+        res = queue(args.path)
     elif args.cmd == "switch":
-        switch(args.path, args.n)
+        res = switch(args.path, args.n)
     else:
-        stall(args.path, args.epochs, args.size, args.nav_ms)
+        res = stall(args.path, args.epochs, args.size, args.nav_ms)
+    print(json.dumps(res))
+    if args.json:
+        import platform
+
+        out = {"command": "python -m app.perf " + " ".join(argv or sys.argv[1:]),
+               "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.system()}",
+               "date": time.strftime("%Y-%m-%d"), **res}
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(out, indent=1) + "\n")
     return 0
 
 

@@ -8,6 +8,7 @@ real settings file.
 
 from __future__ import annotations
 
+import getpass
 import os
 from pathlib import Path
 
@@ -48,6 +49,14 @@ def log_dir() -> Path:
     return Path(platformdirs.user_log_dir(APP_NAME, appauthor=False))
 
 
+def os_account() -> str:
+    """The OS account's login name (the environment, else the password database)."""
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError, ImportError):  # no name anywhere (a container's odd uid)
+        return f"uid-{os.getuid()}" if hasattr(os, "getuid") else "unknown"
+
+
 class Settings:
     """Typed access to the INI file. Cheap to create; create one where needed."""
 
@@ -69,12 +78,18 @@ class Settings:
     # annotator ----------------------------------------------------------------
     @property
     def annotator(self) -> str:
-        default = os.environ.get("USER") or os.environ.get("USERNAME") or "annotator"
-        return self._str("annotator/name", default) or default
+        """The name every edit is recorded under: the one the person gave, else their
+        OS account (never a placeholder such as "annotator")."""
+        return self._str("annotator/name", "").strip() or os_account()
 
     @annotator.setter
     def annotator(self, name: str) -> None:
         self.q.setValue("annotator/name", name.strip())
+
+    @property
+    def annotator_named(self) -> bool:
+        """Whether the person has said who they are (asked on first start)."""
+        return bool(self._str("annotator/name", "").strip())
 
     # appearance ---------------------------------------------------------------
     @property

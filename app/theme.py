@@ -40,14 +40,16 @@ class Colors:
     outlier: str
     ghost: str
     skeleton: str
+    reviewed: str  # a landmark an annotator set, accepted or confirmed
+    diff: str  # an older label version drawn for comparison
 
 
 LIGHT = Colors(False, "#f4f5f7", "#fbfbfc", "#ffffff", "#f6f7f9", "#ffffff", "#e9ecf2",
                "#d9dde4", "#1d2230", "#667085", "#2b5fd9", "#224fc0", "#d6e2fb",
-               "#22a06b", "#e5484d", "#2b5fd9", "#f5f5f5")
+               "#22a06b", "#e5484d", "#2b5fd9", "#f5f5f5", "#8e4ec6", "#f76b15")
 DARK = Colors(True, "#17191e", "#1e2127", "#14161a", "#1b1e23", "#262a31", "#2d323b",
               "#353b45", "#e6e8ec", "#98a2b3", "#5b8cff", "#7aa2ff", "#27375c",
-              "#3dd68c", "#ff6369", "#7aa2ff", "#e8e8e8")
+              "#3dd68c", "#ff6369", "#7aa2ff", "#e8e8e8", "#bf7af0", "#ff8b3e")
 
 _current: Colors = LIGHT
 _bound: list[tuple[object, str]] = []  # (QAction or button, icon name): re-tinted by apply()
@@ -186,6 +188,19 @@ def _retint() -> None:
             continue
         alive.append((obj, name))
     _bound[:] = alive
+
+
+def level_color(level: float) -> str:
+    """Green (likely right) -> amber (the flag threshold, 0.5) -> red (likely wrong)
+    for a 0-1 doubt level (:func:`app.review.scores.doubt_level`)."""
+    p = min(max(level, 0.0), 1.0)
+    stops = [(0.0, (34, 160, 107)), (0.5, (232, 160, 32)), (1.0, (229, 72, 77))]
+    for (p0, c0), (p1, c1) in zip(stops[:-1], stops[1:], strict=True):
+        if p <= p1:
+            t = (p - p0) / (p1 - p0)
+            r, g, b = (round(a + (b_ - a) * t) for a, b_ in zip(c0, c1, strict=True))
+            return f"#{r:02x}{g:02x}{b:02x}"
+    return "#e5484d"
 
 
 def app_icon() -> QIcon:

@@ -14,7 +14,6 @@ from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
     QDialogButtonBox,
-    QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
     QHBoxLayout,
@@ -23,12 +22,14 @@ from PySide6.QtWidgets import (
     QMessageBox,
     QProgressBar,
     QPushButton,
+    QSpinBox,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
     QWidget,
 )
 
+from app.review.scores import score_for_level
 from app.workers import Worker, WorkerContext
 
 REPORT_PREVIEW = ("key", "review_status", "exported", "dropped_because", "changed_landmarks",
@@ -82,13 +83,21 @@ class ExportDialog(QDialog):
         self.reviewed_only = QCheckBox("Only reviewed samples")
         form.addRow("", self.drop_excluded)
         form.addRow("", self.reviewed_only)
-        self.max_score = QDoubleSpinBox()
-        self.max_score.setRange(-1000, 1000)
-        self.max_score.setDecimals(1)
-        self.max_score.setSpecialValueText("keep all")
-        self.max_score.setValue(-1000)
-        self.max_score.setToolTip("Leave out samples whose outlier score is above this")
-        form.addRow("Max outlier score", self.max_score)
+        # the same unit as the queue's filter: the probability that a label is wrong
+        row2 = QHBoxLayout()
+        self.drop_doubtful = QCheckBox("Leave out samples with P(wrong) above")
+        self.drop_doubtful.setToolTip("Samples the latest run thinks more likely than this "
+                                      "to be labelled wrong are not exported")
+        self.max_prob = QSpinBox()
+        self.max_prob.setRange(1, 99)
+        self.max_prob.setSuffix(" %")
+        self.max_prob.setValue(90)
+        self.max_prob.setEnabled(False)
+        self.drop_doubtful.toggled.connect(self.max_prob.setEnabled)
+        row2.addWidget(self.drop_doubtful)
+        row2.addWidget(self.max_prob)
+        row2.addStretch(1)
+        form.addRow("", row2)
         v.addLayout(form)
         self.progress = QProgressBar()
         self.progress.hide()
@@ -128,11 +137,13 @@ class ExportDialog(QDialog):
             self.out.setText(d)
 
     def options(self) -> dict[str, Any]:
-        ms = self.max_score.value()
+        p = self.max_prob.value()
+        # export filters by the run's score: every run's score is the log-odds of P(wrong)
         return {"current": bool(self.labels.currentData()),
                 "drop_excluded": self.drop_excluded.isChecked(),
                 "reviewed_only": self.reviewed_only.isChecked(),
-                "max_score": None if ms <= -1000 else ms}
+                "max_score": (score_for_level(p / 100.0, True) if self.drop_doubtful.isChecked()
+                              else None)}
 
     def replaced_by(self, out: str, fmt: str) -> list[Path] | None:
         """The files an export to ``out`` would replace ([] for a new place), or None

@@ -24,14 +24,23 @@ from PySide6.QtCore import QAbstractTableModel, QModelIndex, QObject, Qt, Signal
 from PySide6.QtGui import QBrush, QColor
 
 from app import theme
+from app.review.rows import field
+from app.review.scores import doubt_level, doubt_text, score_for_level
 from app.workers import Worker, WorkerContext
+from core import flags as flag_rule
+from core.issues import ISSUE_TEXT
 from core.project import QueueRow
 
 PAGE = 200
 MAX_PAGES = 300
 MAX_PENDING = 8
 
-COLUMNS = ("#", "Sample", "Split", "Status", "Score", "P(wrong)", "Worst point")
+COLUMNS = ("#", "Sample", "Split", "Status", "Score", "P(wrong)", "Likely error")
+ERROR_COLUMN = 6
+# the run's named error as the queue shows it (a few points off: the worst point's name)
+ISSUE_SHORT = {"swap": "sides swapped", "shifted": "shifted/scaled",
+               "other_person": "someone else", "many_points": "many points",
+               "hard": "hard image"}
 STATUS_LABELS = {"unreviewed": "to review", "confirmed": "confirmed", "fixed": "fixed",
                  "excluded": "excluded"}
 
@@ -43,34 +52,83 @@ class QueueFilter:
     statuses: tuple[str, ...] = ()
     min_score: float | None = None
     max_score: float | None = None
-    min_prob: float | None = None
+    min_prob: float | None = None  # P(wrong), the unit the GUI shows
     max_prob: float | None = None
     split: str | None = None
     search: str = ""
-    landmark: int | None = None
-    issue: str | None = None
-    conflicts: bool = False
-    sort: str = "score"
+    # the search box's terms (app.review.search), on top of the widgets' choices
+    q_statuses: tuple[str, ...] = ()
+    q_min_prob: float | None = None
+    q_max_prob: float | None = None
+    q_split: str | None = None
+    landmark: int | None = None  # samples whose worst landmark is this one
+    issue: str | None = None  # the run's named likely error
+    conflicts: bool = False  # only samples a merge found changed in two copies
+    sort: str = "score"  # score, prob, path, status, split, worst_landmark, reviewed_at, id
     descending: bool = True
 
-    def kwargs(self) -> dict[str, Any]:
-        return {"statuses": list(self.statuses) or None, "min_score": self.min_score,
-                "max_score": self.max_score, "min_prob": self.min_prob,
-                "max_prob": self.max_prob, "split": self.split or None,
-                "search": self.search or None, "landmark": self.landmark, "issue": self.issue,
-                "conflicts": self.conflicts, "sort": self.sort, "descending": self.descending}
+    def kwargs(self, log_odds: bool = True) -> dict[str, Any]:
+        """``Project.queue``'s keywords. A probability bound is turned into a bound on the
+        run's score (``log_odds``: every run since all methods give probabilities; else an
+        old baseline run's residual ratio, on the colour scale)."""
+        lo = [v for v in (self.min_score, score_for_level(self.min_prob, log_odds),
+                          score_for_level(self.q_min_prob, log_odds)) if v is not None]
+        hi = [v for v in (self.max_score, score_for_level(self.max_prob, log_odds),
+                          score_for_level(self.q_max_prob, log_odds)) if v is not None]
+        statuses = list(self.statuses or self.q_statuses)
+        if self.statuses and self.q_statuses:  # both: the statuses both allow
+            statuses = [st for st in self.statuses if st in self.q_statuses]
+        return {"statuses": statuses or None,
+                "min_score": max(lo) if lo else None, "max_score": min(hi) if hi else None,
+                "split": self.split or self.q_split or None, **self._rest()}
+
+    @property
+    def matches_nothing(self) -> bool:
+        """The widgets and the search box ask for statuses or splits no sample can have
+        at once (``status:fixed`` while the status box shows 'to review')."""
+        if self.statuses and self.q_statuses and not set(self.statuses) & set(self.q_statuses):
+            return True
+        return bool(self.split and self.q_split and self.split != self.q_split)
+
+    def _rest(self) -> dict[str, Any]:
+        return {"search": self.search or None, "landmark": self.landmark,
+                "issue": self.issue or None, "conflicts": self.conflicts, "sort": self.sort,
+                "descending": self.descending}
 
 
 # ------------------------------------------------------------------ worker side
 
 
 def _fetch_rows(project: Any, flt: QueueFilter, run_id: int | None, page: int,
-                snapshot: np.ndarray | None = None) -> list[QueueRow]:
+                snapshot: np.ndarray | None = None, log_odds: bool = True) -> list[QueueRow]:
     """One page of rows: cut from ``snapshot`` (the whole ordering as sample ids) when
     there is one (one statement), else by ``Project.queue`` (at most three)."""
     if snapshot is not None:
         return project.queue_rows(snapshot[page * PAGE:(page + 1) * PAGE].tolist(), run_id)
-    return project.queue(run_id=run_id, limit=PAGE, offset=page * PAGE, **flt.kwargs())
+    if flt.matches_nothing:
+        return []
+    return project.queue(run_id=run_id, limit=PAGE, offset=page * PAGE,
+                         **flt.kwargs(log_odds))
+
+
+def _log_odds(project: Any, run_id: int | None, method: str | None) -> bool:
+    """Whether the run's scores are log-odds (see :func:`core.flags.is_log_odds`)."""
+    if run_id is None or method == "deepgum":
+        return True
+    top = project.queue(run_id=run_id, limit=1)
+    return bool(top) and top[0].outlier_prob is not None
+
+
+def _counts(project: Any, run_id: int | None, log_odds: bool) -> dict[str, int]:
+    """Samples per review status, plus ``flagged`` (the samples the run calls wrong, by
+    the one flag rule) and ``flagged_left`` (those not reviewed yet): two counts."""
+    counts = dict(project.review_counts())
+    if run_id is not None:
+        t = flag_rule.sample_threshold(log_odds)
+        counts["flagged"] = project.queue_count(run_id=run_id, min_score=t + 1e-12)
+        counts["flagged_left"] = project.queue_count(run_id=run_id, min_score=t + 1e-12,
+                                                     statuses=["unreviewed"])
+    return counts
 
 
 def _serve(ctx: WorkerContext, requests: queue.Queue) -> None:
@@ -81,7 +139,8 @@ def _serve(ctx: WorkerContext, requests: queue.Queue) -> None:
     resets: list[tuple] = []
     pages: list[tuple] = []
     snapshot: np.ndarray | None = None
-    snap_gen = -1
+    snap_gen = kw_gen = -1
+    kw_log_odds = True  # the last reset's run: are its scores log-odds
 
     def drain(block: bool) -> None:
         try:
@@ -97,24 +156,29 @@ def _serve(ctx: WorkerContext, requests: queue.Queue) -> None:
         if resets:
             req = resets.pop()
             if req[0] == "counts":
-                ctx.emit(("counts", project.review_counts()), force=True)
+                run_id = project.scored_run()
+                method = None if run_id is None else field(project.run(run_id), "method")
+                ctx.emit(("counts", _counts(project, run_id, _log_odds(project, run_id, method))),
+                         force=True)
                 continue
             _, gen, flt = req
             resets.clear()
             pages = [p for p in pages if p[1] > gen]
             run_id = project.scored_run()
-            rows = _fetch_rows(project, flt, run_id, 0)
-            method = project.run(run_id).method if run_id is not None else None
+            method = None if run_id is None else project.run(run_id).method
+            log_odds = _log_odds(project, run_id, method)
+            kw_gen, kw_log_odds = gen, log_odds
+            rows = _fetch_rows(project, flt, run_id, 0, log_odds=log_odds)
             complete = len(rows) < PAGE
-            ctx.emit(("reset", gen, run_id, method, len(rows), rows, project.review_counts(),
-                      complete), force=True)
+            ctx.emit(("reset", gen, run_id, method, len(rows), rows,
+                      _counts(project, run_id, log_odds), complete), force=True)
             snapshot = None
             if not complete:
                 def newer(gen: int = gen) -> bool:
                     drain(block=False)
                     return ctx.should_stop() or any(r[0] == "reset" and r[1] > gen
                                                     for r in resets)
-                ids = project.queue_ids(run_id=run_id, cancel=newer, **flt.kwargs())
+                ids = project.queue_ids(run_id=run_id, cancel=newer, **flt.kwargs(log_odds))
                 if ids is not None:
                     snapshot, snap_gen = ids, gen
                     ctx.emit(("count", gen, len(ids)), force=True)
@@ -125,8 +189,10 @@ def _serve(ctx: WorkerContext, requests: queue.Queue) -> None:
                 ctx.emit(("dropped", gen, page), force=True)
             _, gen, flt, run_id, page = pages.pop()
             snap = snapshot if gen == snap_gen else None
-            ctx.emit(("page", gen, page, _fetch_rows(project, flt, run_id, page, snap)),
-                     force=True)
+            if snap is None and gen != kw_gen:  # an older reset's page (rare)
+                kw_gen, kw_log_odds = gen, _log_odds(project, run_id, None)
+            ctx.emit(("page", gen, page, _fetch_rows(project, flt, run_id, page, snap,
+                                                     kw_log_odds)), force=True)
 
 
 # ------------------------------------------------------------------ the model
@@ -153,6 +219,7 @@ class QueueModel(QAbstractTableModel):
         self.run_id: int | None = None
         self.run_method: str | None = None
         self.counts: dict[str, int] = {}
+        self.path_prefix = ""  # the folder every path of the first page starts with
 
     # ---------------------------------------------------------- lifecycle
     def set_project(self, path: str | Path | None, keypoints: tuple[str, ...] = (),
@@ -181,6 +248,10 @@ class QueueModel(QAbstractTableModel):
             self._worker.stop_and_join()
             self._worker.deleteLater()
             self._worker = None
+
+    @property
+    def keypoints(self) -> tuple[str, ...]:
+        return self._keypoints
 
     @property
     def filter(self) -> QueueFilter:
@@ -228,6 +299,7 @@ class QueueModel(QAbstractTableModel):
             self._counted = complete
             self.beginResetModel()
             self.run_id, self.run_method = run_id, method
+            self.path_prefix = common_folder([r.path for r in rows])
             self._count = count
             self._pages = OrderedDict({0: rows})
             self._pending.clear()
@@ -323,7 +395,7 @@ class QueueModel(QAbstractTableModel):
     def headerData(self, section: int, orientation: Qt.Orientation,
                    role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
-            if section == 6 and self.task == "age":
+            if section == ERROR_COLUMN and self.task == "age":
                 return "Age → model"
             return COLUMNS[section]
         return None
@@ -344,14 +416,17 @@ class QueueModel(QAbstractTableModel):
         if role == Qt.ItemDataRole.ForegroundRole:
             if c == 3:
                 return QBrush(QColor(_status_color(row.review_status)))
-            if c in (4, 5) and row.outlier_prob is not None:
-                return QBrush(QColor(score_color(row.outlier_prob)))
+            level = doubt_level(row.outlier_prob, row.score, self.run_method)
+            if c in (4, 5) and level is not None:
+                return QBrush(QColor(theme.level_color(level)))
+            if c == ERROR_COLUMN and (level is None or level <= 0.5) and not row.issue:
+                return QBrush(QColor(theme.colors().muted))  # not flagged: its worst point
         if role == Qt.ItemDataRole.TextAlignmentRole and c in (0, 4, 5):
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         if role == Qt.ItemDataRole.ToolTipRole:
             tip = f"{row.path}\nsample {row.sample_id}"
             if row.issue:
-                tip += f"\nlikely error: {row.issue}"
+                tip += f"\nlikely error: {ISSUE_TEXT.get(row.issue, row.issue)}"
             if row.conflict:
                 tip += "\nchanged in two copies that were merged: both versions are kept"
             return tip
@@ -361,7 +436,7 @@ class QueueModel(QAbstractTableModel):
 
     def _display(self, row: QueueRow, c: int) -> str:
         if c == 1:
-            return row.path
+            return display_path(row.path, self.path_prefix)
         if c == 2:
             return row.split
         if c == 3:
@@ -370,8 +445,10 @@ class QueueModel(QAbstractTableModel):
         if c == 4:
             return "" if row.score is None else _fmt_score(row.score)
         if c == 5:
-            return "" if row.outlier_prob is None else f"{row.outlier_prob:.0%}"
-        if c == 6:
+            return doubt_text(row.outlier_prob, row.score, self.run_method)
+        if c == ERROR_COLUMN:
+            if row.issue in ISSUE_SHORT:
+                return ISSUE_SHORT[row.issue]
             if row.age is not None:
                 return f"{row.age:g}" + ("" if row.predicted_age is None
                                          else f" → {row.predicted_age:.0f}")
@@ -391,17 +468,27 @@ def _fmt_score(score: float) -> str:
 
 def _status_color(status: str) -> str:
     c = theme.colors()
-    return {"unreviewed": c.text, "confirmed": c.inlier, "fixed": c.accent,
+    return {"unreviewed": c.text, "confirmed": c.inlier, "fixed": c.reviewed,
             "excluded": c.muted}.get(status, c.text)
+
+
+def common_folder(paths: list[str]) -> str:
+    """The folder (ending in '/') that every path starts with, or ''."""
+    if not paths:
+        return ""
+    first = paths[0]
+    cut = first.rfind("/") + 1
+    for p in paths[1:]:
+        while cut and not p.startswith(first[:cut]):
+            cut = first.rfind("/", 0, cut - 1) + 1
+    return first[:cut]
+
+
+def display_path(path: str, prefix: str) -> str:
+    """What tells a sample apart: its path below the folder every row shares."""
+    return path[len(prefix):] if prefix and path.startswith(prefix) else path
 
 
 def score_color(prob: float) -> str:
     """Green (inlier) -> amber -> red (outlier) for an outlier probability."""
-    p = min(max(prob, 0.0), 1.0)
-    stops = [(0.0, (34, 160, 107)), (0.5, (232, 160, 32)), (1.0, (229, 72, 77))]
-    for (p0, c0), (p1, c1) in zip(stops[:-1], stops[1:], strict=True):
-        if p <= p1:
-            t = (p - p0) / (p1 - p0)
-            r, g, b = (round(a + (b_ - a) * t) for a, b_ in zip(c0, c1, strict=True))
-            return f"#{r:02x}{g:02x}{b:02x}"
-    return "#e5484d"
+    return theme.level_color(prob)

@@ -35,27 +35,16 @@ from app.settings import DEVICES, settings
 from app.training import runner
 from app.training.plots import TrainingPlots
 from app.widgets import scrolling
-from app.workers import Worker, live_workers
-from core.project import Epoch, Run
+from app.workers import Worker
+from core.project import Epoch, LeaseInfo, Run
 
 METHOD_LABELS = {"deepgum": "DeepGUM (robust)", "l2": "L2 (baseline)",
                  "huber": "Huber", "tukey": "Tukey biweight", "barron": "Barron adaptive"}
 ACTIVE = ("running",)
+# a run ended by Stop is 'stopped' (not resumable); one paused (Pause, closing the app,
+# Ctrl-C) or cut short (failed, its process killed) continues from its checkpoint
 RESUMABLE = ("paused", "failed", "interrupted")
-
-
-def _gone(run: Run) -> bool:
-    """A 'running' run whose process, on this host, no longer exists."""
-    if run.host != os.uname().nodename or not run.pid:
-        return False
-    try:
-        os.kill(int(run.pid), 0)
-    except ProcessLookupError:
-        return True
-    except OSError:
-        return False
-    return int(run.pid) == os.getpid() and not any(
-        w.objectName() == "training" for w in live_workers())
+OWNERS = {"cli": "gumshoe train", "gui": "the app", "bench": "gumshoe bench"}  # lease owners
 
 
 def _total_epochs(run: Run) -> int:
@@ -71,6 +60,7 @@ def _fmt_time(s: float | None) -> str:
 
 class TrainingPanel(QWidget):
     run_state_changed = Signal(str)  # one line for the status bar
+    busy_changed = Signal(bool, str)  # someone trains this project; who (one phrase)
     scores_written = Signal(int)  # run id whose scores changed
     worker_started = Signal()
     worker_finished = Signal()
@@ -86,10 +76,17 @@ class TrainingPanel(QWidget):
         self._last_epoch = -1
         self._em_step = 0
         self._seen_updated: str | None = None
-        self._last_scored: tuple[int | None, str] = (None, "")
         self._started_here: int | None = None
         self._epoch_secs: list[float] = []
+        # what a stop request means to this window's trainer: "pause" (closing the app,
+        # another project) or "stop" (the Stop button: the run ends, not resumable)
         self._stop_mode: dict[str, str] = {"stop": "pause"}
+        self._scores_seen: tuple[int | None, int | None] = (None, None)
+        self.holder: LeaseInfo | None = None  # who holds the project's training lease
+        self._refused = ""  # why this window's last Start was refused (another trainer)
+        self._held_seen: tuple[int, int] | None = None  # (run a holder trained, latest run)
+        self._runs_stamp: tuple = ()
+        self._busy: tuple[bool, str] = (False, "")
         self._setup_ui()
         self.timer = QTimer(self)
         self.timer.setInterval(self.POLL_MS)
@@ -103,12 +100,12 @@ class TrainingPanel(QWidget):
 
         side = QFrame()
         side.setProperty("role", "card")
-        side.setFixedWidth(262)
+        side.setFixedWidth(284)
         sv = QVBoxLayout(side)
         sv.setContentsMargins(10, 8, 10, 8)
         sv.setSpacing(6)
         form = QFormLayout()
-        form.setVerticalSpacing(4)
+        form.setVerticalSpacing(2)
         st = settings()
         self.method = QComboBox()
         for m in runner.methods():
@@ -137,11 +134,16 @@ class TrainingPanel(QWidget):
         buttons.setSpacing(6)
         self.start_btn = theme.bind_icon(QPushButton("Start"), "play")
         self.start_btn.setProperty("primary", True)
-        self.start_btn.clicked.connect(self.start_or_resume)
-        self.pause_btn = QPushButton("Pause")
+        self.start_btn.setToolTip("Start a new training run with these settings")
+        self.start_btn.clicked.connect(lambda: self.start())
+        self.pause_btn = theme.bind_icon(QPushButton("Pause"), "pause")
         self.pause_btn.clicked.connect(self.toggle_pause)
         self.stop_btn = theme.bind_icon(QPushButton("Stop"), "stop")
+        self.stop_btn.setToolTip("End the run (its scores so far stay; it cannot be resumed)")
         self.stop_btn.clicked.connect(self.stop)
+        # Pause becomes Resume: it is as wide as its longest text, so no label is clipped
+        probe = QPushButton(theme.icon("play"), "Resume")
+        self.pause_btn.setMinimumWidth(probe.sizeHint().width())
         for b in (self.start_btn, self.pause_btn, self.stop_btn):
             buttons.addWidget(b)
         sv.addLayout(buttons)
@@ -175,12 +177,17 @@ class TrainingPanel(QWidget):
         self.run_id = None
         self._last_epoch = -1
         self._seen_updated = None
-        self._last_scored = (None, "")
+        self._scores_seen = (None, None)
+        self._runs_stamp: tuple = ()
+        self._started_here = None
+        self.holder = None
+        self._refused = ""
+        self._held_seen = None
         self.plots.clear()
         if project is None:
             self.timer.stop()
             return
-        self._last_scored = (project.scored_run(), "")
+        self._scores_seen = self._published()
         self.poll()
         self.timer.start()
 
@@ -189,23 +196,46 @@ class TrainingPanel(QWidget):
         self.timer.stop()
         if self.worker is not None:
             self.worker.stop_and_join(timeout_s)
+            # its last events may still be queued: they belong to the old project
+            self.worker = None
+            self._started_here = None
+            self.worker_finished.emit()
 
     @property
     def training_here(self) -> bool:
         return self.worker is not None and self.worker.isRunning()
 
     # ------------------------------------------------------------------ following the file
+    def _published(self) -> tuple[int | None, int | None]:
+        """The run the queue ranks by and its published score set: a new set is a new
+        scores write (each write publishes a set of its own)."""
+        sr = self.project.scored_run()
+        return sr, None if sr is None else self.project.run(sr).score_set
+
     def poll(self) -> None:
-        """Cheap: the runs (a few rows) and the epochs after the last one shown."""
+        """Cheap: the lease row, the runs (a few rows) and the epochs after the last one
+        shown. The panel follows the run the lease holder trains (this window's, or
+        `gumshoe train` elsewhere), else the latest run."""
         if self.project is None:
             return
+        self.holder = self.project.lease_holder()
         runs = self.project.runs()
         if not runs:
             self._show_run(None)
             return
-        latest = runs[-1]
-        if self.run_id != latest.id:
-            self._follow(latest.id)
+        held = None if self.holder is None else self.holder.run_id
+        if any(r.id == held for r in runs):
+            target = held
+            self._held_seen = (held, runs[-1].id)
+        elif self._held_seen is not None and self._held_seen[1] == runs[-1].id \
+                and any(r.id == self._held_seen[0] for r in runs):
+            # the run it trained ended (or its process died): stay on it, so its end,
+            # or Resume for a run cut short, shows, until another run begins
+            target = self._held_seen[0]
+        else:
+            target, self._held_seen = runs[-1].id, None
+        if self.run_id != target:
+            self._follow(target)
         run = next(r for r in runs if r.id == self.run_id)
         if run.updated_at != self._seen_updated:
             self._seen_updated = run.updated_at
@@ -215,12 +245,16 @@ class TrainingPanel(QWidget):
             if rows:
                 self.plots.flush()
         self._show_run(run)
-        sr = self.project.scored_run()
-        scored = (sr, run.status if run.id == sr else "")
-        if scored != self._last_scored:
-            self._last_scored = scored
-            if scored[0] is not None:
-                self.scores_written.emit(scored[0])
+        # every scores write of any run (this window's, or `gumshoe train` elsewhere)
+        # re-ranks; a write touches its run's row, so look only when a run changed
+        stamp = tuple((r.id, r.updated_at, r.score_set) for r in runs)
+        if stamp != self._runs_stamp:
+            self._runs_stamp = stamp
+            seen = self._published()
+            if seen != self._scores_seen:
+                self._scores_seen = seen
+                if seen[0] is not None:
+                    self.scores_written.emit(seen[0])
 
     def _follow(self, run_id: int) -> None:
         self.run_id = run_id
@@ -240,7 +274,7 @@ class TrainingPanel(QWidget):
         self.plots.loss.append(x, row.train_loss)
         self.plots.val.append(x, row.val_error)
         self.plots.speed.append(x, row.images_per_s)
-        metrics = row.metrics
+        metrics = row.metrics or {}
         if self._started_here != self.run_id:  # from the file only: one EM point per epoch
             if row.inlier_fraction is not None:
                 self._em_step += 1
@@ -255,6 +289,7 @@ class TrainingPanel(QWidget):
     def _show_run(self, run: Run | None) -> None:
         if run is None:
             self._run_status = ""
+            self._set_busy(self.training_here or self.holder is not None, self._holder_phrase())
             self.run_label.setText("No run yet. Pick a method and press Start, or run "
                                    "`gumshoe train` on this project elsewhere: it shows here.")
             self.progress.setRange(0, 1)
@@ -265,20 +300,22 @@ class TrainingPanel(QWidget):
             self.run_state_changed.emit("no run")
             return
         status = run.status
-        if status == "running" and run.id != self._started_here and _gone(run):
-            status = "interrupted"  # its process ended without saying so (killed)
+        held = self.holder is not None and self.holder.run_id in (run.id, None)
+        if status == "running" and not held and not self.training_here:
+            status = "interrupted"  # nobody holds its lease: its trainer ended unsaid (killed)
         self._run_status = status
         total = _total_epochs(run)
         done = self._last_epoch + 1
-        if self._started_here == run.id:
-            where = "this window"
-        elif run.pid == os.getpid() and run.host == os.uname().nodename:
-            where = "another window of this app"
-        else:
-            where = f"pid {run.pid} on {run.host or '?'}"
+        where = self._holder_phrase(since=False) if held else self._who(run)
         self.run_label.setText(f"Run {run.id} · {run.method} · {status}"
                                f"{' · ' + run.device if run.device else ''}\n"
-                               f"started by {where}")
+                               f"{'' if held or self.training_here else 'started '}by {where}")
+        self.run_label.setToolTip(f"lease: {self.holder.describe()}" if self.holder else
+                                  "nobody trains this project now")
+        busy = self.training_here or self.holder is not None
+        self._set_busy(busy, f"run {run.id} ({run.method}) by {self._holder_phrase()}"
+                       if held else f"run {run.id} ({run.method}) by this window"
+                       if self.training_here else self._holder_phrase())
         left = None
         if status in ACTIVE and total and done:
             per_epoch = self._mean_epoch_seconds()
@@ -297,15 +334,43 @@ class TrainingPanel(QWidget):
         names = {"loss": "loss", "val": "val error", "inlier": "inliers", "speed": "images/s"}
         self.progress.setToolTip("\n".join(f"{label}: {self.plots.value(k)}"
                                            for k, label in names.items() if self.plots.value(k)))
-        if run.message and status == "failed":
+        failure = self._refused or (run.message if status == "failed" else "")
+        if failure:
             self.failure.setText(f"<span style='color:{theme.colors().outlier}'>"
-                                 f"{html.escape(str(run.message))}</span>")
+                                 f"{html.escape(str(failure))}</span>")
             self.failure.show()
         else:
             self.failure.hide()
         self._update_buttons()
         self.run_state_changed.emit(f"run {run.id} {run.method}: {status}, "
                                     f"epoch {done}/{total or '?'}")
+
+    def _holder_phrase(self, since: bool = True) -> str:
+        """Who holds the project's training lease, in a phrase ("this window",
+        "gumshoe train, pid 812 on lab-2, since 14:02")."""
+        h = self.holder
+        if h is None:
+            return "this window" if self.training_here else ""
+        if h.pid == os.getpid() and h.host == os.uname().nodename:
+            return "this window" if self.training_here else "another window of this app"
+        who = f"{OWNERS.get(h.owner, h.owner)}, pid {h.pid} on {h.host}"
+        if not since:
+            return who
+        return f"{who}, since {h.since[11:16] if len(h.since) >= 16 else h.since}"
+
+    def _who(self, run: Run) -> str:
+        """Who trains (or trained) ``run``, in a phrase."""
+        if self._started_here == run.id or (self.training_here and self.run_id == run.id):
+            return "this window"
+        here = run.host == os.uname().nodename
+        if run.pid == os.getpid() and here:
+            return "another window of this app"
+        return f"pid {run.pid} on {run.host or '?'}"
+
+    def _set_busy(self, busy: bool, who: str) -> None:
+        if (busy, who) != self._busy:
+            self._busy = (busy, who)
+            self.busy_changed.emit(busy, who if busy else "")
 
     @property
     def is_running(self) -> bool:
@@ -323,19 +388,35 @@ class TrainingPanel(QWidget):
         secs = self._epoch_secs[-3:]
         return float(np.mean(secs)) if secs else None
 
+    @property
+    def held_elsewhere(self) -> bool:
+        """Another trainer (a process, another window) holds the project's lease."""
+        return self.holder is not None and not self.training_here
+
+    @property
+    def can_resume(self) -> bool:
+        """The followed run is paused or cut short and nobody trains the project:
+        Resume continues it from its checkpoint."""
+        return (not self.training_here and not self.held_elsewhere and self.run_id is not None
+                and self._run_status in RESUMABLE)
+
     def _update_buttons(self) -> None:
         here = self.training_here
         has = self.project is not None
-        can_resume = (not here and self.run_id is not None
-                      and self._run_status in RESUMABLE)
-        self.start_btn.setEnabled((has and not here and self._run_status not in ACTIVE)
-                                  or can_resume)
-        self.start_btn.setText("Resume" if can_resume else "Start")
-        self.start_btn.setToolTip("Continue the stopped run from its last checkpoint"
-                                  if can_resume else "Start a new training run")
-        self.pause_btn.setEnabled(here)
-        self.pause_btn.setText("Resume" if here and self.worker.is_paused else "Pause")
-        theme.bind_icon(self.pause_btn, "play" if here and self.worker.is_paused else "pause")
+        paused_here = here and self.worker.is_paused
+        # Start: always a fresh run (other settings), unless a run is training
+        self.start_btn.setEnabled(has and not here and not self.held_elsewhere)
+        self.start_btn.setToolTip(f"{self._holder_phrase()} trains this project: one run at a "
+                                  "time" if self.held_elsewhere else
+                                  "Train a new run with these settings")
+        # Pause / Resume: this window's run, or resume the followed paused run
+        resume = paused_here or self.can_resume
+        self.pause_btn.setEnabled(here or self.can_resume)
+        self.pause_btn.setText("Resume" if resume else "Pause")
+        self.pause_btn.setToolTip(
+            f"Continue run {self.run_id} from its last checkpoint" if self.can_resume else
+            "Continue the paused run" if paused_here else "Pause the run (Resume continues it)")
+        theme.bind_icon(self.pause_btn, "play" if resume else "pause")
         self.stop_btn.setEnabled(here)
         for w in (self.method, self.epochs, self.image_size, self.device):
             w.setEnabled(has and not here)
@@ -356,15 +437,19 @@ class TrainingPanel(QWidget):
         if i >= 0:
             self.device.setCurrentIndex(i)
 
-    def start_or_resume(self) -> None:
-        if self.start_btn.text() == "Resume":
-            self.start(resume_run=self.run_id)
-        else:
-            self.start()
+    def resume_followed(self) -> Worker | None:
+        """Continue the followed paused run from its checkpoint."""
+        return self.start(resume_run=self.run_id) if self.can_resume else None
 
     def start(self, resume_run: int | None = None, **overrides: Any) -> Worker | None:
         if self.project is None or self.training_here:
             return None
+        self.holder = self.project.lease_holder()
+        if self.held_elsewhere:  # one run trains a project at a time
+            self.run_state_changed.emit(f"not started: {self._holder_phrase()} trains it")
+            self._update_buttons()
+            return None
+        self._refused = ""
         p = {**self.params(), **overrides}
         self._show_params(p)  # the panel shows what runs (e.g. the demo's first run)
         st = settings()
@@ -373,16 +458,21 @@ class TrainingPanel(QWidget):
         self._stop_mode = {"stop": "pause"}  # the Stop button makes it "stop"
         self.worker = Worker(runner.train_in_worker, p, resume_run, self._stop_mode,
                              name="training", project_path=self.project.path, max_rate=10.0)
-        self.worker.progress.connect(self._on_event)
-        self.worker.finished.connect(self._on_finished)
+        w = self.worker  # events of a worker shut down meanwhile (another project) are dropped
+        self.worker.progress.connect(lambda ev, w=w: self._on_event(ev) if w is self.worker
+                                     else None)
+        self.worker.finished.connect(lambda w=w: self._on_finished() if w is self.worker
+                                     else None)
         self._started_here = None
         self.worker.start()
         self._update_buttons()
+        self._set_busy(True, "this window")
         self.worker_started.emit()
         return self.worker
 
     def toggle_pause(self) -> None:
         if not self.training_here:
+            self.resume_followed()
             return
         # the file says so too, so a viewer in another window sees the pause
         if self.worker.is_paused:
@@ -400,8 +490,10 @@ class TrainingPanel(QWidget):
             self.poll()
 
     def stop(self) -> None:
+        """End this window's run: it keeps its epochs and scores but is not resumable,
+        so Start begins a fresh one (a pause, or closing the app, leaves it resumable)."""
         if self.training_here:
-            self._stop_mode["stop"] = "stop"  # ends the run (closing the window pauses it)
+            self._stop_mode["stop"] = "stop"  # the trainer ends the run 'stopped'
             self.worker.request_stop()
             self.run_label.setText("Stopping after the current batch…")
 
@@ -413,6 +505,10 @@ class TrainingPanel(QWidget):
     def _on_event(self, ev: runner.Event) -> None:
         """Plain values from the worker (see app.training.runner)."""
         kind = ev.kind
+        if kind == "refused":  # another trainer took the lease first: nothing started
+            self._refused = ev.message
+            self.poll()
+            return
         if self._started_here != ev.run_id:  # the first event names the run
             self._started_here = ev.run_id
             if self.run_id != ev.run_id:
@@ -433,5 +529,6 @@ class TrainingPanel(QWidget):
         elif kind == "epoch":
             self.poll()
         elif kind == "scores":
-            self._last_scored = (ev.run_id, "running")  # what the next poll will see
+            if self.project is not None:  # what the next poll will see
+                self._scores_seen = self._published()
             self.scores_written.emit(ev.run_id)

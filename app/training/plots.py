@@ -63,7 +63,9 @@ class TrainingPlots(QWidget):
             w.setToolTip(xlabel)
             pi.setMenuEnabled(False)
             pi.hideButtons()
-            w.setMinimumSize(110, 110)
+            # narrow enough that a window made smaller (1920 -> 1280) can shrink before the
+            # plots reflow into fewer columns
+            w.setMinimumSize(60, 110)
             self.plots[name] = w
             return w
 
@@ -75,7 +77,7 @@ class TrainingPlots(QWidget):
         self.batch_loss = Series(p.plot(pen=pen(c.muted, 1.0), name="batches"))
         self.loss = Series(p.plot(pen=pen(c.accent), symbol="o", symbolSize=5,
                                   symbolBrush=c.accent, symbolPen=None, name="epoch"))
-        p = plot("val", "Val. error", "validation error per epoch")
+        p = plot("val", "Val error", "validation error per epoch")
         self.val = Series(p.plot(pen=pen(c.outlier), symbol="o", symbolSize=5,
                                  symbolBrush=c.outlier, symbolPen=None))
         p = plot("inlier", "Inliers", "inlier fraction per EM step")

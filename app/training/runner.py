@@ -21,7 +21,7 @@ HIST_BINS = 20
 
 @dataclass(frozen=True)
 class Event:
-    kind: str  # status | batch | em | epoch | scores
+    kind: str  # status | batch | em | epoch | scores | refused (another trainer holds it)
     run_id: int | None
     x: float = 0.0
     value: float | None = None
@@ -75,13 +75,16 @@ class _Forward:
 
 
 def train_in_worker(ctx: WorkerContext, params: dict[str, Any], resume_run: int | None,
-                    mode: dict[str, str] | None = None) -> int:
+                    mode: dict[str, str] | None = None) -> int | None:
     """Worker function: one training run (or the resumption of a paused one). A stop
     request pauses the run (resumable) unless ``mode["stop"]`` is ``"stop"`` (the Stop
-    button: the run ends for good)."""
+    button: the run ends for good). Another trainer holding the project's lease (it
+    started between the panel's last look and this one) is a ``refused`` event and
+    None, not an error."""
     import os
 
     from core import training
+    from core.project import LeaseHeldError
 
     config = None
     if resume_run is None:
@@ -91,8 +94,13 @@ def train_in_worker(ctx: WorkerContext, params: dict[str, Any], resume_run: int 
                                       image_size=int(params["image_size"]),
                                       device=params["device"], threads=threads,
                                       **params.get("extra", {}))
+
     def should_stop() -> str | bool:
         return (mode or {}).get("stop", "pause") if ctx.should_stop() else False
 
-    return training.train(ctx.project_path, config, _Forward(ctx), should_stop,
-                          resume=resume_run, owner="gui")
+    try:
+        return training.train(ctx.project_path, config, _Forward(ctx), should_stop,
+                              resume=resume_run, owner="gui")
+    except LeaseHeldError as exc:
+        ctx.emit(Event("refused", resume_run, message=str(exc)), force=True)
+        return None

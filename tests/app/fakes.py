@@ -10,6 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from core.images import content_hash
 from core.project import LabelSchema, NewSample, Project, ScoreRow
 
 K = 5
@@ -45,12 +46,13 @@ def make_project(path: Path, n: int = 40, scored: bool = True, task: str = "land
         img, pts = _face(rng)
         name = f"face_{i:03d}.png"
         cv2.imwrite(str(img_dir / name), img)
+        digest = content_hash((img_dir / name).read_bytes())  # the cache checks it
         stored = pts.copy()
         if i % 5 == 0:  # a wrong label on every fifth face: the nose is far off
             stored[2] += (35.0, -30.0)
         truth.append(pts)
         age = float(20 + i % 50)
-        samples.append(NewSample(key=name, path=name, width=160, height=160, content_hash=str(i),
+        samples.append(NewSample(key=name, path=name, width=160, height=160, content_hash=digest,
                                  points=stored if task == "landmarks" else None,
                                  age=None if task == "landmarks" else age,
                                  split="val" if i % 10 == 9 else "train"))

@@ -22,9 +22,11 @@ def small_demo(monkeypatch):
 
 def test_run_gui_without_project_makes_and_opens_the_demo(qtbot, small_demo, tmp_path):
     from app import settings
-    from app.main_window import MainWindow, run_gui
+    from app.main_window import MainWindow
+    from app.startup import run_gui
 
     app = QApplication.instance()
+    settings.settings().annotator = "ana"  # the first-start question is tested on its own
     seen = {}
 
     def check() -> None:

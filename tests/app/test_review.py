@@ -40,7 +40,7 @@ def test_queue_filters_and_counts(window, qtbot):
     with qtbot.waitSignal(panel.model.reset_done, timeout=5000):
         panel.split.setCurrentIndex(0)
     with qtbot.waitSignal(panel.model.reset_done, timeout=5000):
-        panel.min_score.setValue(0.0)
+        panel.min_prob.setValue(50)
     assert panel.model.rowCount() == 8
     assert panel.model.counts["unreviewed"] == 40
 
@@ -116,7 +116,7 @@ def test_accept_suggestion_and_accept_all(window, project_path):
         np.testing.assert_allclose(lab.points[2], pred[2], atol=1e-3)
     ed.show_sample(window.queue.model.sample_id(1))
     sid2 = ed.sample.id
-    flagged = ed.canvas.flagged()
+    flagged = ed.state.flagged_order()
     assert flagged == [2]
     QTest.keyClick(window, Qt.Key.Key_A, Qt.KeyboardModifier.ShiftModifier)
     with Project.open(project_path) as p:
@@ -165,19 +165,30 @@ def test_age_project(qtbot, tmp_path):
     m = win.queue.model
     assert m.headerData(6, Qt.Orientation.Horizontal) == "Age → model"
     assert "→" in m.data(m.index(0, 6))
-    assert "±" in ed.f_age_pred.text()
-    assert ed.f_age_run.text() == "from run 1 (deepgum)"
-    assert ed.f_version.text() == "v1 · import"  # the origin once, not "import · import"
+    assert "±" in ed.side.f_age_pred.text()
+    assert ed.side.f_age_run.text() == "from run 1 (deepgum)"
+    assert ed.side.f_version.text() == "v1 · import"  # the origin once, not "import · import"
     sid = ed.sample.id
     # a run that stored no spread, or a zero one, shows the estimate without "± 0.0"
     for std in ([0.0], None, [float("nan")]):
         with Project.open(path) as p:
             run = p.create_run("l2", {"epochs": 2})
             p.write_scores(run, [ScoreRow(sid, 1.0, 0.5, prediction=[18.5], prediction_std=std)])
-        ed.run_id = None
+        ed.set_run(None, None)
         ed.show_sample(sid)
-        assert ed.f_age_pred.text() == "18.5", std
-        assert ed.f_age_run.text() == f"from run {run} (l2)"
+        assert ed.side.f_age_pred.text() == "18.5", std
+        assert ed.side.f_age_run.text() == f"from run {run} (l2)"
+    # a spread wider than a lifetime (a run that learnt little) is no "± 365.8"
+    with Project.open(path) as p:
+        run = p.create_run("deepgum", {"epochs": 2})
+        p.write_scores(run, [ScoreRow(sid, 3.0, 0.95, prediction=[22.3], prediction_std=[365.8],
+                                      issue="age")])
+    ed.set_run(None, None)
+    ed.show_sample(sid)
+    assert ed.side.f_age_pred.text() == "22.3"
+    assert ed.side.f_age_run.text() == f"from run {run} (deepgum) · unsure (± 366 years)"
+    assert ed.side.f_age_run.wordWrap()  # the card is narrow: the line wraps, it is not cut
+    assert ed.side.f_issue.isVisibleTo(ed.side) and not ed.side.fix_btn.isVisibleTo(ed.side)
     ed.age_spin.setValue(42.5)
     ed.age_spin.setFocus()
     QTest.keyClick(ed.age_spin, Qt.Key.Key_Return)

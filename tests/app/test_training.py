@@ -32,6 +32,9 @@ def test_short_run_feeds_the_plots_and_reranks_the_queue(demo_window, qtbot):
     qtbot.waitUntil(lambda: win.queue.model.run_id == w.result and win.queue.model.loaded,
                     timeout=10_000)
     assert not win.queue.banner.isVisible()
+    # the run's last scores came before its last epoch showed: once it ended, the status
+    # bar no longer says the queue will re-rank as training goes on
+    qtbot.waitUntil(lambda: "goes on" not in win.statusBar().currentMessage(), timeout=5000)
     pts = win.training.plots.point_counts()
     assert pts["loss"] == 2 and pts["val"] == 2 and pts["speed"] == 2, pts
     assert pts["batch_loss"] >= 1 and pts["inlier"] >= 1 and pts["hist"] == 20, pts
@@ -83,43 +86,75 @@ def test_panel_follows_a_run_written_by_another_process(demo_window, qtbot):
     assert win.queue.model.row(0).score == -1.0
 
 
-def test_pause_stop_and_resume(demo_window, qtbot):
+def _fits(button) -> bool:  # noqa: ANN001
+    """The button's label is drawn whole (not clipped)."""
+    text = button.fontMetrics().horizontalAdvance(button.text())
+    return text + (button.iconSize().width() if not button.icon().isNull() else 0) + 16 \
+        <= button.width()
+
+
+def test_pause_resume_and_stop_are_different(demo_window, qtbot):
+    """Pause keeps the run resumable (and says so in the file); Stop ends it: the run is
+    'stopped', Start then begins a fresh run with other settings."""
+    from PySide6.QtCore import Qt
+    from PySide6.QtTest import QTest
+
     win, path = demo_window
     panel = win.training
+    win.training_dock.raise_()
     w = panel.start(epochs=40, image_size=32)
     qtbot.waitUntil(lambda: panel.plots.point_counts()["batch_loss"] >= 1, timeout=60_000)
     run_id = panel._started_here
-    panel.toggle_pause()
-    assert w.is_paused and panel.pause_btn.text() == "Resume"
+    assert not panel.start_btn.isEnabled() and not win.queue.train_btn.isEnabled()
+    QTest.mouseClick(panel.pause_btn, Qt.MouseButton.LeftButton)
+    assert w.is_paused and panel.pause_btn.text() == "Resume" and _fits(panel.pause_btn)
     with Project.open(path) as p:
         assert p.run(run_id).status == "paused"
-    panel.toggle_pause()
+    QTest.mouseClick(panel.pause_btn, Qt.MouseButton.LeftButton)
+    assert not w.is_paused and panel.pause_btn.text() == "Pause"
     with Project.open(path) as p:
         assert p.run(run_id).status == "running"
     with qtbot.waitSignal(w.finished, timeout=60_000):
-        panel.stop()  # Stop ends the run for good: not resumable
-    panel.poll()
-    assert panel._run_status == "stopped"
-    assert panel.start_btn.text() == "Start" and panel.start_btn.isEnabled()
-    # a new run, interrupted the way closing the window does: paused, resumable
-    w2 = panel.start(epochs=40, image_size=32)
-    qtbot.waitUntil(lambda: panel._started_here not in (None, run_id), timeout=60_000)
-    run2 = panel._started_here
-    qtbot.waitUntil(lambda: panel._last_epoch >= 0, timeout=60_000)
-    w2.stop_and_join()
-    panel.poll()
-    assert panel._run_status == "paused"
-    assert panel.start_btn.text() == "Resume" and panel.start_btn.isEnabled()
-    done_before = panel._last_epoch
-    panel.start_or_resume()
-    w3 = panel.worker
-    assert w3 is not w2
-    qtbot.waitUntil(lambda: panel._last_epoch > done_before, timeout=60_000)
-    with qtbot.waitSignal(w3.finished, timeout=60_000):
-        panel.stop()
-    assert w3.result == run2  # the same run continued
+        QTest.mouseClick(panel.stop_btn, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: panel._run_status == "stopped", timeout=5000)
     with Project.open(path) as p:
-        assert [r.status for r in p.runs()] == ["stopped", "stopped"]
+        assert p.run(run_id).status == "stopped"
+    assert panel.start_btn.text() == "Start" and panel.start_btn.isEnabled()
+    assert not panel.pause_btn.isEnabled()  # a stopped run is not resumed
+    assert win.queue.train_btn.isEnabled()
+    # a fresh run with other settings
+    panel.method.setCurrentIndex(panel.method.findData("l2"))
+    panel.epochs.setValue(1)
+    QTest.mouseClick(panel.start_btn, Qt.MouseButton.LeftButton)
+    w2 = panel.worker
+    assert w2 is not w
+    with qtbot.waitSignal(w2.finished, timeout=120_000):
+        pass
+    with Project.open(path) as p:
+        runs = p.runs()
+        assert [r.status for r in runs] == ["stopped", "finished"]
+        assert runs[-1].method == "l2" and w2.result == runs[-1].id
+
+
+def test_a_paused_run_resumes_from_the_panel(demo_window, qtbot):
+    """A run left paused (closing the app, Ctrl-C) is resumed with the Resume button,
+    and the same run continues; Start would begin a new one instead."""
+    win, path = demo_window
+    panel = win.training
+    w = panel.start(epochs=3, image_size=32)
+    qtbot.waitUntil(lambda: panel._last_epoch >= 0, timeout=120_000)
+    run_id = panel._started_here
+    w.stop_and_join()  # what closing the window does: the run stays resumable
+    qtbot.waitUntil(lambda: panel._run_status == "paused", timeout=5000)
+    assert panel.pause_btn.isEnabled() and panel.pause_btn.text() == "Resume"
+    assert panel.start_btn.isEnabled() and panel.start_btn.text() == "Start"
+    panel.toggle_pause()
+    w2 = panel.worker
+    with qtbot.waitSignal(w2.finished, timeout=120_000):
+        pass
+    assert w2.result == run_id
+    with Project.open(path) as p:
+        assert len(p.runs()) == 1 and p.run(run_id).status == "finished"
 
 
 def test_panel_follows_gumshoe_train_in_another_process(demo_window, qtbot):
@@ -156,7 +191,7 @@ def test_first_ranking_shows_the_top_later_ones_keep_the_sample(qtbot, tmp_path)
     win = open_window(qtbot, path)
     win.queue.select_row(5)
     browsing = win.editor.sample.id
-    assert win.editor.score is None
+    assert win.editor.state.scores is None
 
     def score(top_last: bool) -> int:
         with Project.open(path) as p:
@@ -171,14 +206,14 @@ def test_first_ranking_shows_the_top_later_ones_keep_the_sample(qtbot, tmp_path)
     with qtbot.waitSignal(win.queue.model.reset_done, timeout=5000):
         win.training.poll()
     qtbot.waitUntil(lambda: win.editor.sample.id == top, timeout=5000)
-    assert win.queue.current_row() == 0 and win.editor.score is not None
+    assert win.queue.current_row() == 0 and win.editor.state.scores is not None
     win.queue.select_row(7)
     kept = win.editor.sample.id
     score(top_last=False)
     with qtbot.waitSignal(win.queue.model.reset_done, timeout=5000):
         win.training.poll()
-    qtbot.waitUntil(lambda: win.editor.score is not None
-                    and win.editor.score.run_id == win.queue.model.run_id, timeout=5000)
+    qtbot.waitUntil(lambda: win.editor.state.scores is not None
+                    and win.editor.state.scores.run_id == win.queue.model.run_id, timeout=5000)
     assert win.editor.sample.id == kept
     win.close()
 
@@ -191,4 +226,110 @@ def test_a_failed_run_shows_its_message(demo_window, qtbot):
     win.training.poll()
     assert win.training.failure.isVisibleTo(win.training)
     assert "CUDA &lt;out of memory&gt;" in win.training.failure.text()
-    assert win.training.start_btn.text() == "Resume"
+    assert win.training.pause_btn.text() == "Resume" and win.training.start_btn.text() == "Start"
+
+
+def test_a_run_in_another_process_blocks_train_now_and_reranks_on_every_write(
+        demo_window, qtbot):
+    """`gumshoe train` in a second process: while it trains, this window offers no second
+    run (Train now and Start disabled), names who trains and offers to show it; each
+    scores write (epochs 5, 10, 15 and 20) re-ranks the queue, not only the last one."""
+    import os
+    import subprocess
+    import sys
+
+    win, path = demo_window
+    queue, panel = win.queue, win.training
+    seen: list[tuple[int | None, str]] = []  # (queue's run, that run's status) per re-rank
+
+    def on_reset() -> None:
+        rid = queue.model.run_id
+        with Project.open(path) as p:
+            seen.append((rid, p.run(rid).status if rid is not None else ""))
+
+    queue.model.reset_done.connect(on_reset)
+    proc = subprocess.Popen([sys.executable, "-m", "core", "train", str(path), "--epochs", "20",
+                             "--image-size", "32", "--quiet"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        qtbot.waitUntil(lambda: panel._run_status == "running", timeout=60_000)
+        assert not queue.train_btn.isEnabled() and not panel.start_btn.isEnabled()
+        assert queue.banner.isVisibleTo(queue) and queue.follow_btn.isVisibleTo(queue)
+        who = f"pid {proc.pid} on {os.uname().nodename}"
+        assert who in queue.banner_text.text() and who in panel.run_label.text()
+        qtbot.waitUntil(lambda: panel._run_status == "finished", timeout=180_000)
+    finally:
+        _out, err = proc.communicate(timeout=180)
+    assert proc.returncode == 0, err.decode()[-2000:]
+    run_id = panel.run_id
+    qtbot.waitUntil(lambda: (run_id, "finished") in seen, timeout=10_000)
+    assert (run_id, "running") in seen  # the mid-run write re-ranked too
+    # the trainer lets go of the lease after it marks the run finished: the next poll
+    qtbot.waitUntil(lambda: queue.train_btn.isEnabled() and panel.start_btn.isEnabled(),
+                    timeout=5000)
+
+
+def test_the_lease_holder_is_followed_and_no_second_run_starts(demo_window, qtbot):
+    """`gumshoe train --resume 1` in another process while a later run (2) exists: the
+    panel follows the run the lease holder trains (not the latest), names the holder,
+    and offers no second run (before the lease, run 2 'finished' enabled Start and a
+    second trainer began). Killed, the holder's run reads 'interrupted' and can be
+    resumed here."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from core import training
+
+    win, path = demo_window
+    queue, panel = win.queue, win.training
+    epochs: list[int] = []
+
+    class Cb(training.Callbacks):
+        def on_epoch_end(self, ev) -> None:  # noqa: ANN001
+            epochs.append(ev.epoch)
+
+    first = training.train(path, training.TrainConfig(epochs=60, image_size=32), Cb(),
+                           lambda: len(epochs) >= 1)
+    with Project.open(path) as p:
+        assert p.run(first).status == "paused"
+        later = p.create_run("l2", {"config": {"epochs": 1}})
+        p.update_run(later, status="finished")
+    panel.poll()
+    assert panel.run_id == later and panel.start_btn.isEnabled()
+    proc = subprocess.Popen([sys.executable, "-m", "core", "train", str(path), "--resume",
+                             str(first), "--quiet"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        qtbot.waitUntil(lambda: panel.holder is not None and panel.holder.run_id == first,
+                        timeout=60_000)
+        assert panel.run_id == first and panel._run_status == "running"
+        assert not panel.start_btn.isEnabled() and not panel.pause_btn.isEnabled()
+        assert not queue.train_btn.isEnabled() and queue.follow_btn.isVisibleTo(queue)
+        who = f"gumshoe train, pid {proc.pid} on {os.uname().nodename}"
+        assert who in panel.run_label.text() and who in queue.banner_text.text()
+        assert panel.start(epochs=1, image_size=32) is None  # refused: one run at a time
+        with Project.open(path) as p:
+            assert [r.id for r in p.runs()] == [first, later]
+        proc.send_signal(signal.SIGKILL)  # killed: it says nothing, its lease dies with it
+        proc.wait(timeout=30)
+        qtbot.waitUntil(lambda: panel.holder is None, timeout=10_000)
+        with Project.open(path) as p:
+            assert p.run(first).status == "running"  # what the killed process left
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate(timeout=30)
+    assert panel.run_id == first and panel._run_status == "interrupted"
+    assert panel.pause_btn.isEnabled() and panel.pause_btn.text() == "Resume"
+    assert panel.start_btn.isEnabled() and queue.train_btn.isEnabled()
+    assert not queue.follow_btn.isVisibleTo(queue)
+    w = panel.resume_followed()  # this window takes the lease and continues run 1
+    qtbot.waitUntil(lambda: panel.holder is not None and panel.training_here, timeout=60_000)
+    assert panel.holder.pid == os.getpid() and panel.holder.run_id == first
+    with qtbot.waitSignal(w.finished, timeout=120_000):
+        panel.stop()
+    assert w.result == first
+    with Project.open(path) as p:
+        assert p.run(first).status == "stopped" and p.lease_holder() is None
