@@ -19,10 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
-from core.formats import detect_format, get_reader
+from core.formats import default_task, detect_format, get_reader
 from core.formats.base import RawItem, Skip
 from core.images import ImageCache, ImageError, Letterbox, letterbox, letterbox_for, load_image
-from core.project import LabelSchema, NewSample, Project
+from core.project import LabelSchema, NewSample, Project, ProjectError
+from core.schemas import schema_conflict
 
 DEFAULT_IMAGE_SIZE = 64
 VAL_SHARE = 0.1
@@ -42,6 +43,8 @@ class ImportResult:
     seconds: float = 0.0
     stopped: bool = False
     noise: str | None = None
+    schema: LabelSchema | None = None  # the project's, after this import
+    new_schema: bool = False  # this import set it
 
     @property
     def images_per_s(self) -> float:
@@ -97,17 +100,23 @@ def import_source(
     if fmt == "auto":
         fmt = detect_format(source)
     reader = get_reader(fmt)
-    task = task or reader.tasks[0]
+    task = task or default_task(reader, source)
     if task not in reader.tasks:
         raise ValueError(f"{source}: format {fmt!r} has no task {task!r} (has {', '.join(reader.tasks)})")
     schema = reader.schema(source, task)
-    project.set_schema(schema)
+    current = project.schema
+    if current is None:
+        project.set_schema(schema)
+    elif (conflict := schema_conflict(current, schema)) is not None:
+        raise ProjectError(f"cannot import {source} into {project.path}: {conflict}")
+    else:
+        schema = current  # same keypoints: the project keeps its skeleton and flip pairs
     root = reader.root(source).resolve()
     source_id = project.add_source(root, fmt, task, {"source": str(source.resolve())})
     known = project.existing_keys(source_id)
     size = image_size or int(project.meta("image_size") or DEFAULT_IMAGE_SIZE)
     cache = ImageCache(project.cache_dir, size)
-    result = ImportResult(source_id, fmt, task)
+    result = ImportResult(source_id, fmt, task, schema=schema, new_schema=current is None)
 
     def decode(item: RawItem) -> tuple[RawItem, object]:
         """In a worker thread: read, hash, decode and letterbox one image."""

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from core.project import Project
+from core.schemas import describe_schema
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -19,12 +20,20 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     with Project.open(args.project) as project:
         info = project.info()
+        schema = project.schema
+    if schema is not None and schema.task == "landmarks":
+        info.update(keypoint_names=list(schema.keypoints),
+                    flip_pairs=[list(p) for p in schema.flip_pairs],
+                    skeleton=[list(e) for e in schema.skeleton])
     if args.json:
         print(json.dumps(info))
         return 0
     print(f"{info['path']}")
     print(f"  task       {info['task']}" + (f" ({info['schema']}, {info['keypoints']} keypoints)"
                                             if info["task"] == "landmarks" else ""))
+    if schema is not None and schema.task == "landmarks":
+        for line in describe_schema(schema):
+            print(f"  {line}")
     if info["task"] == "age":
         print(f"  ages       {info['age_min']:g} to {info['age_max']:g}")
     print(f"  samples    {info['samples']}  (" +

@@ -17,10 +17,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from core.formats import coco, csv_format, pts
+from core.formats import coco, csv_format, dlc, pts
 from core.formats.base import FormatError, RawItem, Reader, Skip
 from core.formats.coco import CocoReader
 from core.formats.csv_format import CsvReader
+from core.formats.dlc import DlcReader
 from core.formats.dlib_xml import DlibReader
 from core.formats.fgnet import FgnetReader
 from core.formats.lsp import LspReader
@@ -32,14 +33,15 @@ Writer = Callable[[Path, LabelSchema, Iterable[tuple[Sample, Label]]], int]
 
 # In the order detect_format tries them: the most specific layouts first.
 READERS: dict[str, Reader] = {r.name: r for r in (
-    FgnetReader(), LspReader(), DlibReader(), CocoReader(), CsvReader(), UtkfaceReader(),
+    DlcReader(), FgnetReader(), LspReader(), DlibReader(), CocoReader(), CsvReader(), UtkfaceReader(),
     PtsReader(),
 )}
 
-WRITERS: dict[str, Writer] = {"csv": csv_format.write, "coco": coco.write, "pts": pts.write}
+WRITERS: dict[str, Writer] = {"csv": csv_format.write, "coco": coco.write, "pts": pts.write,
+                              "dlc": dlc.write}
 
 __all__ = ["READERS", "WRITERS", "FormatError", "RawItem", "Reader", "Skip", "Writer",
-           "detect_format", "get_reader", "get_writer"]
+           "default_task", "detect_format", "get_reader", "get_writer"]
 
 
 def get_reader(name: str) -> Reader:
@@ -66,3 +68,10 @@ def detect_format(source: str | Path) -> str:
             return name
     raise FormatError(f"{source}: cannot tell the dataset format; name one of "
                       f"{', '.join(READERS)}")
+
+
+def default_task(reader: Reader, source: str | Path) -> str:
+    """The task to import when none is named: the reader's choice for this source where
+    it can tell (a CSV's header says landmarks or age), else its first task."""
+    pick = getattr(reader, "default_task", None)
+    return pick(Path(source)) if pick is not None else reader.tasks[0]

@@ -58,3 +58,6 @@ class Reader(Protocol):
     def sniff(self, source: Path) -> bool:
         """True if ``source`` looks like this format (for ``--format auto``)."""
         ...
+
+    # Optional: ``default_task(source) -> str``, the task to import when none is named,
+    # for readers whose source says which (see ``core.formats.default_task``).
