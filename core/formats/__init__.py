@@ -24,8 +24,8 @@ from core.formats.csv_format import CsvReader
 from core.formats.dlc import DlcReader
 from core.formats.dlib_xml import DlibReader
 from core.formats.fgnet import FgnetReader
+from core.formats.ljson import LjsonReader, PtsLjsonReader
 from core.formats.lsp import LspReader
-from core.formats.pts import PtsReader
 from core.formats.utkface import UtkfaceReader
 from core.project import Label, LabelSchema, Sample
 
@@ -34,7 +34,7 @@ Writer = Callable[[Path, LabelSchema, Iterable[tuple[Sample, Label]]], int]
 # In the order detect_format tries them: the most specific layouts first.
 READERS: dict[str, Reader] = {r.name: r for r in (
     DlcReader(), FgnetReader(), LspReader(), DlibReader(), CocoReader(), CsvReader(), UtkfaceReader(),
-    PtsReader(),
+    LjsonReader(), PtsLjsonReader(),
 )}
 
 WRITERS: dict[str, Writer] = {"csv": csv_format.write, "coco": coco.write, "pts": pts.write,
