@@ -125,6 +125,7 @@ def import_source(
         except ImageError as exc:
             return item, exc
         h, w = image.shape[:2]
+        item = item.scaled(w, h)  # YOLO's fractions of the image size -> pixels
         lb = letterbox_for(w, h, item.box, size)
         return item, (w, h, digest, letterbox(image, lb), lb)
 

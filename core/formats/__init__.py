@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from core.formats import coco, csv_format, dlc, pts
+from core.formats import coco, csv_format, dlc, pts, yolo_pose
 from core.formats.base import FormatError, RawItem, Reader, Skip
 from core.formats.coco import CocoReader
 from core.formats.csv_format import CsvReader
@@ -27,18 +27,19 @@ from core.formats.fgnet import FgnetReader
 from core.formats.ljson import LjsonReader, PtsLjsonReader
 from core.formats.lsp import LspReader
 from core.formats.utkface import UtkfaceReader
+from core.formats.yolo_pose import YoloPoseReader
 from core.project import Label, LabelSchema, Sample
 
 Writer = Callable[[Path, LabelSchema, Iterable[tuple[Sample, Label]]], int]
 
 # In the order detect_format tries them: the most specific layouts first.
 READERS: dict[str, Reader] = {r.name: r for r in (
-    DlcReader(), FgnetReader(), LspReader(), DlibReader(), CocoReader(), CsvReader(), UtkfaceReader(),
+    DlcReader(), YoloPoseReader(), FgnetReader(), LspReader(), DlibReader(), CocoReader(), CsvReader(), UtkfaceReader(),
     LjsonReader(), PtsLjsonReader(),
 )}
 
 WRITERS: dict[str, Writer] = {"csv": csv_format.write, "coco": coco.write, "pts": pts.write,
-                              "dlc": dlc.write}
+                              "dlc": dlc.write, "yolo-pose": yolo_pose.write}
 
 __all__ = ["READERS", "WRITERS", "FormatError", "RawItem", "Reader", "Skip", "Writer",
            "default_task", "detect_format", "get_reader", "get_writer"]
