@@ -17,10 +17,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from core.formats import coco, csv_format, dlc, pts, yolo_pose
+from core.formats import coco, csv_format, cvat, dlc, pts, yolo_pose
 from core.formats.base import FormatError, RawItem, Reader, Skip
 from core.formats.coco import CocoReader
 from core.formats.csv_format import CsvReader
+from core.formats.cvat import CvatReader
 from core.formats.dlc import DlcReader
 from core.formats.dlib_xml import DlibReader
 from core.formats.fgnet import FgnetReader
@@ -34,12 +35,12 @@ Writer = Callable[[Path, LabelSchema, Iterable[tuple[Sample, Label]]], int]
 
 # In the order detect_format tries them: the most specific layouts first.
 READERS: dict[str, Reader] = {r.name: r for r in (
-    DlcReader(), YoloPoseReader(), FgnetReader(), LspReader(), DlibReader(), CocoReader(), CsvReader(), UtkfaceReader(),
+    DlcReader(), YoloPoseReader(), CvatReader(), FgnetReader(), LspReader(), DlibReader(), CocoReader(), CsvReader(), UtkfaceReader(),
     LjsonReader(), PtsLjsonReader(),
 )}
 
 WRITERS: dict[str, Writer] = {"csv": csv_format.write, "coco": coco.write, "pts": pts.write,
-                              "dlc": dlc.write, "yolo-pose": yolo_pose.write}
+                              "dlc": dlc.write, "yolo-pose": yolo_pose.write, "cvat": cvat.write}
 
 __all__ = ["READERS", "WRITERS", "FormatError", "RawItem", "Reader", "Skip", "Writer",
            "default_task", "detect_format", "get_reader", "get_writer"]
