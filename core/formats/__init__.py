@@ -25,6 +25,7 @@ from core.formats.cvat import CvatReader
 from core.formats.dlc import DlcReader
 from core.formats.dlib_xml import DlibReader
 from core.formats.fgnet import FgnetReader
+from core.formats.labelstudio import LabelStudioReader
 from core.formats.ljson import LjsonReader, PtsLjsonReader
 from core.formats.lsp import LspReader
 from core.formats.utkface import UtkfaceReader
@@ -35,8 +36,9 @@ Writer = Callable[[Path, LabelSchema, Iterable[tuple[Sample, Label]]], int]
 
 # In the order detect_format tries them: the most specific layouts first.
 READERS: dict[str, Reader] = {r.name: r for r in (
-    DlcReader(), YoloPoseReader(), CvatReader(), FgnetReader(), LspReader(), DlibReader(), CocoReader(), CsvReader(), UtkfaceReader(),
-    LjsonReader(), PtsLjsonReader(),
+    DlcReader(), YoloPoseReader(), CvatReader(), FgnetReader(), LspReader(), DlibReader(),
+    LabelStudioReader(), CocoReader(), CsvReader(), UtkfaceReader(), LjsonReader(),
+    PtsLjsonReader(),
 )}
 
 WRITERS: dict[str, Writer] = {"csv": csv_format.write, "coco": coco.write, "pts": pts.write,
