@@ -111,7 +111,10 @@ def import_source(
         raise ProjectError(f"cannot import {source} into {project.path}: {conflict}")
     else:
         schema = current  # same keypoints: the project keeps its skeleton and flip pairs
-    root = reader.root(source).resolve()
+    # readers that decode frames out of a video or label file (slp) write them here
+    frames = {"frames_dir": project.cache_dir / "frames"} if getattr(
+        reader, "writes_frames", False) else {}
+    root = reader.root(source, **frames).resolve()
     source_id = project.add_source(root, fmt, task, {"source": str(source.resolve())})
     known = project.existing_keys(source_id)
     size = image_size or int(project.meta("image_size") or DEFAULT_IMAGE_SIZE)
@@ -144,7 +147,7 @@ def import_source(
 
     handled = 0
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        for item, outcome in _ordered(pool, decode, _items(reader.read(source, task), known, schema,
+        for item, outcome in _ordered(pool, decode, _items(reader.read(source, task, **frames), known, schema,
                                                             result), 4 * max(1, workers)):
             handled += 1
             if isinstance(outcome, Exception):

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from core.formats import coco, csv_format, cvat, dlc, pts, yolo_pose
+from core.formats import coco, csv_format, cvat, dlc, pts, slp, yolo_pose
 from core.formats.base import FormatError, RawItem, Reader, Skip
 from core.formats.coco import CocoReader
 from core.formats.csv_format import CsvReader
@@ -28,6 +28,7 @@ from core.formats.fgnet import FgnetReader
 from core.formats.labelstudio import LabelStudioReader
 from core.formats.ljson import LjsonReader, PtsLjsonReader
 from core.formats.lsp import LspReader
+from core.formats.slp import SlpReader
 from core.formats.utkface import UtkfaceReader
 from core.formats.yolo_pose import YoloPoseReader
 from core.project import Label, LabelSchema, Sample
@@ -36,13 +37,14 @@ Writer = Callable[[Path, LabelSchema, Iterable[tuple[Sample, Label]]], int]
 
 # In the order detect_format tries them: the most specific layouts first.
 READERS: dict[str, Reader] = {r.name: r for r in (
-    DlcReader(), YoloPoseReader(), CvatReader(), FgnetReader(), LspReader(), DlibReader(),
+    SlpReader(), DlcReader(), YoloPoseReader(), CvatReader(), FgnetReader(), LspReader(), DlibReader(),
     LabelStudioReader(), CocoReader(), CsvReader(), UtkfaceReader(), LjsonReader(),
     PtsLjsonReader(),
 )}
 
 WRITERS: dict[str, Writer] = {"csv": csv_format.write, "coco": coco.write, "pts": pts.write,
-                              "dlc": dlc.write, "yolo-pose": yolo_pose.write, "cvat": cvat.write}
+                              "dlc": dlc.write, "yolo-pose": yolo_pose.write, "cvat": cvat.write,
+                              "slp": slp.write}
 
 __all__ = ["READERS", "WRITERS", "FormatError", "RawItem", "Reader", "Skip", "Writer",
            "default_task", "detect_format", "get_reader", "get_writer"]
