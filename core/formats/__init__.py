@@ -5,11 +5,14 @@ Readers (see :mod:`core.formats.base` for the contract) are instances in
 
     write(out: Path, schema: LabelSchema, records: Iterable[tuple[Sample, Label]]) -> int
 
-``out`` is the file (csv, coco) or new folder (pts) to create; ``records`` are the
-samples with the label to write; the return value is how many were written. A
-writer raises ValueError for a task its format cannot hold (ages in COCO or .pts).
-Image paths are written relative to the output's folder (csv, coco) or the
-images are copied (pts), so reading the output back gives the same labels.
+``out`` is the file or new folder to create (``EXPORT_SUFFIX`` says which: a file
+suffix, or ``""`` for a folder; dlc and cvat also write a lone table/XML when given
+a ``.h5``/``.csv``/``.xml`` name); ``records`` are the samples with the label to write;
+the return value is how many were written. A writer raises ValueError for a task its
+format cannot hold (ages in COCO or .pts) and FileExistsError rather than write into
+a folder in use. Image paths are written relative to the output's folder (csv, coco,
+cvat's XML), referenced (slp) or the images are copied (pts, dlc, yolo-pose and cvat
+folders), so reading the output back gives the same labels.
 """
 
 from __future__ import annotations
@@ -46,8 +49,12 @@ WRITERS: dict[str, Writer] = {"csv": csv_format.write, "coco": coco.write, "pts"
                               "dlc": dlc.write, "yolo-pose": yolo_pose.write, "cvat": cvat.write,
                               "slp": slp.write}
 
-__all__ = ["READERS", "WRITERS", "FormatError", "RawItem", "Reader", "Skip", "Writer",
-           "default_task", "detect_format", "get_reader", "get_writer"]
+# What a writer's ``out`` is by default: a file with this suffix, or "" for a new folder.
+EXPORT_SUFFIX: dict[str, str] = {"csv": ".csv", "coco": ".json", "pts": "", "dlc": "",
+                                 "yolo-pose": "", "cvat": "", "slp": ".slp"}
+
+__all__ = ["EXPORT_SUFFIX", "READERS", "WRITERS", "FormatError", "RawItem", "Reader", "Skip",
+           "Writer", "default_task", "detect_format", "get_reader", "get_writer"]
 
 
 def get_reader(name: str) -> Reader:

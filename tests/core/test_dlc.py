@@ -386,3 +386,47 @@ def test_dlc_csv_fuzz_raises_only_format_error(tmp_path, text):
     out = list(_table_items(table, schema, tmp_path))
     assert all(isinstance(o, RawItem | Skip) for o in out)
     assert all(isinstance(o, Skip) or np.isfinite(o.points[o.visibility > 0]).all() for o in out)
+
+
+def test_sleap_io_reads_our_export_as_deeplabcut(dataset, tmp_path):
+    """An independent reader of DeepLabCut tables (sleap-io's) sees the same points."""
+    sio = pytest.importorskip("sleap_io")
+    first, _ = import_new(tmp_path / "a.gumshoe", dataset("dlc-reaching"), "dlc")
+    export(first, tmp_path / "out", "dlc")
+    theirs = sio.load_dlc(str(tmp_path / "out/labeled-data/reachingvideo1/"
+                              "CollectedData_Mackenzie.csv"))
+    assert len(theirs.labeled_frames) == 55
+    assert {(e.source.name, e.destination.name) for e in theirs.skeletons[0].edges} == {
+        ("Hand", "Finger1"), ("Joystick1", "Joystick2")}  # from our config.yaml
+    ours = labels(first)
+    names = theirs.skeletons[0].node_names
+    order = [first.schema.keypoints.index(n) for n in names]
+    for lf in theirs.labeled_frames:
+        key = "labeled-data/reachingvideo1/" + Path(lf.video.filename[lf.frame_idx]).name
+        np.testing.assert_allclose(lf.instances[0].numpy(), ours[key][0][order], atol=1e-4)
+
+
+def test_deeplabcut_through_coco_keeps_names_and_pairs(dataset, tmp_path):
+    """The first 10 openfield frames copied into a project folder, exported as COCO
+    beside them (image paths inside the folder), read back."""
+    src = dataset("dlc-openfield")
+    proj = tmp_path / "proj"
+    (proj / "labeled-data/m4s1").mkdir(parents=True)
+    (proj / "config.yaml").write_bytes((src / "config.yaml").read_bytes())
+    lines = (src / "labeled-data/m4s1/CollectedData_Pranav.csv").read_text().splitlines()
+    (proj / "labeled-data/m4s1/CollectedData_Pranav.csv").write_text(
+        "\n".join(lines[:13]) + "\n")
+    for line in lines[3:13]:
+        name = line.split(",")[0]
+        (proj / name).write_bytes((src / name).read_bytes())
+    first, _ = import_new(tmp_path / "a.gumshoe", proj, "dlc")
+    export(first, proj / "of.json", "coco")
+    second, again = import_new(tmp_path / "b.gumshoe", proj / "of.json", "coco")
+    assert again.added == 10 and not again.skipped
+
+    def by_path(d):
+        return {k.split("#")[0]: v for k, v in d.items()}
+
+    assert_same(by_path(labels(first)), by_path(labels(second)))
+    assert second.schema.keypoints == first.schema.keypoints
+    assert second.schema.flip_pairs == ((1, 2),)  # from the names again

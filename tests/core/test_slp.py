@@ -10,6 +10,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 sio = pytest.importorskip("sleap_io")
 iio = pytest.importorskip("imageio.v3")
@@ -189,3 +191,16 @@ def test_export_from_deeplabcut_to_sleap(dataset, tmp_path):
         export(first, out, "slp")
     with pytest.raises(ValueError, match="a .slp file"):
         export(first, tmp_path / "x.h5", "slp")
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.binary(max_size=400))
+def test_slp_files_fuzz_raise_only_format_error(tmp_path_factory, data):
+    path = tmp_path_factory.mktemp("fz") / "x.slp"
+    path.write_bytes(b"\x89HDF\r\n\x1a\n" + data)
+    try:
+        out = list(READERS["slp"].read(path, "landmarks", frames_dir=path.parent / "f"))
+    except FormatError as exc:
+        assert "\n" not in str(exc)
+    else:
+        assert all(hasattr(o, "key") or hasattr(o, "reason") for o in out)
