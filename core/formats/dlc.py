@@ -485,6 +485,8 @@ def dlc_path(sample: Sample) -> tuple[str, str, str]:
     parts = Path(sample.path).parts
     if len(parts) == 3 and parts[0] == "labeled-data":
         return parts[0], parts[1], parts[2]
+    if Path(sample.path).is_absolute() or ".." in parts:  # an image outside its source root
+        parts = sample.image_path.parts[-2:]
     video = "-".join(parts[:-1]) or Path(sample.root).name or "images"
     return "labeled-data", video, parts[-1]
 

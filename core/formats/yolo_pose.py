@@ -329,6 +329,8 @@ def _box_of(sample: Sample, pts: np.ndarray, present: np.ndarray
             ) -> tuple[float, float, float, float]:
     if sample.box is not None:
         return tuple(float(v) for v in sample.box)  # type: ignore[return-value]
+    if not present.any():
+        return 0.0, 0.0, float(sample.width), float(sample.height)
     p = pts[present]
     x0, y0 = p.min(axis=0)
     x1, y1 = p.max(axis=0)

@@ -430,3 +430,21 @@ def test_deeplabcut_through_coco_keeps_names_and_pairs(dataset, tmp_path):
     assert_same(by_path(labels(first)), by_path(labels(second)))
     assert second.schema.keypoints == first.schema.keypoints
     assert second.schema.flip_pairs == ((1, 2),)  # from the names again
+
+
+def test_writer_places_images_from_outside_their_root(tmp_path):
+    """A sample stored with an absolute path (its image lay outside the source folder)
+    goes to a video folder named after the image's folder, not to '/-...'."""
+    from core.formats.dlc import write
+    from core.project import Label, Sample
+
+    img = write_png(tmp_path / "elsewhere" / "cam1" / "f.png")
+    sample = Sample(1, 1, "k", str(img), 64, 48, None, "train", "", "unreviewed",
+                    str(tmp_path / "root"))
+    label = Label(1, 1, np.array([[1.0, 2.0], [np.nan, np.nan]]), np.array([2, 0]), None,
+                  "import", "", "", "")
+    schema = schema_for_keypoints(["a", "b"])
+    assert write(tmp_path / "out", schema, [(sample, label)]) == 1
+    df = pd.read_hdf(tmp_path / "out/labeled-data/cam1/CollectedData_gumshoe.h5")
+    assert list(df.index) == ["labeled-data/cam1/f.png"]
+    assert (tmp_path / "out/labeled-data/cam1/f.png").is_file()
