@@ -38,7 +38,8 @@ from core.metrics import (
 )
 from core.noise import IMAGE_KINDS, apply_noise, parse_spec
 from core.project import Project, Sample
-from core.scoring import BASELINE_FLAG, image_flagged, outre_scores
+from core.robust import METHODS
+from core.scoring import image_flagged, outre_scores
 from core.training import StopFn, TrainConfig, train
 
 Log = Callable[[str], None]
@@ -48,7 +49,7 @@ FIELDS = ("auroc", "auprc", "precision", "recall", "test_nme", "failure_rate", "
 
 @dataclass(frozen=True)
 class BenchSettings:
-    methods: tuple[str, ...] = ("deepgum", "l2", "huber", "tukey", "barron")
+    methods: tuple[str, ...] = METHODS
     seeds: int = 3
     first_seed: int = 0  # seeds first_seed .. first_seed + seeds - 1
     test_share: float = 0.2
@@ -73,7 +74,7 @@ def assign_splits(project: Project, seed: int, test_share: float, val_share: flo
     project.set_splits(split)
 
 
-def detection(project: Project, run_id: int, per_image: bool, log_odds: bool,
+def detection(project: Project, run_id: int, per_image: bool,
               override: dict[int, float] | None = None) -> dict[str, float | None]:
     """AUROC, AUPRC, precision and recall of a run's scores on the training samples."""
     scores = project.scores(run_id)
@@ -88,7 +89,7 @@ def detection(project: Project, run_id: int, per_image: bool, log_odds: bool,
             v = row["score"] if override is None else override[sample.id]
             s.append(v)
             t.append(img or bool(lms))
-            f.append(image_flagged(row["landmark_scores"] or [row["score"]], log_odds))
+            f.append(image_flagged(row["landmark_scores"] or [row["score"]]))
         else:
             bad = set(lms)
             probs = row["landmark_probs"]
@@ -97,7 +98,7 @@ def detection(project: Project, run_id: int, per_image: bool, log_odds: bool,
                     continue
                 s.append(v)
                 t.append(k in bad)
-                f.append(probs[k] > 0.5 if log_odds else v > BASELINE_FLAG)
+                f.append(probs[k] > 0.5)
     if override is not None:  # a score with no flag rule of its own
         f = [False] * len(f)
         precision = recall = None
@@ -188,7 +189,7 @@ def run_bench(source: str | Path, fmt: str, task: str | None, noises: Sequence[s
                         epochs = project.epochs(run_id)
                         ips = [e["images_per_s"] for e in epochs]
                         total = sum(e["seconds"] for e in epochs) or 1.0
-                        det = detection(project, run_id, per_image, method == "deepgum")
+                        det = detection(project, run_id, per_image)
                         per_sample, task_err = test_errors(project, run_id)
                         row = {"method": method, "noise": str(spec), "seed": seed, **det,
                                **task_err, "seconds": seconds,
@@ -226,7 +227,7 @@ def _outre_row(project: Project, run_id: int, l2_row: dict[str, Any],
     y = np.array([labels[i].age for i in ids])
     pred = np.array([scores[i]["prediction"][0] for i in ids])
     outre = dict(zip(ids, outre_scores(y, pred).tolist(), strict=True))
-    det = detection(project, run_id, per_image, False, override=outre)
+    det = detection(project, run_id, per_image, override=outre)
     return {**l2_row, "method": "l2-outre", **det}
 
 

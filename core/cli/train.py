@@ -11,7 +11,7 @@ from types import FrameType
 from core.cli.progress import bar
 from core.project import Project
 from core.robust import METHODS
-from core.robust.deepgum import UNITS
+from core.robust.mixture import UNITS
 from core.training import (
     BatchProgress,
     Callbacks,

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from scipy.integrate import quad
 
-from core.robust.base import Criterion
+from core.robust.base import Method, Output, Problem
 
 ALPHA_LO, ALPHA_HI = 0.001, 1.999
 SCALE_LO = 1e-4
@@ -57,18 +57,21 @@ def log_partition(alpha: torch.Tensor) -> torch.Tensor:
     return grid[i0] * (1.0 - frac) + grid[i0 + 1] * frac
 
 
-class BarronCriterion(Criterion):
-    name = "barron"
+if TYPE_CHECKING:
+    from core.training.config import TrainConfig
 
-    def __init__(self, n_dims: int) -> None:
-        super().__init__(n_dims)
+
+class Barron(Method):
+    name = "barron"
+    description = "Barron's adaptive robust loss (shape and scale learnt per dimension)"
+
+    def __init__(self, problem: Problem, config: TrainConfig) -> None:
+        super().__init__(problem, config)
+        n_dims = problem.n_dims
         # alpha starts at 1 (pseudo-Huber), the scale at SCALE_INIT
         self.alpha_latent = torch.nn.Parameter(torch.zeros(n_dims))
         self.scale_latent = torch.nn.Parameter(
             torch.full((n_dims,), math.log(math.expm1(SCALE_INIT - SCALE_LO))))
-
-    def parameters(self) -> list[torch.nn.Parameter]:
-        return [self.alpha_latent, self.scale_latent]
 
     def alpha(self) -> torch.Tensor:
         return ALPHA_LO + (ALPHA_HI - ALPHA_LO) * torch.sigmoid(self.alpha_latent)
@@ -76,16 +79,11 @@ class BarronCriterion(Criterion):
     def scale(self) -> torch.Tensor:
         return SCALE_LO + torch.nn.functional.softplus(self.scale_latent)
 
-    def loss(self, pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    def loss(self, out: Output, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         alpha, scale = self.alpha().float(), self.scale().float()
-        nll = rho((target - pred).float() / scale, alpha) + torch.log(scale) + log_partition(alpha)
+        nll = rho((target - out.mean).float() / scale, alpha) + torch.log(scale) + log_partition(alpha)
         return (weight * nll).sum(dim=1).mean()
 
-    def state_dict(self) -> dict[str, Any]:
-        return {"alpha_latent": self.alpha_latent.detach().cpu().clone(),
-                "scale_latent": self.scale_latent.detach().cpu().clone()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        with torch.no_grad():
-            self.alpha_latent.copy_(state["alpha_latent"])
-            self.scale_latent.copy_(state["scale_latent"])
+    def metrics(self) -> dict[str, Any]:
+        return {"alpha_median": float(self.alpha().detach().median()),
+                "scale_median": float(self.scale().detach().median())}

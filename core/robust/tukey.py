@@ -6,17 +6,19 @@ from __future__ import annotations
 
 import torch
 
-from core.robust.base import Criterion, scaled_rho_loss
+from core.robust.base import Method, Output, scaled_rho_loss
 
 C = 4.685  # 95% efficiency at the Gaussian
 
 
-class TukeyCriterion(Criterion):
+def tukey_rho(u: torch.Tensor) -> torch.Tensor:
+    inside = (1.0 - (u / C) ** 2).clamp_min(0.0)
+    return (C**2 / 6.0) * (1.0 - inside**3)
+
+
+class Tukey(Method):
     name = "tukey"
+    description = "Tukey biweight on MAD-scaled residuals"
 
-    def loss(self, pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-        def rho(u: torch.Tensor) -> torch.Tensor:
-            inside = (1.0 - (u / C) ** 2).clamp_min(0.0)
-            return (C**2 / 6.0) * (1.0 - inside**3)
-
-        return scaled_rho_loss(pred, target, weight, rho)
+    def loss(self, out: Output, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        return scaled_rho_loss(out.mean, target, weight, tukey_rho)

@@ -11,12 +11,17 @@ import pytest
 import torch
 
 from core.metrics import auroc
-from core.robust.deepgum import (
-    DeepGUMCriterion,
-    GaussianUniformMixture,
-    landmark_log_odds,
-    unit_of_dim,
-)
+from core.robust import make_method
+from core.robust.base import Output, Problem
+from core.robust.deepgum import DeepGUM
+from core.robust.mixture import GaussianUniformMixture, landmark_log_odds, unit_of_dim
+from core.training import TrainConfig
+
+
+def deepgum_global(n_dims: int = 4) -> DeepGUM:
+    method = make_method("deepgum-global", Problem("landmarks", n_dims, n_dims // 2), TrainConfig())
+    assert isinstance(method, DeepGUM) and not method.predicts_scale
+    return method
 
 
 def gauss(d: float, var: float) -> float:
@@ -224,7 +229,7 @@ def test_landmark_log_odds_for_dimension_and_sample_units() -> None:
 
 
 def test_loss_weights_are_r_over_var_rescaled_and_detached() -> None:
-    crit = DeepGUMCriterion(4, groups=unit_of_dim(4, "landmark"))
+    crit = deepgum_global()
     mix = crit.mixture
     mix.var = np.array([0.01, 0.04, 0.02, 0.02])
     mix.r = np.array([[1.0, 0.5], [0.2, 1.0]])
@@ -237,26 +242,29 @@ def test_loss_weights_are_r_over_var_rescaled_and_detached() -> None:
     pred = torch.zeros(2, 4, requires_grad=True)
     target = torch.tensor([[0.1, 0.2, 0.3, 0.4], [0.0, -0.1, 0.1, 0.2]])
     wt = torch.tensor(w, requires_grad=True)
-    loss = crit.loss(pred, target, wt)
+    loss = crit.loss(Output(pred), target, wt)
     assert float(loss.detach()) == pytest.approx(float((w * target.numpy() ** 2).sum(1).mean()), rel=1e-6)
     loss.backward()
     assert wt.grad is None and pred.grad is not None
 
 
 def test_weights_are_ones_before_the_first_fit() -> None:
-    crit = DeepGUMCriterion(4, groups=unit_of_dim(4, "landmark"))
+    crit = deepgum_global()
     assert (crit.weights(np.arange(3)) == 1).all()
 
 
 def test_state_round_trips_through_a_weights_only_load() -> None:
-    crit = DeepGUMCriterion(4, groups=unit_of_dim(4, "landmark"))
+    crit = deepgum_global()
     res = np.random.default_rng(1).normal(0, 0.05, (20, 4))
-    crit.fit(res, np.ones_like(res, bool), iterations=2)
+    crit.mixture.fit(res, np.ones_like(res, bool), iterations=2)
+    crit.train_res = res.astype(np.float32)
     buf = io.BytesIO()
     torch.save(crit.state_dict(), buf)
     buf.seek(0)
-    other = DeepGUMCriterion(4)
+    other = deepgum_global()
     other.load_state_dict(torch.load(buf, weights_only=True))
+    assert other.train_res is not None
+    np.testing.assert_array_equal(other.train_res, crit.train_res)
     a, b = crit.mixture, other.mixture
     for name in ("pi", "var", "width", "r", "groups"):
         np.testing.assert_array_equal(getattr(a, name), getattr(b, name))

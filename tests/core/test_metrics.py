@@ -16,7 +16,8 @@ from core.metrics import (
     precision_recall,
     summarise,
 )
-from core.scoring import flags, image_flagged, image_threshold, outre_scores, residual_scores
+from core.robust.base import Problem, residual_ratio
+from core.scoring import flags, image_flagged, image_threshold, outre_scores
 
 
 def test_auroc_by_hand() -> None:
@@ -72,28 +73,29 @@ def test_summary_and_wilcoxon() -> None:
 def test_residual_scores_and_flags() -> None:
     res = np.array([[0.1, 0.0], [0.2, 0.0], [0.3, 0.0], [3.0, 0.0]])
     mask = np.ones_like(res, bool)
-    s = residual_scores(res, mask, "landmarks", np.arange(4))
+    s = residual_ratio(res, mask, Problem("landmarks", 2, 1), np.arange(4))
     # landmark residual lengths 0.1, 0.2, 0.3, 3.0 over their median 0.25
     np.testing.assert_allclose(s[:, 0], [0.4, 0.8, 1.2, 12.0])
-    assert flags(s[:, 0], log_odds=False).tolist() == [False, False, False, True]
-    assert flags(np.array([-1.0, 0.5, np.nan]), log_odds=True).tolist() == [False, True, False]
+    # with a predicted scale per point the lengths are divided by it first
+    s = residual_ratio(res, mask, Problem("landmarks", 2, 1), np.arange(4),
+                       np.log(np.array([[1.0], [2.0], [1.0], [10.0]])))
+    np.testing.assert_allclose(s[:, 0], np.array([0.1, 0.1, 0.3, 0.3]) / 0.2)
+    assert flags(np.array([-1.0, 0.5, np.nan])).tolist() == [False, True, False]
 
 
 def test_image_flag_is_family_wise() -> None:
     # 68 landmarks: the worst must pass log(135) (outlier probability > 1 - 1/136)
     assert image_threshold(68) == pytest.approx(np.log(135))
     face = [-6.0] * 67 + [2.0]  # one point at 88 %: flagged as a landmark, not the face
-    assert flags(np.array(face), log_odds=True).sum() == 1
-    assert not image_flagged(face, log_odds=True)
-    assert image_flagged(face[:-1] + [5.0], log_odds=True)
+    assert flags(np.array(face)).sum() == 1
+    assert not image_flagged(face)
+    assert image_flagged(face[:-1] + [5.0])
     # missing points are not counted: 2 judged units -> log(3)
-    assert image_flagged([None, float("nan"), -3.0, 1.2], log_odds=True)
-    assert not image_flagged([None, float("nan"), -3.0, 1.0], log_odds=True)
-    assert not image_flagged([None, float("nan")], log_odds=True)
+    assert image_flagged([None, float("nan"), -3.0, 1.2])
+    assert not image_flagged([None, float("nan"), -3.0, 1.0])
+    assert not image_flagged([None, float("nan")])
     # one unit (an age): r < 0.5, as before
-    assert image_flagged([0.01], log_odds=True) and not image_flagged([-0.01], log_odds=True)
-    # baselines: any unit over BASELINE_FLAG medians
-    assert image_flagged([0.5, 3.5], log_odds=False) and not image_flagged([0.5, 2.9], log_odds=False)
+    assert image_flagged([0.01]) and not image_flagged([-0.01])
 
 
 def test_outre_ranks_the_planted_outlier_first() -> None:

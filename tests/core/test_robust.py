@@ -7,9 +7,16 @@ import math
 import pytest
 import torch
 
-from core.robust import METHODS, make_criterion
-from core.robust.barron import BarronCriterion, log_partition, rho
-from core.robust.base import batch_sigma
+from core.robust import METHODS, make_method
+from core.robust.barron import Barron, log_partition, rho
+from core.robust.base import Method, Output, Problem, batch_sigma
+from core.training import TrainConfig
+
+
+def make_criterion(name: str, n_dims: int) -> Method:
+    task = "landmarks" if n_dims % 2 == 0 else "age"
+    return make_method(name, Problem(task, n_dims, n_dims // 2 if task == "landmarks" else 1),
+                       TrainConfig())
 
 
 def test_every_method_builds_and_unknown_is_refused() -> None:
@@ -32,7 +39,7 @@ def test_tukey_has_no_gradient_beyond_c() -> None:
     crit = make_criterion("tukey", 1)
     target = torch.tensor([[0.0], [0.1], [-0.1], [0.05], [50.0]])
     pred = torch.zeros(5, 1, requires_grad=True)
-    crit.loss(pred, target, torch.ones(5, 1)).backward()
+    crit.loss(Output(pred), target, torch.ones(5, 1)).backward()
     assert pred.grad is not None
     assert float(pred.grad[4, 0]) == 0.0  # far beyond C scale units
     assert float(pred.grad[1, 0]) != 0.0
@@ -42,7 +49,7 @@ def test_huber_is_quadratic_inside_and_linear_outside() -> None:
     crit = make_criterion("huber", 1)
     target = torch.tensor([[0.0], [1.0], [-1.0], [0.5], [-0.5], [30.0]])
     pred = torch.zeros(6, 1, requires_grad=True)
-    crit.loss(pred, target, torch.ones(6, 1)).backward()
+    crit.loss(Output(pred), target, torch.ones(6, 1)).backward()
     assert pred.grad is not None
     g_far = abs(float(pred.grad[5, 0]))
     # linear part: gradient = delta * sigma / N, bounded, smaller than a quadratic one would be
@@ -60,14 +67,15 @@ def test_barron_partition_matches_known_limits() -> None:
 
 def test_barron_learns_its_shape_and_scale() -> None:
     crit = make_criterion("barron", 2)
-    assert isinstance(crit, BarronCriterion)
-    assert len(crit.parameters()) == 2
+    assert isinstance(crit, Barron)
+    assert len(list(crit.parameters())) == 2
     pred = torch.zeros(8, 2)
     target = torch.randn(8, 2) * 0.05
-    loss = crit.loss(pred, target, torch.ones(8, 2))
+    loss = crit.loss(Output(pred), target, torch.ones(8, 2))
     loss.backward()
     assert all(p.grad is not None for p in crit.parameters())
     state = crit.state_dict()
-    other = BarronCriterion(2)
+    other = make_criterion("barron", 2)
+    assert isinstance(other, Barron)
     other.load_state_dict(state)
     assert torch.equal(other.alpha(), crit.alpha())

@@ -39,6 +39,11 @@ from tests.core.synth import draw_dots, make_dots_project
 FAST = dict(image_size=32, batch_size=16, score_every=0, rotate_jitter=5.0)
 
 
+def train_res(ck: dict) -> torch.Tensor:
+    """DeepGUM's E-step residuals kept in a checkpoint."""
+    return ck["method_state"]["_extra_state"]["train_res"]
+
+
 class Recorder(Callbacks):
     def __init__(self) -> None:
         self.events: list[object] = []
@@ -131,7 +136,7 @@ def test_a_tiny_run_separates_injected_outliers(project_path: Path) -> None:
         for sample in project.samples(split="val"):
             pred = np.array(scores[sample.id]["prediction"]).reshape(-1, 2)
             errs.append(np.linalg.norm(pred - project.current_label(sample.id).points, axis=1))
-            assert len(scores[sample.id]["prediction_std"]) == 8
+            assert len(scores[sample.id]["prediction_std"]) == 4  # a predicted scale per point
         assert np.median(np.concatenate(errs)) < 0.1 * 48
         row = scores[excluded[0]]
         assert 0 <= row["outlier_prob"] <= 1 and len(row["landmark_probs"]) == 4
@@ -181,7 +186,7 @@ def test_stop_mid_epoch_pauses_and_resume_matches_an_uninterrupted_run(
 
 
 def test_each_epoch_refreshes_a_rotating_share_of_the_estep_residuals(project_path: Path) -> None:
-    cfg = TrainConfig(epochs=4, refresh_epochs=3, seed=4, **FAST)
+    cfg = TrainConfig(method="deepgum-global", epochs=4, refresh_epochs=3, seed=4, **FAST)
     stop = StopAfterEpoch(1)
     run_id = train(project_path, cfg, stop, stop.should_stop)
     with Project.open(project_path) as project:
@@ -189,9 +194,9 @@ def test_each_epoch_refreshes_a_rotating_share_of_the_estep_residuals(project_pa
         ck = torch.load(checkpoint_path(project, run_id), weights_only=True)
     model = build_model(data.n_dims, "cnn", cfg.image_size)
     model.load_state_dict(ck["model"])
-    pred, _ = predict(model, data, data.train, torch.device("cpu"), False, None, False)
+    pred = predict(model, data, data.train, torch.device("cpu"), False, None, False).mean
     now = data.targets[data.train] - pred  # eval-mode residuals of the model after epoch 2
-    kept = ck["train_res"].numpy()
+    kept = train_res(ck).numpy()
     fresh = np.isclose(kept, now, atol=1e-5).all(axis=1)
     # epoch 1 re-evaluated every sample, epoch 2 exactly the samples of its fold
     fold = np.random.default_rng(cfg.seed).permutation(len(data.train)) % 3 == 1
@@ -203,7 +208,7 @@ def test_each_epoch_refreshes_a_rotating_share_of_the_estep_residuals(project_pa
     run_id = train(project_path, cfg, stop, stop.should_stop)
     with Project.open(project_path) as project:
         ck = torch.load(checkpoint_path(project, run_id), weights_only=True)
-    moved = ~np.isclose(ck["train_res"].numpy(), kept, atol=1e-6).all(axis=1)
+    moved = ~np.isclose(train_res(ck).numpy(), kept, atol=1e-6).all(axis=1)
     assert moved.all()
 
 
@@ -239,12 +244,16 @@ def test_corrupt_or_foreign_checkpoints_are_refused(project_path: Path) -> None:
         train(project_path, resume=run_id)
 
 
-def test_a_baseline_writes_residual_scores_without_probabilities(project_path: Path) -> None:
-    run_id = train(project_path, TrainConfig(method="huber", epochs=1, **FAST))
+def test_a_baseline_writes_probabilities_from_a_mixture_on_its_residuals(
+        project_path: Path) -> None:
+    run_id = train(project_path, TrainConfig(method="huber", epochs=3, **FAST))
     with Project.open(project_path) as project:
         row = next(iter(project.scores(run_id).values()))
-        assert row["outlier_prob"] is None and len(row["landmark_scores"]) == 4
+        assert 0 <= row["outlier_prob"] <= 1 and len(row["landmark_scores"]) == 4
+        np.testing.assert_allclose(row["landmark_probs"],
+                                   1 / (1 + np.exp(-np.array(row["landmark_scores"]))))
         assert project.epochs(run_id)[0]["inlier_fraction"] is None
+        assert landmark_auroc(project, run_id) > 0.8
 
 
 def test_an_age_run_predicts_years(tmp_path: Path) -> None:
@@ -258,10 +267,10 @@ def test_an_age_run_predicts_years(tmp_path: Path) -> None:
     stop = StopAfterEpoch()
     run_id = train(path, TrainConfig(epochs=2, **FAST), stop, stop.should_stop)
     with Project.open(path) as project:
-        before = torch.load(checkpoint_path(project, run_id), weights_only=True)["train_res"]
+        before = train_res(torch.load(checkpoint_path(project, run_id), weights_only=True))
     train(path, resume=run_id)
     with Project.open(path) as project:
-        after = torch.load(checkpoint_path(project, run_id), weights_only=True)["train_res"]
+        after = train_res(torch.load(checkpoint_path(project, run_id), weights_only=True))
         # ages take the training pass's residuals (estep_residuals="auto"): the second
         # epoch renewed every sample's, not a rotating quarter as an eval pass would
         changed = ~torch.isclose(after, before, atol=1e-7).all(dim=1)

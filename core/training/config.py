@@ -1,0 +1,85 @@
+"""The settings of one training run (stored with the run, so a resume trains as
+the run began)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from core.robust import REGISTRY
+from core.robust.mixture import UNITS
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+MAX_IMAGE_SIZE = 1024
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    method: str = "deepgum"  # a name of core.robust.REGISTRY
+    epochs: int = 30
+    image_size: int = 64
+    batch_size: int = 32
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | mps
+    backbone: str = "cnn"
+    weights: str | None = None  # local weights file for a torchvision backbone
+    unit: str = "auto"  # DeepGUM mixture unit: auto (landmark, or sample for age) | landmark | sample | dimension
+    variance: str = "diagonal"  # diagonal | isotropic
+    warmup_epochs: int = 0  # plain least-squares epochs before the first EM round
+    em_iterations: int = 1  # EM iterations per round (one round per epoch)
+    # where DeepGUM's E-step residuals come from: "evaluation" = eval mode, no
+    # augmentation, each training sample re-evaluated every ``refresh_epochs`` epochs (a
+    # rotating 1/refresh_epochs share per epoch; 1 = all of them every epoch);
+    # "training" = the training pass itself (each sample's augmented residual mapped
+    # back to its label frame: free); "auto" = training for ages, whose labels the
+    # augmentation does not move, evaluation for landmarks
+    estep_residuals: str = "auto"
+    refresh_epochs: int = 4
+    flip: bool = True
+    scale_jitter: float = 0.05  # +- share of the size
+    rotate_jitter: float = 10.0  # +- degrees
+    shift_jitter: float = 0.05  # +- share of the size
+    tta: bool = True  # flip test-time augmentation when scoring
+    score_every: int = 5  # epochs between score writes (and always at the end)
+    amp: bool = True  # bfloat16 autocast on CUDA
+    threads: int = 0  # torch CPU threads; 0 leaves torch's default
+    # 1: written before methods were plug-ins (its "deepgum" had no scale head)
+    config_version: int = 2
+
+    def __post_init__(self) -> None:
+        if self.method not in REGISTRY:
+            raise ValueError(f"unknown method {self.method!r} (expected one of {', '.join(REGISTRY)})")
+        if self.unit != "auto" and self.unit not in UNITS:
+            raise ValueError(f"unknown mixture unit {self.unit!r} (expected auto or one of {', '.join(UNITS)})")
+        if self.estep_residuals not in ("auto", "training", "evaluation"):
+            raise ValueError(f"unknown E-step residual source {self.estep_residuals!r} "
+                             "(expected auto, training or evaluation)")
+        if self.device not in DEVICES:
+            raise ValueError(f"unknown device {self.device!r} (expected auto, cpu, cuda or mps)")
+        if self.refresh_epochs < 1:
+            raise ValueError("refresh_epochs must be >= 1")
+        if self.epochs < 1 or self.batch_size < 2:
+            raise ValueError("epochs must be >= 1 and batch size >= 2")
+        if not (32 <= self.image_size <= MAX_IMAGE_SIZE) or self.image_size % 32:
+            raise ValueError(f"image size {self.image_size} must be a multiple of 32 from 32 "
+                             f"to {MAX_IMAGE_SIZE}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown training settings {', '.join(unknown)}")
+        if "estep_residuals" not in d:  # a run saved before the setting: it refreshed all
+            d = {**d, "estep_residuals": "evaluation", "refresh_epochs": 1}
+        if "config_version" not in d:  # its DeepGUM is today's deepgum-global
+            d = {**d, "config_version": 1}
+            if d.get("method") == "deepgum":
+                d["method"] = "deepgum-global"
+        return cls(**d)

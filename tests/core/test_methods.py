@@ -1,0 +1,109 @@
+"""The method seam: a method added in one module and one registry line trains, is
+checkpointed and scores like the built-in ones; old (version 1) checkpoints resume."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from core.noise import apply_noise
+from core.project import Project
+from core.robust import REGISTRY, make_method
+from core.robust.base import Method, Output, Problem
+from core.training import TrainConfig, checkpoint_path, train
+from tests.core.synth import make_dots_project
+
+FAST = dict(image_size=32, batch_size=16, score_every=0, rotate_jitter=5.0)
+
+
+class L1(Method):
+    """A toy method: least absolute deviations, with a learnt global offset (so it has
+    parameters the optimizer must see and a state the checkpoint must keep)."""
+
+    name = "l1-toy"
+
+    def __init__(self, problem: Problem, config: TrainConfig) -> None:
+        super().__init__(problem, config)
+        self.offset = torch.nn.Parameter(torch.zeros(problem.n_dims))
+
+    def loss(self, out: Output, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        return (weight * (target - out.mean - self.offset).abs()).sum(dim=1).mean()
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = make_dots_project(tmp_path_factory.mktemp("dots"), n=160)
+    with Project.open(path) as project:
+        apply_noise(project, "l-ugo:0.2", seed=1)
+    return path
+
+
+@pytest.fixture
+def project_path(template: Path, tmp_path: Path) -> Path:
+    dest = tmp_path / template.name
+    shutil.copy2(template, dest)
+    cache = template.with_name(template.name + "-cache")
+    if cache.exists():
+        shutil.copytree(cache, dest.with_name(dest.name + "-cache"))
+    return dest
+
+
+def test_a_method_added_in_one_module_and_one_registry_line_trains_and_scores(
+        project_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(REGISTRY, "l1-toy", f"{__name__}:L1")
+    run_id = train(project_path, TrainConfig(method="l1-toy", epochs=2, **FAST))
+    with Project.open(project_path) as project:
+        assert project.run(run_id)["status"] == "finished"
+        scores = project.scores(run_id)
+        assert len(scores) == project.count_samples()
+        row = next(iter(scores.values()))
+        assert 0 <= row["outlier_prob"] <= 1 and len(row["landmark_scores"]) == 4
+        ck = torch.load(checkpoint_path(project, run_id), weights_only=True)
+    # its parameter was trained (the optimizer saw it) and kept in the checkpoint
+    assert ck["method"] == "l1-toy" and float(ck["method_state"]["offset"].abs().sum()) > 0
+
+
+def test_unknown_methods_are_refused_by_name() -> None:
+    with pytest.raises(ValueError, match="unknown method 'median'"):
+        TrainConfig(method="median")
+    with pytest.raises(ValueError, match="unknown method"):
+        make_method("median", Problem("age", 1, 1), TrainConfig())
+
+
+def test_a_version_1_checkpoint_of_a_paused_run_resumes(project_path: Path) -> None:
+    """A run paused by the previous release: its config says "deepgum" (no scale head
+    then) and its checkpoint holds the mixture as "criterion" and "train_res"."""
+    cfg = TrainConfig(method="deepgum-global", epochs=2, **FAST)
+    stop = {"now": False}
+
+    class PauseAfterFirst:
+        def on_status(self, e: object) -> None: ...
+        def on_batch(self, e: object) -> None: ...
+        def on_estep(self, e: object) -> None: ...
+        def on_scores(self, e: object) -> None: ...
+
+        def on_epoch_end(self, e: object) -> None:
+            stop["now"] = True
+
+    run_id = train(project_path, cfg, PauseAfterFirst(), lambda: stop["now"])  # type: ignore[arg-type]
+    with Project.open(project_path) as project:
+        path = checkpoint_path(project, run_id)
+        ck = torch.load(path, weights_only=True)
+        extra = ck["method_state"]["_extra_state"]
+        old = {k: v for k, v in ck.items() if k != "method_state"}
+        old.update(version=1, method="deepgum", criterion=extra["mixture"],
+                   train_res=extra["train_res"])
+        torch.save(old, path)
+        config = {k: v for k, v in cfg.to_dict().items() if k != "config_version"}
+        config["method"] = "deepgum"
+        project.update_run(run_id, params={"config": config})
+    assert train(project_path, resume=run_id) == run_id
+    with Project.open(project_path) as project:
+        assert project.run(run_id)["status"] == "finished"
+        assert [e["epoch"] for e in project.epochs(run_id)] == [0, 1]
+        row = next(iter(project.scores(run_id).values()))
+        assert np.isfinite(row["score"])
