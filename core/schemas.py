@@ -254,18 +254,25 @@ def describe_pairs(schema: LabelSchema, pairs: Iterable[tuple[int, int]] | None 
     return text or "none"
 
 
-def describe_schema(schema: LabelSchema) -> list[str]:
-    """Lines that show a schema to the user: its keypoints, flip pairs and skeleton."""
+def schema_rows(schema: LabelSchema) -> list[tuple[str, str]]:
+    """(what, value) pairs that show a landmarks schema to the user: its keypoints, flip
+    pairs and skeleton (empty for ages)."""
     if schema.task != "landmarks":
-        return [f"task {schema.task}"]
+        return []
     edges = ", ".join(f"{schema.keypoints[a]}-{schema.keypoints[b]}" for a, b in schema.skeleton)
     return [
-        f"keypoints  {schema.n_keypoints}" + (f" ({schema.name})" if schema.name else "")
-        + f": {_names_list(schema.keypoints, 20)}",
-        f"flip pairs {describe_pairs(schema)}",
-        f"skeleton   {edges if len(edges) < 400 else f'{len(schema.skeleton)} edges'}"
-        if edges else "skeleton   none",
+        ("keypoints", f"{schema.n_keypoints}" + (f" ({schema.name})" if schema.name else "")
+         + f": {_names_list(schema.keypoints, 20)}"),
+        ("flip pairs", describe_pairs(schema)),
+        ("skeleton", (edges if len(edges) < 400 else f"{len(schema.skeleton)} edges")
+         if edges else "none"),
     ]
+
+
+def describe_schema(schema: LabelSchema) -> list[str]:
+    """:func:`schema_rows` as aligned text lines."""
+    return [f"{what:<10} {value}" for what, value in schema_rows(schema)] or [
+        f"task {schema.task}"]
 
 
 def schema_conflict(project: LabelSchema, source: LabelSchema) -> str | None:
