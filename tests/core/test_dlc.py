@@ -448,3 +448,16 @@ def test_writer_places_images_from_outside_their_root(tmp_path):
     df = pd.read_hdf(tmp_path / "out/labeled-data/cam1/CollectedData_gumshoe.h5")
     assert list(df.index) == ["labeled-data/cam1/f.png"]
     assert (tmp_path / "out/labeled-data/cam1/f.png").is_file()
+
+
+def test_h5_with_multiindex_rows_as_deeplabcut_2_3_writes_it(tmp_path):
+    folder = tmp_path / "labeled-data" / "v"
+    write_png(folder / "a.png")
+    cols = pd.MultiIndex.from_product([["S"], ["nose", "tail"], ["x", "y"]],
+                                      names=["scorer", "bodyparts", "coords"])
+    idx = pd.MultiIndex.from_tuples([("labeled-data", "v", "a.png")])
+    pd.DataFrame([[1.0, 2.0, np.nan, np.nan]], index=idx, columns=cols).to_hdf(
+        folder / "CollectedData_S.h5", key="df_with_missing", mode="w")  # fixed format
+    (item,), skips = read("dlc", folder / "CollectedData_S.h5")
+    assert not skips and item.key == "labeled-data/v/a.png"
+    assert item.visibility.tolist() == [2, 0]
