@@ -23,28 +23,27 @@ from typing import Any
 
 import numpy as np
 
+from core.bench_report import comparisons, line, summary
 from core.images import ImageCache
 from core.importer import import_source
 from core.metrics import (
     auprc,
     auroc,
+    ece,
     failure_rate,
     mae,
     nme,
-    paired_wilcoxon,
     point_errors,
     precision_recall,
-    summarise,
+    reliability,
 )
 from core.noise import IMAGE_KINDS, apply_noise, parse_spec
 from core.project import Project, Sample
 from core.robust import METHODS
-from core.scoring import image_flagged, outre_scores
+from core.scoring import outre_scores, sample_flagged
 from core.training import StopFn, TrainConfig, train
 
 Log = Callable[[str], None]
-FIELDS = ("auroc", "auprc", "precision", "recall", "test_nme", "failure_rate", "test_mae",
-          "seconds", "train_images_per_s", "estep_share", "eval_share")
 
 
 @dataclass(frozen=True)
@@ -75,21 +74,29 @@ def assign_splits(project: Project, seed: int, test_share: float, val_share: flo
 
 
 def detection(project: Project, run_id: int, per_image: bool,
-              override: dict[int, float] | None = None) -> dict[str, float | None]:
-    """AUROC, AUPRC, precision and recall of a run's scores on the training samples."""
+              override: dict[int, float] | None = None) -> dict[str, Any]:
+    """Detection on the training samples: AUROC and AUPRC of the run's scores,
+    precision and recall of the default flag rule, the expected calibration error of
+    its probabilities and their reliability diagram (per landmark, or per image with
+    ``per_image``), and the share of images the rule flags. ``override``: another
+    score per sample (it has no flag rule or probability of its own)."""
     scores = project.scores(run_id)
     truth = project.contamination()
-    s, t, f = [], [], []
+    s, t, f, p = [], [], [], []
+    n_images = n_flagged = 0
     for sample in project.samples(split="train", include_excluded=False):
         row = scores.get(sample.id)
         if row is None:
             continue
         img, lms = truth.get(sample.id, (False, []))
+        flagged = sample_flagged(row["score"])
+        n_images += 1
+        n_flagged += flagged
         if per_image or row["landmark_scores"] is None:
-            v = row["score"] if override is None else override[sample.id]
-            s.append(v)
+            s.append(row["score"] if override is None else override[sample.id])
             t.append(img or bool(lms))
-            f.append(image_flagged(row["landmark_scores"] or [row["score"]]))
+            f.append(flagged)
+            p.append(np.nan if row["outlier_prob"] is None else row["outlier_prob"])
         else:
             bad = set(lms)
             probs = row["landmark_probs"]
@@ -99,12 +106,15 @@ def detection(project: Project, run_id: int, per_image: bool,
                 s.append(v)
                 t.append(k in bad)
                 f.append(probs[k] > 0.5)
-    if override is not None:  # a score with no flag rule of its own
-        f = [False] * len(f)
-        precision = recall = None
-    else:
-        precision, recall = precision_recall(f, t)
-    return {"auroc": auroc(s, t), "auprc": auprc(s, t), "precision": precision, "recall": recall}
+                p.append(probs[k])
+    out: dict[str, Any] = {"auroc": auroc(s, t), "auprc": auprc(s, t)}
+    if override is not None:  # a score with no flag rule or probability of its own
+        return {**out, "precision": None, "recall": None, "ece": None, "flagged_share": None,
+                "reliability": []}
+    precision, recall = precision_recall(f, t)
+    return {**out, "precision": precision, "recall": recall, "ece": ece(p, t),
+            "flagged_share": n_flagged / n_images if n_images else None,
+            "reliability": reliability(p, t)}
 
 
 def test_errors(project: Project, run_id: int) -> tuple[dict[int, float], dict[str, float | None]]:
@@ -201,11 +211,11 @@ def run_bench(source: str | Path, fmt: str, task: str | None, noises: Sequence[s
                                                  for e in epochs) / total}
                         results.append(row)
                         errors[(method, str(spec), seed)] = per_sample
-                        log(_line(row))
+                        log(line(row))
                         if is_age and method == "l2":
                             results.append(_outre_row(project, run_id, row, per_image))
                             errors[("l2-outre", str(spec), seed)] = per_sample
-                            log(_line(results[-1]))
+                            log(line(results[-1]))
     finally:
         if own_tmp:
             shutil.rmtree(root, ignore_errors=True)
@@ -229,51 +239,3 @@ def _outre_row(project: Project, run_id: int, l2_row: dict[str, Any],
     outre = dict(zip(ids, outre_scores(y, pred).tolist(), strict=True))
     det = detection(project, run_id, per_image, override=outre)
     return {**l2_row, "method": "l2-outre", **det}
-
-
-def _fmt(v: Any) -> str:
-    return "-" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v)
-
-
-def _line(row: dict[str, Any]) -> str:
-    return (f"{row['method']:9s} {row['noise']:>10s} seed {row['seed']}: "
-            + " ".join(f"{k} {_fmt(row[k])}" for k in FIELDS))
-
-
-def summary(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per (method, noise): the median over seeds and the range, for every field."""
-    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    for r in results:
-        groups.setdefault((r["method"], r["noise"]), []).append(r)
-    out = []
-    for (method, noise), rows in groups.items():
-        entry: dict[str, Any] = {"method": method, "noise": noise, "seeds": len(rows)}
-        for k in FIELDS:
-            s = summarise([r[k] for r in rows])
-            entry[k] = s["median"]
-            entry[f"{k}_range"] = [s["low"], s["high"]]
-        out.append(entry)
-    return out
-
-
-def comparisons(errors: dict[tuple[str, str, int], dict[int, float]]) -> list[dict[str, Any]]:
-    """DeepGUM against each other method: Wilcoxon signed-rank on paired per-sample
-    test errors, pooled over seeds (pairs are the same test sample in the same seed)."""
-    out = []
-    noises = sorted({n for _, n, _ in errors})
-    methods = sorted({m for m, _, _ in errors} - {"deepgum"})
-    for noise in noises:
-        for other in methods:
-            a, b = [], []
-            for (m, n, seed), errs in errors.items():
-                if m != "deepgum" or n != noise or (other, noise, seed) not in errors:
-                    continue
-                theirs = errors[(other, noise, seed)]
-                for sid, e in errs.items():
-                    if sid in theirs:
-                        a.append(e)
-                        b.append(theirs[sid])
-            test = paired_wilcoxon(np.array(a), np.array(b))
-            if test is not None:
-                out.append({"a": "deepgum", "b": other, "noise": noise, **test})
-    return out

@@ -17,6 +17,7 @@ import numpy as np
 from scipy.stats import rankdata, wilcoxon
 
 FAILURE_THRESHOLD = 0.05
+CALIBRATION_BINS = 10
 
 
 def _clean(scores: Sequence[float] | np.ndarray,
@@ -66,6 +67,36 @@ def precision_recall(flagged: Sequence[bool] | np.ndarray,
     precision = tp / int(f.sum()) if f.any() else None
     recall = tp / int(t.sum()) if t.any() else None
     return precision, recall
+
+
+def reliability(probs: Sequence[float] | np.ndarray, truth: Sequence[bool] | np.ndarray,
+                bins: int = CALIBRATION_BINS) -> list[dict[str, float]]:
+    """The reliability diagram of probabilities ``probs`` that a label is wrong against
+    ``truth``: for each of ``bins`` equal-width bins over [0, 1] that holds any, its
+    edges, count, mean probability and the share truly wrong. NaN probabilities are
+    left out."""
+    p, t = _clean(probs, truth)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(p, edges[1:-1], right=True), 0, bins - 1)
+    out = []
+    for b in range(bins):
+        sel = which == b
+        if sel.any():
+            out.append({"low": float(edges[b]), "high": float(edges[b + 1]),
+                        "count": int(sel.sum()), "mean_prob": float(p[sel].mean()),
+                        "wrong_share": float(t[sel].mean())})
+    return out
+
+
+def ece(probs: Sequence[float] | np.ndarray, truth: Sequence[bool] | np.ndarray,
+        bins: int = CALIBRATION_BINS) -> float | None:
+    """Expected calibration error: the count-weighted mean gap between each bin's mean
+    probability and its share truly wrong (:func:`reliability`); None when empty."""
+    rel = reliability(probs, truth, bins)
+    n = sum(b["count"] for b in rel)
+    if n == 0:
+        return None
+    return float(sum(b["count"] * abs(b["mean_prob"] - b["wrong_share"]) for b in rel) / n)
 
 
 def point_errors(pred: np.ndarray, true: np.ndarray, size: np.ndarray | float) -> np.ndarray:

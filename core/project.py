@@ -185,6 +185,8 @@ class ScoreRow:
     landmark_probs: Sequence[float] | None = None
     prediction: Sequence[float] | None = None  # flat: 2K image-pixel coords, or [age]
     prediction_std: Sequence[float] | None = None
+    issue: str | None = None  # the likely kind of error (core.issues.ISSUES), or None
+    statistic: float | None = None  # the method's raw statistic of the sample
 
 
 # --------------------------------------------------------------------------- encoding

@@ -3,11 +3,13 @@
 Every method gives, per point (a landmark or the one age), the outlier log-odds of
 the stored label (``Method.unit_log_odds``: a Gaussian-uniform mixture fitted on
 the training samples' residuals, normalised by the predicted uncertainty where
-the method has one). ``landmark_scores`` are those log-odds, ``landmark_probs``
-their probability; a sample's ``score`` (the queue's ranking key, finite and
-free of ties where probabilities would round to 1) is its worst point's and
-``outlier_prob`` its probability. A landmark is flagged at probability > 0.5, an
-image by the family-wise rule of :func:`image_threshold`.
+the method has one, with an image-level layer for landmarks:
+``core.robust.mixture.image_mixture``), and per sample the log-odds that its label
+is wrong. ``landmark_scores`` are the points' log-odds, ``landmark_probs`` their
+probability; a sample's ``score`` (the queue's ranking key, finite and free of
+ties where probabilities would round to 1) is its log-odds and ``outlier_prob``
+its probability. One rule for every method: a point or a sample is flagged at
+probability > 0.5 (:func:`flags`, :func:`sample_flagged`).
 
 ``outre_scores`` is the OUTRE score of cleanlab's regression module, written
 out here: the labels and the residuals standardised, the residuals weighted 5x,
@@ -41,24 +43,10 @@ def flags(scores: np.ndarray) -> np.ndarray:
     return s > 0.0
 
 
-def image_threshold(n_units: int) -> float:
-    """The log-odds a sample's worst unit must pass for the *image* to be flagged:
-    ``log(2K - 1)`` for K judged units, i.e. worst outlier probability above
-    ``1 - 1/(2K)``. Each landmark is flagged on its own at r < 0.5, but with 68 of
-    them a clean face whose hardest point the network places badly would be called
-    wrong too often; this family-wise bound keeps the expected number of falsely
-    flagged landmarks of a clean image under one half. One unit (an age): r < 0.5."""
-    return math.log(max(2 * n_units - 1, 1))
-
-
-def image_flagged(unit_scores: np.ndarray | list[float | None]) -> bool:
-    """Whether a sample's label is called wrong, from its per-unit log-odds
-    (landmarks, or the one age), by :func:`image_threshold`."""
-    s = np.array([np.nan if v is None else v for v in unit_scores], dtype=np.float64)
-    s = s[np.isfinite(s)]
-    if len(s) == 0:
-        return False
-    return bool(s.max() > image_threshold(len(s)))
+def sample_flagged(score: float | None) -> bool:
+    """Whether a sample's label is called wrong: its log-odds (the row's ``score``)
+    above 0, i.e. a probability over one half."""
+    return score is not None and not math.isnan(score) and score > 0.0
 
 
 def outre_scores(labels: np.ndarray, predictions: np.ndarray) -> np.ndarray:
@@ -76,39 +64,52 @@ def outre_scores(labels: np.ndarray, predictions: np.ndarray) -> np.ndarray:
     return dist[:, 1:].mean(axis=1)
 
 
-def score_rows(data: TrainData, preds: Predictions, method: Method) -> list[ScoreRow]:
-    """A row for every sample with a label: scores, and the prediction and its
-    uncertainty (the predicted scale per point where the method has one, else the
-    flip spread per dimension) in original image pixels, or years."""
+def score_rows(data: TrainData, preds: Predictions, method: Method,
+               shown: Predictions | None = None) -> list[ScoreRow]:
+    """A row for every sample with a label: scores judged on ``preds``, and the
+    prediction and its uncertainty (the predicted scale per point where the method
+    has one, else the flip spread per dimension) of ``shown`` (default ``preds``;
+    cross-fitting judges out-of-fold predictions and shows the final model's), in
+    original image pixels, or years."""
     res = data.targets - preds.mean
-    units = method.unit_log_odds(res, preds.log_scale, data.mask, data.train, data.reviewed)
+    shown = preds if shown is None else shown
+    units = method.unit_log_odds(res, preds.log_scale, data.mask, data.train, data.reviewed,
+                                 data.targets)
+    from core.issues import name_issues
+
+    sample = units.sample_log_odds if units.sample_log_odds is not None else \
+        np.nanmax(np.where(np.isfinite(units.log_odds), units.log_odds, -np.inf), axis=1)
+    issues = name_issues(data.targets, preds.mean, data.mask, units.log_odds, sample,
+                         units.swap_log_odds, preds.log_scale, data.train, data.task)
     size = data.images.size
     rows: list[ScoreRow] = []
     for i, sid in enumerate(data.ids):
         u = units.log_odds[i]
         if not np.isfinite(u).any():
             continue  # nothing labelled to judge
-        score = float(np.nanmax(u))
+        score = float(np.nanmax(u) if units.sample_log_odds is None else units.sample_log_odds[i])
         prob = float(expit(score))
+        statistic = float(np.nanmax(units.statistic[i]))
         lb = data.letterboxes[i]
         if data.task == "landmarks":
-            cache = (preds.mean[i].reshape(-1, 2) + 1.0) / 2.0 * size - 0.5
+            cache = (shown.mean[i].reshape(-1, 2) + 1.0) / 2.0 * size - 0.5
             prediction = lb.to_image(cache).reshape(-1).tolist()
-            if preds.log_scale is not None:
-                std = (np.exp(preds.log_scale[i]) * size / 2.0 / lb.scale).tolist()
+            if shown.log_scale is not None:
+                std = (np.exp(shown.log_scale[i]) * size / 2.0 / lb.scale).tolist()
             else:
-                std = None if preds.spread is None else \
-                    (preds.spread[i] * size / 2.0 / lb.scale).tolist()
+                std = None if shown.spread is None else \
+                    (shown.spread[i] * size / 2.0 / lb.scale).tolist()
             rows.append(ScoreRow(int(sid), score, prob, u.tolist(), expit(u).tolist(),
-                                 prediction, std))
+                                 prediction, std, issues[i], statistic))
         else:
             assert data.age_range is not None
             lo, hi = data.age_range
             half = (hi - lo) / 2.0
-            age = lo + (preds.mean[i, 0] + 1.0) * half
-            if preds.log_scale is not None:
-                std = [float(np.exp(preds.log_scale[i, 0]) * half)]
+            age = lo + (shown.mean[i, 0] + 1.0) * half
+            if shown.log_scale is not None:
+                std = [float(np.exp(shown.log_scale[i, 0]) * half)]
             else:
-                std = None if preds.spread is None else [float(preds.spread[i, 0] * half)]
-            rows.append(ScoreRow(int(sid), score, prob, None, None, [float(age)], std))
+                std = None if shown.spread is None else [float(shown.spread[i, 0] * half)]
+            rows.append(ScoreRow(int(sid), score, prob, None, None, [float(age)], std,
+                                 issues[i], statistic))
     return rows

@@ -12,7 +12,9 @@ from pathlib import Path
 from types import FrameType
 
 from core.bench import BenchSettings, run_bench
+from core.bench_report import reliability_png
 from core.cli.train import add_estep_arguments
+from core.models import HEADS
 from core.robust import METHODS
 from core.training import TrainConfig
 
@@ -33,6 +35,11 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--image-size", type=int, default=d.image_size, help="default: %(default)s")
     p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default=d.device)
     add_estep_arguments(p)
+    p.add_argument("--backbone", default=d.backbone, help="default: %(default)s")
+    p.add_argument("--weights", help="local ImageNet weights file for a backbone other than cnn")
+    p.add_argument("--head", choices=HEADS, default=d.head, help="default: %(default)s")
+    p.add_argument("--folds", type=int, default=d.folds,
+                   help="cross-fitting folds (default: %(default)s = in-sample scores)")
     p.add_argument("--workdir", type=Path, help="keep the projects here (default: a temporary folder)")
     p.add_argument("--json", type=Path, required=True, metavar="OUT", help="results file")
     return p
@@ -48,6 +55,8 @@ def run(args: argparse.Namespace) -> int:
     settings = BenchSettings(methods=methods, seeds=args.seeds, first_seed=args.first_seed,
                              train=replace(TrainConfig(), epochs=args.epochs,
                                            image_size=args.image_size, device=args.device,
+                                           backbone=args.backbone, weights=args.weights,
+                                           head=args.head, folds=args.folds,
                                            estep_residuals=args.estep_residuals,
                                            refresh_epochs=args.refresh_epochs, score_every=0))
     stop = {"now": False}
@@ -67,6 +76,9 @@ def run(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGINT, previous)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(out, indent=1))
+    if any(s.get("reliability") for s in out["summary"]):
+        png = reliability_png(out["summary"], args.json.with_suffix(".reliability.png"))
+        print(f"reliability diagrams in {png}")
     for s in out["summary"]:
         auroc = "-" if s["auroc"] is None else f"{s['auroc']:.4f}"
         err = s["test_nme"] if s["test_nme"] is not None else s["test_mae"]

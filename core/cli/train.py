@@ -9,6 +9,7 @@ from pathlib import Path
 from types import FrameType
 
 from core.cli.progress import bar
+from core.models import HEADS
 from core.project import Project
 from core.robust import METHODS
 from core.robust.mixture import UNITS
@@ -52,8 +53,14 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--warmup-epochs", type=int, default=d.warmup_epochs,
                    help="plain least-squares epochs before the first EM round")
     add_estep_arguments(p)
-    p.add_argument("--backbone", default=d.backbone, help="cnn, or resnet18/resnet34 with torchvision")
-    p.add_argument("--weights", help="local weights file for a torchvision backbone")
+    p.add_argument("--backbone", default=d.backbone,
+                   help="cnn (default), resnet18/resnet34/resnet50 (torchvision) or timm:NAME")
+    p.add_argument("--weights", help="local ImageNet weights file for a backbone other than cnn")
+    p.add_argument("--head", choices=HEADS, default=d.head,
+                   help="fc (default) or heatmap (landmarks: integral regression)")
+    p.add_argument("--folds", type=int, default=d.folds,
+                   help="cross-fitting: judge each training label with one of K models that "
+                        "did not train on it (K + 1 trainings; default: %(default)s = off)")
     p.add_argument("--resume", type=int, metavar="RUN", help="continue a paused run")
     p.add_argument("--quiet", action="store_true", help="no per-epoch lines")
     return p
@@ -95,7 +102,8 @@ def run(args: argparse.Namespace) -> int:
         config = TrainConfig(method=args.method, epochs=args.epochs, image_size=args.image_size,
                              batch_size=args.batch_size, lr=args.lr, device=args.device,
                              seed=args.seed, unit=args.unit, warmup_epochs=args.warmup_epochs,
-                             backbone=args.backbone, weights=args.weights,
+                             backbone=args.backbone, weights=args.weights, head=args.head,
+                             folds=args.folds,
                              estep_residuals=args.estep_residuals,
                              refresh_epochs=args.refresh_epochs)
     stop = {"now": False}

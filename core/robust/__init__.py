@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 REGISTRY: dict[str, str] = {
     "deepgum": "core.robust.deepgum:DeepGUM",
     "deepgum-global": "core.robust.deepgum_global:DeepGUMGlobal",
+    "rle": "core.robust.rle:RLE",
     "l2": "core.robust.l2:L2",
     "huber": "core.robust.huber:Huber",
     "tukey": "core.robust.tukey:Tukey",

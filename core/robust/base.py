@@ -32,7 +32,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from core.robust.mixture import GaussianUniformMixture, landmark_log_odds, unit_of_dim
+from core.robust.mixture import (
+    GaussianUniformMixture,
+    image_mixture,
+    landmark_log_odds,
+    unit_of_dim,
+)
 
 if TYPE_CHECKING:
     from core.training.config import TrainConfig
@@ -44,11 +49,13 @@ LOG_SCALE_MIN, LOG_SCALE_MAX = -9.0, 2.0  # exp: 1e-4 .. 7 normalised units
 @dataclass(frozen=True)
 class Problem:
     """What is being regressed: ``n_dims`` outputs making ``n_points`` points
-    (landmarks: 2 dimensions each; age: one point of one dimension)."""
+    (landmarks: 2 dimensions each; age: one point of one dimension), and for
+    landmarks with left/right pairs the permutation that exchanges them."""
 
     task: str  # landmarks | age
     n_dims: int
     n_points: int
+    flip_perm: tuple[int, ...] | None = None
 
     @property
     def dims_per_point(self) -> int:
@@ -56,6 +63,17 @@ class Problem:
 
     def point_of_dim(self) -> np.ndarray:
         return np.arange(self.n_dims) // self.dims_per_point
+
+    def swap_dims(self) -> np.ndarray | None:
+        """For each output dimension, the one that holds it once the label's left/right
+        pairs are exchanged (None without pairs): ``y[..., swap_dims()]``."""
+        if self.flip_perm is None or self.task != "landmarks":
+            return None
+        perm = np.asarray(self.flip_perm)
+        if np.array_equal(perm, np.arange(len(perm))):
+            return None
+        d = self.dims_per_point
+        return (perm[:, None] * d + np.arange(d)[None, :]).reshape(-1)
 
 
 @dataclass(frozen=True)
@@ -97,10 +115,16 @@ class EStepInfo:
 @dataclass(frozen=True)
 class UnitScores:
     """Per point (N, K): outlier log-odds log(P(wrong) / P(right)) and the method's
-    own raw statistic (higher = more suspect); NaN where the label is missing."""
+    own raw statistic (higher = more suspect); NaN where the label is missing. Where
+    the method judges left/right swaps: per sample (N,) the log-odds that the label's
+    pairs are exchanged."""
 
     log_odds: np.ndarray
     statistic: np.ndarray
+    swap_log_odds: np.ndarray | None = None
+    # (N,) log-odds that the sample's label is wrong (the image-level mixture); None:
+    # the worst point's log-odds stands for the sample (one point per sample)
+    sample_log_odds: np.ndarray | None = None
 
 
 class FitContext(Protocol):
@@ -111,6 +135,7 @@ class FitContext(Protocol):
     epochs: int
     warmup_epochs: int
     mask: np.ndarray  # (N, D) bool
+    targets: np.ndarray  # (N, D) the stored labels, normalised
     inliers: np.ndarray  # (N,) bool: labels a reviewer confirmed or fixed (held as inliers)
 
     def evaluate(self, positions: np.ndarray | None = None
@@ -148,13 +173,21 @@ class Method(nn.Module):
     def loss(self, out: Output, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    def batch_targets(self, positions: np.ndarray, targets: np.ndarray, mask: np.ndarray
+                      ) -> tuple[np.ndarray, np.ndarray]:
+        """The targets (and their mask) the training samples at ``positions`` are
+        trained on: their stored labels, unless the method reads a label otherwise
+        (DeepGUM: a label it judges left/right swapped, with its pairs exchanged)."""
+        return targets, mask
+
     def wants_training_residuals(self) -> bool:
         """Whether :meth:`observe_batch` should get each training batch's residuals."""
         return False
 
     def observe_batch(self, positions: np.ndarray, residuals: torch.Tensor,
                       log_scale: torch.Tensor | None) -> None:
-        """A training batch's residuals, mapped back to the label frame (detached)."""
+        """A training batch's residuals against the targets of :meth:`batch_targets`,
+        mapped back to the label frame (detached)."""
 
     def start(self, fit: FitContext) -> EStepInfo | None:
         """Before the first epoch of a fresh run."""
@@ -177,9 +210,11 @@ class Method(nn.Module):
     # ------------------------------------------------------------------ scoring
 
     def unit_log_odds(self, res: np.ndarray, log_scale: np.ndarray | None, mask: np.ndarray,
-                      fit_rows: np.ndarray, inliers: np.ndarray | None = None) -> UnitScores:
+                      fit_rows: np.ndarray, inliers: np.ndarray | None = None,
+                      targets: np.ndarray | None = None) -> UnitScores:
         """Outlier log-odds per point for every sample (N, K) from its residuals
-        ``res`` (N, D) and predicted log scales (N, K) if any. The base fits a
+        ``res`` (N, D) (against the stored labels ``targets``) and predicted log
+        scales (N, K) if any. The base fits a
         Gaussian-uniform mixture (one unit per point) on the ``fit_rows`` samples by
         EM from r = 1, with the inlier variances times the predicted scale squared
         where there is one, and a per-sample variance multiplier (capped at 1, see
@@ -191,8 +226,9 @@ class Method(nn.Module):
         mix.fit(res[fit_rows], mask[fit_rows], 20,
                 scale=None if scale is None else scale[fit_rows],
                 inliers=None if inliers is None else inliers[fit_rows])
-        log_odds = self._mixture_log_odds(mix, res, mask, fit_rows, scale)
-        return UnitScores(log_odds, residual_ratio(res, mask, self.problem, fit_rows, log_scale))
+        log_odds, sample = self._mixture_log_odds(mix, res, mask, fit_rows, scale, inliers)
+        return UnitScores(log_odds, residual_ratio(res, mask, self.problem, fit_rows, log_scale),
+                          sample_log_odds=sample)
 
     def dim_variance(self, log_scale: np.ndarray | None) -> np.ndarray | None:
         """Predicted log scales (N, K) as variance multipliers per dimension (N, D)."""
@@ -201,13 +237,22 @@ class Method(nn.Module):
         return np.exp(2.0 * np.asarray(log_scale, np.float64))[:, self.problem.point_of_dim()]
 
     def _mixture_log_odds(self, mix: GaussianUniformMixture, res: np.ndarray, mask: np.ndarray,
-                          fit_rows: np.ndarray, scale: np.ndarray | None) -> np.ndarray:
-        if self.problem.task == "landmarks" and scale is None and mix.n_units > 1:
-            h = mix.fit_sample_scales(res, mask, fit_rows)
-            return landmark_log_odds(mix, res, mask, scale=h)
-        if self.problem.task == "landmarks":
-            return landmark_log_odds(mix, res, mask, scale=scale)
-        return mix.e_step(res, mask, scale)[1]
+                          fit_rows: np.ndarray, scale: np.ndarray | None,
+                          inliers: np.ndarray | None = None
+                          ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Per-landmark outlier log-odds (N, K) and per-sample ones (N,) from a fitted
+        mixture: with one unit per landmark through the image-level layer
+        (:func:`image_mixture`), else the mixture's own (sample: None)."""
+        if self.problem.task != "landmarks":
+            return mix.e_step(res, mask, scale)[1], None
+        if scale is None and mix.n_units > 1:
+            scale = mix.fit_sample_scales(res, mask, fit_rows)
+        per_landmark = np.array_equal(mix.groups, self.problem.point_of_dim())
+        if not per_landmark or self.problem.n_points < 2:
+            return landmark_log_odds(mix, res, mask, scale=scale), None
+        log_in, log_out, observed = mix.unit_log_densities(res, mask, scale)
+        img = image_mixture(log_in, log_out, observed, fit_rows, inliers)
+        return img.unit_log_odds, img.sample_log_odds
 
 
 def residual_ratio(res: np.ndarray, mask: np.ndarray, problem: Problem,

@@ -36,6 +36,7 @@ reviewer confirmed or fixed are held as inliers (r = 1).
 from __future__ import annotations
 
 import copy
+import math
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -56,6 +57,7 @@ if TYPE_CHECKING:
     from core.training.config import TrainConfig
 
 SCORING_ITERATIONS = 3  # EM iterations refitting a copy of the mixture on the scoring residuals
+SWAP_PRIOR = (1e-3, 0.5)  # the share of swapped labels is fitted within these bounds
 
 
 class DeepGUM(Method):
@@ -82,6 +84,13 @@ class DeepGUM(Method):
         self.refresh_fold: np.ndarray | None = None
         self.inliers: np.ndarray | None = None  # (N,) training samples held as inliers
         self.train_mask: np.ndarray | None = None  # (N, D) which training labels exist
+        self.train_targets: np.ndarray | None = None  # (N, D) the stored labels
+        # left/right swaps (landmarks with flip pairs): which output dimension holds each
+        # one once a label's pairs are exchanged, each training label's probability of
+        # being swapped, and the share of swapped labels
+        self.swap_dims = problem.swap_dims()
+        self.swap_q: np.ndarray | None = None
+        self.swap_prior = SWAP_PRIOR[0]
 
     # ------------------------------------------------------------------ training
 
@@ -97,6 +106,9 @@ class DeepGUM(Method):
                 % self.config.refresh_epochs
         self.inliers = fit.inliers
         self.train_mask = fit.mask
+        self.train_targets = fit.targets
+        if self.swap_dims is not None and (self.swap_q is None or len(self.swap_q) != n):
+            self.swap_q = np.zeros(n)
 
     def weights(self, positions: np.ndarray) -> np.ndarray:
         return self.mixture.weights(positions)
@@ -111,6 +123,25 @@ class DeepGUM(Method):
             return loss
         return loss + scale_nll(res.detach(), out.log_scale, w, self.problem)
 
+    def _swapped(self, positions: np.ndarray) -> np.ndarray:
+        if self.swap_q is None:
+            return np.zeros(len(positions), bool)
+        return self.swap_q[positions] > 0.5
+
+    def batch_targets(self, positions: np.ndarray, targets: np.ndarray, mask: np.ndarray
+                      ) -> tuple[np.ndarray, np.ndarray]:
+        """A label judged swapped (probability over one half) is trained on with its
+        left/right pairs exchanged: a dataset with many swaps must not teach the
+        network a blend of both sides."""
+        sel = self._swapped(positions)
+        if not sel.any():
+            return targets, mask
+        assert self.swap_dims is not None
+        targets, mask = targets.copy(), mask.copy()
+        targets[sel] = targets[sel][:, self.swap_dims]
+        mask[sel] = mask[sel][:, self.swap_dims]
+        return targets, mask
+
     def wants_training_residuals(self) -> bool:
         return self.from_training_pass
 
@@ -118,7 +149,13 @@ class DeepGUM(Method):
                       log_scale: torch.Tensor | None) -> None:
         if self.train_res is None:
             return
-        self.train_res[positions] = residuals.float().cpu().numpy()
+        res = residuals.float().cpu().numpy()
+        sel = self._swapped(positions)
+        if sel.any():  # against the stored label, not the exchanged one trained on
+            assert self.train_targets is not None and self.swap_dims is not None
+            y = self.train_targets[positions[sel]]
+            res[sel] -= y[:, self.swap_dims] - y
+        self.train_res[positions] = res
         if self.train_log_scale is not None and log_scale is not None:
             self.train_log_scale[positions] = log_scale.detach().float().cpu().numpy()
 
@@ -159,12 +196,38 @@ class DeepGUM(Method):
 
     def _em_round(self, fit: FitContext) -> EStepInfo:
         assert self.train_res is not None
-        em = self.mixture.fit(self.train_res.astype(np.float64), fit.mask,
-                              self.config.em_iterations, fit.should_stop, self._scale(),
+        res, mask, scale = self.train_res.astype(np.float64), fit.mask, self._scale()
+        if self.swap_q is not None:
+            res, mask = self._fit_swaps(res, mask, scale, fit)
+        em = self.mixture.fit(res, mask, self.config.em_iterations, fit.should_stop, scale,
                               self.inliers)
         hist = self.histogram() or ()
         return EStepInfo(em.iterations, em.inlier_fraction, em.pi, em.variance, em.width,
                          hist, em.stopped)
+
+    def _fit_swaps(self, res: np.ndarray, mask: np.ndarray, scale: np.ndarray | None,
+                   fit: FitContext) -> tuple[np.ndarray, np.ndarray]:
+        """E-step of the swap variable: each training label's posterior probability of
+        having its left/right pairs exchanged, from the mixture likelihood of its
+        residuals as stored and as exchanged; M-step of the share of swapped labels.
+        Returns the residuals (and mask) of each label as it is read: exchanged where
+        that is the more likely reading."""
+        assert self.swap_q is not None and self.swap_dims is not None
+        if not self.mixture.fitted:  # the first round: a mixture to judge with
+            self.mixture.fit(res, mask, 1, None, scale, self.inliers)
+        y = fit.targets
+        res_sw = res + (y[:, self.swap_dims] - y)
+        mask_sw = mask[:, self.swap_dims]
+        log_odds = swap_log_odds(self.mixture, res, mask, res_sw, mask_sw, scale,
+                                 self.swap_prior)
+        q = np.where(np.isfinite(log_odds), 1.0 / (1.0 + np.exp(-np.clip(log_odds, -60, 60))),
+                     0.0)
+        if self.inliers is not None:
+            q[self.inliers] = 0.0  # a reviewer saw the label as it is
+        self.swap_q = q
+        self.swap_prior = float(np.clip(q.mean(), *SWAP_PRIOR))
+        sel = q > 0.5
+        return np.where(sel[:, None], res_sw, res), np.where(sel[:, None], mask_sw, mask)
 
     def inlier_fraction(self) -> float | None:
         if self.mixture.r is None or self.train_mask is None:
@@ -182,6 +245,9 @@ class DeepGUM(Method):
             return {}
         summary = self.mixture.summary()
         out: dict[str, Any] = {"mixture": summary, "histogram": list(self.histogram() or ())}
+        if self.swap_q is not None:
+            out["swap_share"] = self.swap_prior
+            out["swapped"] = int((self.swap_q > 0.5).sum())
         if self.train_log_scale is not None:
             # the mixture's variances multiply the predicted ones: report the typical
             # inlier spread in normalised units, like the model without a scale head
@@ -194,16 +260,23 @@ class DeepGUM(Method):
     # ------------------------------------------------------------------ scoring
 
     def unit_log_odds(self, res: np.ndarray, log_scale: np.ndarray | None, mask: np.ndarray,
-                      fit_rows: np.ndarray, inliers: np.ndarray | None = None) -> UnitScores:
+                      fit_rows: np.ndarray, inliers: np.ndarray | None = None,
+                      targets: np.ndarray | None = None) -> UnitScores:
         """The mixture's log-odds after refitting a copy on these residuals (test-time
-        augmented, so a little wider than the training ones)."""
+        augmented, so a little wider than the training ones); with ``targets`` and flip
+        pairs also each label's swap log-odds."""
         mix = copy.deepcopy(self.mixture)
         scale = self.dim_variance(log_scale)
         mix.fit(res[fit_rows], mask[fit_rows], SCORING_ITERATIONS, None,
                 None if scale is None else scale[fit_rows],
                 None if inliers is None else inliers[fit_rows])
-        log_odds = self._mixture_log_odds(mix, res, mask, fit_rows, scale)
-        return UnitScores(log_odds, log_odds)
+        log_odds, sample = self._mixture_log_odds(mix, res, mask, fit_rows, scale, inliers)
+        swap = None
+        if self.swap_dims is not None and targets is not None:
+            res_sw = res + (targets[:, self.swap_dims] - targets)
+            swap = swap_log_odds(mix, res, mask, res_sw, mask[:, self.swap_dims], scale,
+                                 self.swap_prior)
+        return UnitScores(log_odds, log_odds, swap, sample)
 
     # ------------------------------------------------------------------ state
 
@@ -213,6 +286,9 @@ class DeepGUM(Method):
             state["train_res"] = torch.from_numpy(self.train_res.copy())
         if self.train_log_scale is not None:
             state["train_log_scale"] = torch.from_numpy(self.train_log_scale.copy())
+        if self.swap_q is not None:
+            state["swap_q"] = torch.from_numpy(self.swap_q.copy())
+            state["swap_prior"] = float(self.swap_prior)
         return state
 
     def set_extra_state(self, state: dict[str, Any]) -> None:
@@ -221,6 +297,26 @@ class DeepGUM(Method):
             self.train_res = state["train_res"].numpy().astype(np.float32).copy()
         if "train_log_scale" in state and self.predicts_scale:
             self.train_log_scale = state["train_log_scale"].numpy().astype(np.float32).copy()
+        if "swap_q" in state and self.swap_dims is not None:
+            self.swap_q = state["swap_q"].numpy().astype(np.float64).copy()
+            self.swap_prior = float(state["swap_prior"])
+
+
+def swap_log_odds(mix: GaussianUniformMixture, res: np.ndarray, mask: np.ndarray,
+                  res_sw: np.ndarray, mask_sw: np.ndarray, scale: np.ndarray | None,
+                  prior: float) -> np.ndarray:
+    """Per sample, log P(pairs exchanged) / P(as stored): the prior odds times the
+    ratio of the mixture likelihoods of the label read both ways (each unit an
+    inlier or an outlier); NaN where no unit is observed."""
+    def loglik(r: np.ndarray, m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        log_in, log_out, observed = mix.log_joint(r, m, scale)
+        return np.where(observed, np.logaddexp(log_in, log_out), 0.0).sum(axis=1), \
+            observed.any(axis=1)
+
+    a, seen = loglik(res, mask)
+    b, _ = loglik(res_sw, mask_sw)
+    out = math.log(prior) - math.log1p(-prior) + b - a
+    return np.where(seen, out, np.nan)
 
 
 def scale_nll(res: torch.Tensor, log_scale: torch.Tensor, weight: torch.Tensor,

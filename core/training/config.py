@@ -7,6 +7,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from core.models import HEADS
 from core.robust import REGISTRY
 from core.robust.mixture import UNITS
 
@@ -24,8 +25,9 @@ class TrainConfig:
     weight_decay: float = 1e-4
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | mps
-    backbone: str = "cnn"
-    weights: str | None = None  # local weights file for a torchvision backbone
+    backbone: str = "cnn"  # cnn | resnet18 | resnet34 | resnet50 | timm:NAME
+    weights: str | None = None  # local ImageNet weights file for a backbone other than cnn
+    head: str = "fc"  # fc | heatmap (landmarks: integral regression)
     unit: str = "auto"  # DeepGUM mixture unit: auto (landmark, or sample for age) | landmark | sample | dimension
     variance: str = "diagonal"  # diagonal | isotropic
     warmup_epochs: int = 0  # plain least-squares epochs before the first EM round
@@ -43,6 +45,9 @@ class TrainConfig:
     rotate_jitter: float = 10.0  # +- degrees
     shift_jitter: float = 0.05  # +- share of the size
     tta: bool = True  # flip test-time augmentation when scoring
+    # cross-fitting: K > 1 trains K models on all but one fold each (a training label is
+    # judged by the model that did not learn it) and a final one (core.training.folds)
+    folds: int = 1
     score_every: int = 5  # epochs between score writes (and always at the end)
     amp: bool = True  # bfloat16 autocast on CUDA
     threads: int = 0  # torch CPU threads; 0 leaves torch's default
@@ -59,10 +64,14 @@ class TrainConfig:
                              "(expected auto, training or evaluation)")
         if self.device not in DEVICES:
             raise ValueError(f"unknown device {self.device!r} (expected auto, cpu, cuda or mps)")
+        if not 1 <= self.folds <= 10:
+            raise ValueError("folds must be from 1 (no cross-fitting) to 10")
         if self.refresh_epochs < 1:
             raise ValueError("refresh_epochs must be >= 1")
         if self.epochs < 1 or self.batch_size < 2:
             raise ValueError("epochs must be >= 1 and batch size >= 2")
+        if self.head not in HEADS:
+            raise ValueError(f"unknown head {self.head!r} (expected one of {', '.join(HEADS)})")
         if not (32 <= self.image_size <= MAX_IMAGE_SIZE) or self.image_size % 32:
             raise ValueError(f"image size {self.image_size} must be a multiple of 32 from 32 "
                              f"to {MAX_IMAGE_SIZE}")

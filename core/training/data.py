@@ -52,7 +52,8 @@ class TrainData:
 
     @property
     def problem(self) -> Problem:
-        return Problem(self.task, self.n_dims, self.n_points)
+        perm = None if self.flip_perm is None else tuple(int(i) for i in self.flip_perm)
+        return Problem(self.task, self.n_dims, self.n_points, perm)
 
 
 def normalise_points(cache_points: np.ndarray, size: int) -> np.ndarray:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,7 @@ from core.models import build_model
 from core.project import Project, ProjectError
 from core.robust import make_method
 from core.robust.base import EStepInfo
-from core.scoring import image_flagged, score_rows
+from core.scoring import sample_flagged, score_rows
 from core.training.augmentation import augment, unaugment_residuals
 from core.training.checkpoints import (
     CHECKPOINT_FORMAT,
@@ -52,7 +53,7 @@ from core.training.events import (
     ScoresEvent,
     StatusEvent,
 )
-from core.training.predict import forward, pick_device, predict, to_input
+from core.training.predict import Predictions, forward, pick_device, predict, to_input
 from core.training.recorder import ProjectRecorder, Recorder
 
 PROGRESS_INTERVAL_S = 0.1
@@ -92,6 +93,7 @@ class _Fit:
     epochs: int
     warmup_epochs: int
     mask: np.ndarray
+    targets: np.ndarray
     inliers: np.ndarray
 
     def evaluate(self, positions: np.ndarray | None = None
@@ -107,17 +109,21 @@ class Trainer:
 
     def __init__(self, run_id: int, cfg: TrainConfig, data: TrainData, callbacks: Callbacks,
                  should_stop: StopFn, recorder: Recorder, ck_path: Path,
-                 writer: bool = True) -> None:
+                 writer: bool = True, offset: int = 0, total: int | None = None,
+                 scores: bool = True) -> None:
         self.run_id, self.cfg, self.data = run_id, cfg, data
         self.cb, self.should_stop, self.recorder = callbacks, should_stop, recorder
         self.ck_path, self.writer = ck_path, writer
+        # a run of several models (cross-fitting) numbers its epochs on from ``offset``
+        # of ``total``; only a model that ``scores`` writes the run's scores
+        self.offset, self.total, self.scores = offset, total or cfg.epochs, scores
         self.device = pick_device(cfg.device)
         torch.manual_seed(cfg.seed)
         self.gen = torch.Generator().manual_seed(cfg.seed)
         self.method = make_method(cfg.method, data.problem, cfg)
         n_scales = data.n_points if self.method.predicts_scale else 0
         self.model = build_model(data.n_dims, cfg.backbone, cfg.image_size, cfg.weights,
-                                 n_scales=n_scales)
+                                 n_scales=n_scales, head=cfg.head)
         self.model.to(self.device).to(memory_format=torch.channels_last)
         self.method.to(self.device)
         self.optimizer = torch.optim.AdamW(
@@ -125,11 +131,13 @@ class Trainer:
             weight_decay=cfg.weight_decay)
         self.epoch = 0
         self.pending_estep_s = 0.0  # the method's fit before the first epoch, counted with it
+        # cross-fitting: the predictions the scores judge (out-of-fold), from those shown
+        self.judged: Callable[[Predictions], Predictions] | None = None
 
     def fit_context(self, done: int) -> _Fit:
         d = self.data
         return _Fit(self, done, self.cfg.epochs, self.cfg.warmup_epochs, d.mask[d.train],
-                    d.reviewed[d.train])
+                    d.targets[d.train], d.reviewed[d.train])
 
     # ----------------------------------------------------------- checkpoint
 
@@ -187,9 +195,10 @@ class Trainer:
             self.check_stop()
             pos = order[b * bs:(b + 1) * bs]
             idx = data.train[pos]
-            w = self.method.weights(pos) * data.mask[idx]
+            targets, mask = self.method.batch_targets(pos, data.targets[idx], data.mask[idx])
+            w = self.method.weights(pos) * mask
             x = to_input(torch.from_numpy(data.images[idx]), dev)
-            y = torch.from_numpy(data.targets[idx]).to(dev)
+            y = torch.from_numpy(targets).to(dev)
             wt = torch.from_numpy(w.astype(np.float32)).to(dev)
             x, y, wt, aug = augment(x, y, wt, cfg, data, self.gen)
             for g in self.optimizer.param_groups:
@@ -211,7 +220,7 @@ class Trainer:
             now = time.perf_counter()
             if now - last >= PROGRESS_INTERVAL_S or b == n_batches - 1:
                 last = now
-                self.cb.on_batch(BatchProgress(self.run_id, self.epoch, cfg.epochs, b + 1,
+                self.cb.on_batch(BatchProgress(self.run_id, self.offset + self.epoch, self.total, b + 1,
                                                n_batches, float(loss.detach()),
                                                seen / max(now - t0, 1e-9)))
         mean_loss = float(loss_sum) / max(n_batches, 1)
@@ -238,6 +247,7 @@ class Trainer:
             return
         if info.stopped:
             raise TrainingStopped
+        epoch += self.offset
         self.cb.on_estep(EStepEvent(self.run_id, epoch, info.iterations, info.inlier_fraction,
                                     info.pi.copy(), info.variance.copy(), info.width.copy(),
                                     info.histogram, seconds))
@@ -245,15 +255,25 @@ class Trainer:
                              **{k: v for k, v in self.method.metrics().items()
                                 if k != "histogram"}})
 
+    def predict_all(self, index: np.ndarray | None = None) -> Predictions:
+        """Predictions (flip test-time augmented where the config says) for the samples
+        at ``index`` of the data (all when None)."""
+        index = np.arange(len(self.data.ids)) if index is None else index
+        return predict(self.model, self.data, index, self.device, self.cfg.tta,
+                       self.should_stop, self.cfg.amp)
+
     def write_scores(self) -> None:
+        if not self.scores:
+            return
         data = self.data
-        preds = predict(self.model, data, np.arange(len(data.ids)), self.device, self.cfg.tta,
-                        self.should_stop, self.cfg.amp)
-        rows = score_rows(data, preds, self.method)
+        shown = self.predict_all()
+        judged = self.judged(shown) if self.judged is not None else shown
+        rows = score_rows(data, judged, self.method, shown)
         self.recorder.scores(rows)
         top = sorted(((r.sample_id, float(r.score)) for r in rows), key=lambda t: -t[1])[:20]
-        n_flagged = sum(1 for r in rows if image_flagged(r.landmark_scores or [r.score]))
-        self.cb.on_scores(ScoresEvent(self.run_id, self.epoch, len(rows), n_flagged, tuple(top)))
+        n_flagged = sum(1 for r in rows if sample_flagged(r.score))
+        self.cb.on_scores(ScoresEvent(self.run_id, self.offset + self.epoch, len(rows), n_flagged,
+                                      tuple(top)))
 
     # ----------------------------------------------------------- run
 
@@ -274,7 +294,7 @@ class Trainer:
             self.save()
         self.recorder.status("running")
         self.cb.on_status(StatusEvent(self.run_id, "running",
-                                      f"epoch {self.epoch + 1} of {cfg.epochs}"))
+                                      f"epoch {self.offset + self.epoch + 1} of {self.total}"))
         while self.epoch < cfg.epochs:
             t0 = time.perf_counter()
             loss, ips = self.train_epoch()
@@ -291,12 +311,12 @@ class Trainer:
             metrics: dict[str, Any] = {"eval_seconds": eval_s, "estep_seconds": estep_s,
                                        "train_images": int(len(self.data.train)),
                                        **self.method.metrics()}
-            self.recorder.epoch(self.epoch, train_loss=loss, val_error=verr,
+            self.recorder.epoch(self.offset + self.epoch, train_loss=loss, val_error=verr,
                                 inlier_fraction=inlier, images_per_s=ips, seconds=seconds,
                                 metrics=metrics)
             summ = metrics.get("mixture", {})
             hist = self.method.histogram()
-            event = EpochEvent(self.run_id, self.epoch, cfg.epochs, loss, verr, inlier, ips,
+            event = EpochEvent(self.run_id, self.offset + self.epoch, self.total, loss, verr, inlier, ips,
                                seconds, eval_s, estep_s, hist, summ.get("pi_mean"),
                                summ.get("std_median"))
             self.epoch += 1
@@ -340,16 +360,24 @@ def _train_run(project: Project, run_id: int, cfg: TrainConfig, cb: Callbacks, s
     recorder = ProjectRecorder(project, run_id)
     recorder.status("running", "preparing", pid=os.getpid())
     cb.on_status(StatusEvent(run_id, "preparing", "loading images"))
-    trainer: Trainer | None = None
+    trainers: list[Trainer] = []
+    total = cfg.epochs * (cfg.folds + 1 if cfg.folds > 1 else 1)
     try:
         data = load_data(project, cfg.image_size,
                          lambda done, total: cb.on_status(StatusEvent(
                              run_id, "preparing", f"caching images {done}/{total}")), stop)
-        trainer = Trainer(run_id, cfg, data, cb, stop, recorder, checkpoint_path(project, run_id))
-        trainer.run(resumed, bool(project.epochs(run_id)))
+        ck = checkpoint_path(project, run_id)
+        if cfg.folds > 1:
+            from core.training.folds import run_cross_fitted
+
+            run_cross_fitted(run_id, cfg, data, cb, stop, recorder, ck, resumed,
+                             bool(project.epochs(run_id)), trainers)
+        else:
+            trainers.append(Trainer(run_id, cfg, data, cb, stop, recorder, ck))
+            trainers[-1].run(resumed, bool(project.epochs(run_id)))
     except TrainingStopped:
-        epoch = 0 if trainer is None else trainer.epoch
-        msg = f"paused after epoch {epoch} of {cfg.epochs}; resume continues from there"
+        epoch = trainers[-1].offset + trainers[-1].epoch if trainers else 0
+        msg = f"paused after epoch {epoch} of {total}; resume continues from there"
         recorder.status("paused", msg)
         cb.on_status(StatusEvent(run_id, "paused", msg))
         return run_id
@@ -359,5 +387,5 @@ def _train_run(project: Project, run_id: int, cfg: TrainConfig, cb: Callbacks, s
         cb.on_status(StatusEvent(run_id, "failed", msg))
         raise
     recorder.status("finished")
-    cb.on_status(StatusEvent(run_id, "finished", f"{cfg.epochs} epochs"))
+    cb.on_status(StatusEvent(run_id, "finished", f"{total} epochs"))
     return run_id

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from core.models import Regressor
+from core.models import Model
 from core.robust.base import Output, split_output
 from core.training.augmentation import flip_outputs
 from core.training.data import StopFn, TrainData, TrainingStopped
@@ -44,7 +44,7 @@ def autocast(device: torch.device, amp: bool) -> Any:
     return torch.autocast("cpu", enabled=False)
 
 
-def forward(model: Regressor, x: torch.Tensor, n_dims: int, device: torch.device,
+def forward(model: Model, x: torch.Tensor, n_dims: int, device: torch.device,
             amp: bool) -> Output:
     with autocast(device, amp):
         raw = model(x)
@@ -63,7 +63,7 @@ class Predictions:
 
 
 @torch.inference_mode()
-def predict(model: Regressor, data: TrainData, index: np.ndarray, device: torch.device,
+def predict(model: Model, data: TrainData, index: np.ndarray, device: torch.device,
             tta: bool, should_stop: StopFn | None, amp: bool,
             batch: int = EVAL_BATCH) -> Predictions:
     """Normalised predictions of the samples ``index`` in eval mode (float64); with

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from core.bench import summary
+from core.bench_report import pool_reliability, summary
 from core.cli.main import main
 from tests.core.synth import write_dots_csv
 
-FIELDS = {"method", "noise", "seed", "auroc", "auprc", "precision", "recall", "test_nme",
-          "failure_rate", "test_mae", "seconds", "train_images_per_s", "estep_share",
-          "eval_share"}
+FIELDS = {"method", "noise", "seed", "auroc", "auprc", "precision", "recall", "ece",
+          "flagged_share", "reliability", "test_nme", "failure_rate", "test_mae", "seconds",
+          "train_images_per_s", "estep_share", "eval_share"}
 
 
 def test_bench_on_a_csv_source(tmp_path: Path) -> None:
@@ -30,9 +30,22 @@ def test_bench_on_a_csv_source(tmp_path: Path) -> None:
         assert set(r) == FIELDS
         assert r["noise"] == "l-ugo:0.2" and r["seed"] == 0 and r["test_mae"] is None
         assert 0 <= r["auroc"] <= 1 and 0 < r["test_nme"] < 1 and r["train_images_per_s"] > 0
-        assert 0 <= r["estep_share"] < 0.5 and 0 < r["eval_share"] < 1
+        assert 0 <= r["estep_share"] < 1 and 0 < r["eval_share"] < 1  # shares, not timings
+        assert 0 <= r["ece"] <= 1 and 0 <= r["flagged_share"] <= 1
+        assert sum(b["count"] for b in r["reliability"]) == 120 * 7 // 10 * 4  # train landmarks
     assert {s["method"] for s in data["summary"]} == {"deepgum", "l2"}
     assert data["settings"]["train"]["epochs"] == 2
+    png = out.with_suffix(".reliability.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_reliability_diagrams_pool_over_seeds() -> None:
+    a = [{"low": 0.0, "high": 0.1, "count": 3, "mean_prob": 0.05, "wrong_share": 0.0}]
+    b = [{"low": 0.0, "high": 0.1, "count": 1, "mean_prob": 0.09, "wrong_share": 1.0},
+         {"low": 0.9, "high": 1.0, "count": 2, "mean_prob": 0.95, "wrong_share": 1.0}]
+    pooled = pool_reliability([a, b])
+    assert [p["count"] for p in pooled] == [4, 2]
+    assert pooled[0]["mean_prob"] == pytest.approx(0.06) and pooled[0]["wrong_share"] == 0.25
 
 
 def test_bench_refuses_unknown_methods(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -269,3 +269,37 @@ def test_state_round_trips_through_a_weights_only_load() -> None:
     for name in ("pi", "var", "width", "r", "groups"):
         np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
     assert b.fitted and b.variance_model == "diagonal"
+
+
+def test_image_level_mixture_recovers_clustered_errors_and_stays_calibrated() -> None:
+    """200 samples of 20 units: 10 % of samples have most units wrong (a swap-like
+    error), the others none. Per unit: inlier N(0, 1), outlier uniform over 40."""
+    from core.metrics import ece
+    from core.robust.mixture import image_mixture
+
+    rng = np.random.default_rng(0)
+    n, k = 400, 20
+    bad_sample = rng.random(n) < 0.1
+    bad_unit = bad_sample[:, None] & (rng.random((n, k)) < 0.8)
+    res = np.where(bad_unit, rng.uniform(-20, 20, (n, k)), rng.normal(0, 1, (n, k)))
+    log_in = -0.5 * (math.log(2 * math.pi) + res**2)
+    log_out = np.full((n, k), -math.log(40.0))
+    observed = np.ones((n, k), bool)
+    observed[0, :5] = False  # missing units weigh nothing
+    img = image_mixture(log_in, log_out, observed, np.arange(n))
+    assert img.prior == pytest.approx(bad_sample.mean(), abs=0.03)
+    assert auroc(img.sample_log_odds, bad_sample) > 0.99
+    prob = 1 / (1 + np.exp(-img.sample_log_odds))
+    assert ece(prob, bad_sample) < 0.03
+    assert np.isfinite(img.sample_log_odds).all() and np.isnan(img.unit_log_odds[0, :5]).all()
+    # one unit hundreds of sigmas off makes its sample wrong, whatever the prior
+    one = log_in.copy()
+    one[3] = -0.5 * math.log(2 * math.pi)
+    one[3, 7] = -0.5 * (math.log(2 * math.pi) + 300.0**2)
+    img = image_mixture(one, log_out, observed, np.arange(n))
+    assert img.sample_log_odds[3] > 50 and img.unit_log_odds[3, 7] > 50
+    # a sample held as clean (reviewed) is not fitted as wrong, but still judged
+    held = np.zeros(n, bool)
+    held[3] = True
+    img2 = image_mixture(one, log_out, observed, np.arange(n), held)
+    assert img2.sample_log_odds[3] > 50

@@ -107,3 +107,48 @@ def test_a_version_1_checkpoint_of_a_paused_run_resumes(project_path: Path) -> N
         assert [e["epoch"] for e in project.epochs(run_id)] == [0, 1]
         row = next(iter(project.scores(run_id).values()))
         assert np.isfinite(row["score"])
+
+
+def test_cross_fitting_judges_each_training_label_by_a_model_that_never_saw_it(
+        project_path: Path) -> None:
+    from core.models import build_model
+    from core.robust import make_method
+    from core.scoring import score_rows
+    from core.training import load_data, predict
+    from core.training.folds import OutOfFold, fold_of
+
+    cfg = TrainConfig(epochs=2, folds=3, seed=2, **FAST)
+    run_id = train(project_path, cfg)
+    with Project.open(project_path) as project:
+        assert [e["epoch"] for e in project.epochs(run_id)] == list(range(8))  # 3 folds + final
+        stored = project.scores(run_id)
+        data = load_data(project, cfg.image_size)
+        base = checkpoint_path(project, run_id)
+    fold = fold_of(len(data.train), 3, cfg.seed)
+    assert np.bincount(fold).max() - np.bincount(fold).min() <= 1  # balanced folds
+    oof = OutOfFold(base.with_name(f"run-{run_id}-oof.npz"), data, 3)
+    assert oof.done.all()
+    cpu = torch.device("cpu")
+    for f in range(3):
+        ck = torch.load(base.with_name(f"run-{run_id}-fold{f}.pt"), weights_only=True)
+        trained_on = set(ck["train_ids"].tolist())
+        held = data.ids[data.train[fold == f]]
+        assert trained_on.isdisjoint(held.tolist())  # the fold model never saw its fold
+        assert trained_on | set(held.tolist()) == set(data.ids[data.train].tolist())
+        model = build_model(data.n_dims, "cnn", cfg.image_size, n_scales=data.n_points)
+        model.load_state_dict(ck["model"])
+        p = predict(model, data, data.train[fold == f], cpu, cfg.tta, None, False)
+        np.testing.assert_allclose(oof.mean[fold == f], p.mean, atol=1e-5)
+    # the stored scores judge the out-of-fold predictions; suggestions are the final model's
+    ck = torch.load(base, weights_only=True)
+    model = build_model(data.n_dims, "cnn", cfg.image_size, n_scales=data.n_points)
+    model.load_state_dict(ck["model"])
+    method = make_method(cfg.method, data.problem, cfg)
+    method.load_state_dict(ck["method_state"])
+    shown = predict(model, data, np.arange(len(data.ids)), cpu, cfg.tta, None, False)
+    rows = {r.sample_id: r for r in score_rows(data, oof.judged(data.train, shown), method, shown)}
+    for sid, row in stored.items():
+        assert row["score"] == pytest.approx(rows[sid].score, rel=1e-4, abs=1e-4)
+        np.testing.assert_allclose(row["prediction"], rows[sid].prediction, atol=1e-3)
+    in_sample = {r.sample_id: r.score for r in score_rows(data, shown, method)}
+    assert any(abs(in_sample[s] - stored[s]["score"]) > 1e-3 for s in stored)

@@ -8,16 +8,18 @@ import pytest
 from core.metrics import (
     auprc,
     auroc,
+    ece,
     failure_rate,
     mae,
     nme,
     paired_wilcoxon,
     point_errors,
     precision_recall,
+    reliability,
     summarise,
 )
 from core.robust.base import Problem, residual_ratio
-from core.scoring import flags, image_flagged, image_threshold, outre_scores
+from core.scoring import flags, outre_scores, sample_flagged
 
 
 def test_auroc_by_hand() -> None:
@@ -83,19 +85,10 @@ def test_residual_scores_and_flags() -> None:
     assert flags(np.array([-1.0, 0.5, np.nan])).tolist() == [False, True, False]
 
 
-def test_image_flag_is_family_wise() -> None:
-    # 68 landmarks: the worst must pass log(135) (outlier probability > 1 - 1/136)
-    assert image_threshold(68) == pytest.approx(np.log(135))
-    face = [-6.0] * 67 + [2.0]  # one point at 88 %: flagged as a landmark, not the face
-    assert flags(np.array(face)).sum() == 1
-    assert not image_flagged(face)
-    assert image_flagged(face[:-1] + [5.0])
-    # missing points are not counted: 2 judged units -> log(3)
-    assert image_flagged([None, float("nan"), -3.0, 1.2])
-    assert not image_flagged([None, float("nan"), -3.0, 1.0])
-    assert not image_flagged([None, float("nan")])
-    # one unit (an age): r < 0.5, as before
-    assert image_flagged([0.01]) and not image_flagged([-0.01])
+def test_one_flag_rule_for_samples() -> None:
+    assert sample_flagged(0.01) and not sample_flagged(-0.01) and not sample_flagged(0.0)
+    assert not sample_flagged(None) and not sample_flagged(float("nan"))
+    assert sample_flagged(float("inf"))
 
 
 def test_outre_ranks_the_planted_outlier_first() -> None:
@@ -104,3 +97,14 @@ def test_outre_ranks_the_planted_outlier_first() -> None:
     pred = y + rng.normal(0, 2, 200)
     y[7] = pred[7] + 40
     assert int(np.argmax(outre_scores(y, pred))) == 7
+
+
+def test_reliability_and_ece_by_hand() -> None:
+    probs = [0.05, 0.05, 0.05, 0.05, 0.95, 0.95, 0.55, np.nan]
+    truth = [False, False, False, True, True, True, False, True]
+    rel = reliability(probs, truth, bins=10)
+    assert [(b["low"], b["count"]) for b in rel] == [(0.0, 4), (0.5, 1), (0.9, 2)]
+    assert rel[0]["wrong_share"] == 0.25 and rel[2]["mean_prob"] == pytest.approx(0.95)
+    # |0.05 - 0.25| * 4 + |0.55 - 0| * 1 + |0.95 - 1| * 2, over 7
+    assert ece(probs, truth, bins=10) == pytest.approx((0.8 + 0.55 + 0.1) / 7)
+    assert ece([], []) is None

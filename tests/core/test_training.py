@@ -140,7 +140,8 @@ def test_a_tiny_run_separates_injected_outliers(project_path: Path) -> None:
         assert np.median(np.concatenate(errs)) < 0.1 * 48
         row = scores[excluded[0]]
         assert 0 <= row["outlier_prob"] <= 1 and len(row["landmark_probs"]) == 4
-        assert row["score"] == pytest.approx(max(row["landmark_scores"]))
+        # the sample is wrong if any point is: at least as likely as its worst point
+        assert row["score"] >= max(row["landmark_scores"]) - 1e-6
     assert len(rec.of(EpochEvent)) == 6 and len(rec.of(EStepEvent)) == 6  # before epochs 1-6
     assert len(rec.of(ScoresEvent)) == 1
     n_batches = rec.of(BatchProgress)[-1].batches
