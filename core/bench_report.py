@@ -10,7 +10,8 @@ import numpy as np
 
 from core.metrics import paired_wilcoxon, summarise
 
-FIELDS = ("auroc", "auprc", "precision", "recall", "ece", "flagged_share", "test_nme",
+FIELDS = ("auroc", "auprc", "precision", "recall", "ece", "flagged_share", "issue_accuracy",
+          "test_nme",
           "failure_rate", "test_mae", "seconds", "train_images_per_s", "estep_share", "eval_share")
 
 

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections import Counter
 from pathlib import Path
 
+from core.image_cache import problem_rows
+from core.paths import shown
 from core.project import Project
 from core.schemas import describe_schema
+
+SHOWN_PROBLEMS = 20
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -20,6 +25,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     with Project.open(args.project) as project:
         info = project.info()
+        info["image_problems"] = problem_rows(project)
         schema = project.schema
     if schema is not None and schema.task == "landmarks":
         info.update(keypoint_names=list(schema.keypoints),
@@ -42,4 +48,19 @@ def run(args: argparse.Namespace) -> int:
     print(f"  labels     {info['labels']} versions from {info['sources']} source(s)")
     print(f"  skipped    {info['skipped']} items at import")
     print(f"  runs       {info['runs']}")
+    if info["conflicts"]:
+        print(f"  conflicts  {info['conflicts']} samples changed in two merged copies "
+              "(both versions kept; the queue flags them)")
+    for warning in info["warnings"]:
+        print(f"  warning    {warning}")
+    problems = info["image_problems"]
+    if problems:
+        kinds = Counter(str(r["kind"]) for r in problems)
+        print(f"  images     {len(problems)} images unusable ("
+              + ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))
+              + "), left out of training:")
+        for r in problems[:SHOWN_PROBLEMS]:
+            print(f"    {shown(str(r['path']))}: {r['kind']}")
+        if len(problems) > SHOWN_PROBLEMS:
+            print(f"    ... and {len(problems) - SHOWN_PROBLEMS} more (--json lists all)")
     return 0

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from types import FrameType
 
+from core.cli.arguments import image_size
 from core.cli.progress import bar
 from core.models import HEADS
 from core.project import Project
@@ -42,7 +43,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("project", type=Path)
     p.add_argument("--method", choices=METHODS, default=d.method, help="default: %(default)s")
     p.add_argument("--epochs", type=int, default=d.epochs, help="default: %(default)s")
-    p.add_argument("--image-size", type=int, default=d.image_size,
+    p.add_argument("--image-size", type=image_size, default=d.image_size,
                    help="input side in pixels, a multiple of 32 (default: %(default)s)")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="default: %(default)s")
     p.add_argument("--lr", type=float, default=d.lr, help="default: %(default)s")
@@ -56,8 +57,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--backbone", default=d.backbone,
                    help="cnn (default), resnet18/resnet34/resnet50 (torchvision) or timm:NAME")
     p.add_argument("--weights", help="local ImageNet weights file for a backbone other than cnn")
-    p.add_argument("--head", choices=HEADS, default=d.head,
-                   help="fc (default) or heatmap (landmarks: integral regression)")
+    p.add_argument("--head", choices=("auto", *HEADS), default=d.head,
+                   help="auto (default: heatmap for landmarks, fc for ages), fc or heatmap")
     p.add_argument("--folds", type=int, default=d.folds,
                    help="cross-fitting: judge each training label with one of K models that "
                         "did not train on it (K + 1 trainings; default: %(default)s = off)")
@@ -72,6 +73,9 @@ class _Printer(Callbacks):
         self.pbar = bar("epoch", unit="batch")
 
     def on_status(self, event: StatusEvent) -> None:
+        if event.message.startswith("left out "):  # images changed, missing or unreadable
+            self.pbar.write(f"warning: {event.message}", file=sys.stderr)
+            return
         self.pbar.set_description_str(event.message[:40] if event.status == "preparing" else "train")
 
     def on_batch(self, event: BatchProgress) -> None:
@@ -114,16 +118,17 @@ def run(args: argparse.Namespace) -> int:
     previous = signal.signal(signal.SIGINT, on_signal)
     printer = _Printer(args.quiet)
     try:
-        run_id = train(args.project, config, printer, lambda: stop["now"], resume=args.resume)
+        run_id = train(args.project, config, printer, lambda: stop["now"], resume=args.resume,
+                       owner="cli")
     finally:
         signal.signal(signal.SIGINT, previous)
         printer.pbar.close()
     with Project.open(args.project) as project:
         info = project.run(run_id)
-    if info["status"] == "paused":
+    if info.status == "paused":
         print(f"run {run_id} paused: resume with `gumshoe train {args.project} --resume {run_id}`",
               file=sys.stderr)
         return 130
-    print(f"run {run_id} {info['status']}: scores in {args.project} "
+    print(f"run {run_id} {info.status}: scores in {args.project} "
           f"(`gumshoe rank {args.project}`)")
     return 0

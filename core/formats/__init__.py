@@ -52,9 +52,18 @@ WRITERS: dict[str, Writer] = {"csv": csv_format.write, "coco": coco.write, "pts"
 # What a writer's ``out`` is by default: a file with this suffix, or "" for a new folder.
 EXPORT_SUFFIX: dict[str, str] = {"csv": ".csv", "coco": ".json", "pts": "", "dlc": "",
                                  "yolo-pose": "", "cvat": "", "slp": ".slp"}
+# Writers that write one file when ``out`` has one of these suffixes, else a folder.
+FILE_SUFFIXES: dict[str, tuple[str, ...]] = {"csv": ("",), "coco": ("",), "slp": ("",),
+                                             "dlc": (".h5", ".csv"), "cvat": (".xml",)}
+# What a folder export holds besides images (so a new export may replace an old one of
+# the same format, and nothing else), and whether it has subfolders.
+FOLDER_FILES: dict[str, tuple[tuple[str, ...], bool]] = {
+    "pts": ((".pts",), False), "dlc": ((".yaml", ".h5", ".csv"), True),
+    "yolo-pose": ((".yaml", ".txt"), True), "cvat": ((".xml",), True)}
 
-__all__ = ["EXPORT_SUFFIX", "READERS", "WRITERS", "FormatError", "RawItem", "Reader", "Skip",
-           "Writer", "default_task", "detect_format", "get_reader", "get_writer"]
+__all__ = ["EXPORT_SUFFIX", "FOLDER_FILES", "READERS", "WRITERS", "FormatError", "RawItem",
+           "Reader", "Skip", "Writer", "default_task", "detect_format", "export_layout",
+           "get_reader", "get_writer", "write"]
 
 
 def get_reader(name: str) -> Reader:
@@ -88,3 +97,27 @@ def default_task(reader: Reader, source: str | Path) -> str:
     it can tell (a CSV's header says landmarks or age), else its first task."""
     pick = getattr(reader, "default_task", None)
     return pick(Path(source)) if pick is not None else reader.tasks[0]
+
+
+def export_layout(name: str, out: str | Path) -> tuple[bool, list[Path]]:
+    """What writer ``name`` makes of ``out``: (a folder holding copies of the images, the
+    other files it writes beside ``out``). A DeepLabCut ``clean.h5`` also writes its twin
+    ``clean.csv``; a ``dlc`` or ``cvat`` name without a table/XML suffix is a folder."""
+    get_writer(name)
+    out = Path(out)
+    suffixes = FILE_SUFFIXES.get(name)
+    if suffixes is None or ("" not in suffixes and out.suffix.lower() not in suffixes):
+        return True, []
+    if name == "dlc":
+        return False, [out.with_suffix(s) for s in (".h5", ".csv") if s != out.suffix.lower()]
+    return False, []
+
+
+def write(name: str, out: Path, schema: LabelSchema, records: Iterable[tuple[Sample, Label]],
+          *, final: Path | None = None) -> int:
+    """Writer ``name`` on ``out``; ``final``: the name ``out`` is renamed to once written
+    (an export is staged under a temporary name), for a format that records its own
+    place (a DeepLabCut config's ``project_path``)."""
+    if name == "dlc":
+        return dlc.write(out, schema, records, final=final)
+    return get_writer(name)(out, schema, records)

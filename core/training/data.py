@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -16,7 +17,7 @@ from core.images import CachedImages, ImageCache, Letterbox
 from core.project import Project, ProjectError, Sample
 from core.robust.base import Problem
 
-StopFn = Callable[[], bool]
+StopFn = Callable[[], Any]  # truthy: pause; "stop": end the run (not resumable)
 
 
 class TrainingStopped(Exception):

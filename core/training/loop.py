@@ -18,9 +18,13 @@ written. The loop knows no method by name (:mod:`core.robust`).
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import math
 import os
+import sqlite3
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +43,7 @@ from core.training.checkpoints import (
     CHECKPOINT_FORMAT,
     CHECKPOINT_VERSION,
     CheckpointError,
+    check_states,
     checkpoint_path,
     load_checkpoint,
     save_checkpoint,
@@ -123,7 +128,7 @@ class Trainer:
         self.method = make_method(cfg.method, data.problem, cfg)
         n_scales = data.n_points if self.method.predicts_scale else 0
         self.model = build_model(data.n_dims, cfg.backbone, cfg.image_size, cfg.weights,
-                                 n_scales=n_scales, head=cfg.head)
+                                 n_scales=n_scales, head=cfg.head_for(data.task))
         self.model.to(self.device).to(memory_format=torch.channels_last)
         self.method.to(self.device)
         self.optimizer = torch.optim.AdamW(
@@ -162,6 +167,7 @@ class Trainer:
             raise CheckpointError(
                 f"{self.ck_path}: the training samples changed since this checkpoint "
                 f"({len(saved)} then, {len(ids)} now; exclusions or splits edited): start a new run")
+        check_states(self.ck_path, ck, self.model, self.optimizer)
         try:
             self.model.load_state_dict(ck["model"])
             self.optimizer.load_state_dict(ck["optimizer"])
@@ -329,28 +335,50 @@ class Trainer:
 
 def train(project_path: str | os.PathLike[str], config: TrainConfig | None = None,
           callbacks: Callbacks | None = None, should_stop: StopFn | None = None, *,
-          resume: int | None = None) -> int:
+          resume: int | None = None, owner: str = "cli") -> int:
     """Train on the project's current labels and write the run, its epochs and its
     scores into the project file; returns the run id. ``resume`` continues a paused
     run from its checkpoint (its stored config is used; ``config`` is ignored).
-    A stop (``should_stop()`` true) leaves the run 'paused' and resumable."""
+    A stop (``should_stop()`` true) leaves the run 'paused' and resumable; a
+    ``should_stop()`` that returns ``"stop"`` ends it for good ('stopped').
+    The project's training lease is held throughout (``owner``: cli, gui or bench):
+    a second trainer is refused with :class:`core.project.LeaseHeldError`."""
     cb = callbacks or Callbacks()
-    stop = should_stop or (lambda: False)
+    user_stop = should_stop or (lambda: False)
     project = Project.open(project_path)
     try:
-        if resume is not None:
-            run = project.run(resume)
-            if run["status"] == "finished":
-                raise ProjectError(f"{project.path}: run {resume} is finished; nothing to resume")
-            cfg = TrainConfig.from_dict(run["params"]["config"])
-            run_id = resume
-        else:
-            cfg = config or TrainConfig()
-            run_id = project.create_run(cfg.method, {"config": cfg.to_dict()},
-                                        device=str(pick_device(cfg.device)))
-        return _train_run(project, run_id, cfg, cb, stop, resume is not None)
+        with project.acquire_lease(resume, owner) as lease:
+            if resume is not None:
+                run = project.run(resume)
+                if run.status in ("finished", "stopped"):
+                    raise ProjectError(f"{project.path}: run {resume} is {run.status}; "
+                                       "nothing to resume")
+                cfg = TrainConfig.from_dict(run.params["config"])
+                run_id = resume
+            else:
+                cfg = config or TrainConfig()
+                run_id = project.create_run(cfg.method, {"config": cfg.to_dict()},
+                                            device=str(pick_device(cfg.device)))
+                lease.set_run(run_id)
+
+            def stop() -> Any:
+                lease.heartbeat()  # stop checks run every batch: the trainer's pulse
+                return user_stop()
+
+            return _train_run(project, run_id, cfg, cb, stop, resume is not None)
     finally:
         project.close()
+
+
+def left_out_message(project: Project, errors: dict[int, str]) -> str:
+    """One line on the samples a run leaves out because their image cannot be used."""
+    from core.image_cache import image_problems
+
+    kinds = Counter(p.kind for sid, p in image_problems(project.cache_dir).items()
+                    if sid in errors)
+    detail = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())) or "unreadable"
+    return (f"left out {len(errors)} images that cannot be used ({detail}); "
+            "`gumshoe info` lists them")
 
 
 def _train_run(project: Project, run_id: int, cfg: TrainConfig, cb: Callbacks, stop: StopFn,
@@ -366,6 +394,8 @@ def _train_run(project: Project, run_id: int, cfg: TrainConfig, cb: Callbacks, s
         data = load_data(project, cfg.image_size,
                          lambda done, total: cb.on_status(StatusEvent(
                              run_id, "preparing", f"caching images {done}/{total}")), stop)
+        if data.errors:
+            cb.on_status(StatusEvent(run_id, "preparing", left_out_message(project, data.errors)))
         ck = checkpoint_path(project, run_id)
         if cfg.folds > 1:
             from core.training.folds import run_cross_fitted
@@ -377,13 +407,21 @@ def _train_run(project: Project, run_id: int, cfg: TrainConfig, cb: Callbacks, s
             trainers[-1].run(resumed, bool(project.epochs(run_id)))
     except TrainingStopped:
         epoch = trainers[-1].offset + trainers[-1].epoch if trainers else 0
-        msg = f"paused after epoch {epoch} of {total}; resume continues from there"
-        recorder.status("paused", msg)
-        cb.on_status(StatusEvent(run_id, "paused", msg))
+        if stop() == "stop":
+            status, msg = "stopped", f"stopped after epoch {epoch} of {total}"
+        else:
+            status = "paused"
+            msg = f"paused after epoch {epoch} of {total}; resume continues from there"
+        recorder.status(status, msg)
+        cb.on_status(StatusEvent(run_id, status, msg))
         return run_id
     except BaseException as exc:
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        recorder.status("failed", msg)
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC and exc.strerror:
+            msg = exc.strerror  # "disk full: PATH"
+        # the disk may still be full: report the first failure, not this one
+        with contextlib.suppress(sqlite3.Error):
+            recorder.status("failed", msg)
         cb.on_status(StatusEvent(run_id, "failed", msg))
         raise
     recorder.status("finished")

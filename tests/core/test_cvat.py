@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from core.export import export
+from core.export_target import ExportTargetError
 from core.formats import READERS, FormatError, detect_format
 from core.formats.cvat import parse_points
 from core.schemas import landmarks_schema
@@ -190,8 +191,10 @@ def test_xml_only_export_and_export_from_dlc(dataset, tmp_path):
     assert doc.find("image").get("name").startswith("labeled-data/reachingvideo1/")
     missing = doc.findall(".//points[@label='Tongue'][@outside='1']")
     assert len(missing) == sum(1 for v in labels(first).values() if v[1][2] == 0)
-    with pytest.raises(FileExistsError):
+    with pytest.raises(ExportTargetError, match="folder is not empty"):
         export(first, out, "cvat")
+    export(first, out, "cvat", overwrite=True)  # a CVAT export folder may replace its like
+    assert sorted(p.name for p in out.iterdir()) == ["annotations.xml", "images"]
 
 
 @settings(max_examples=300, deadline=None)

@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from core.export import export
+from core.export_target import ExportTargetError
 from core.formats import READERS, FormatError, RawItem, Skip, detect_format
 from core.formats.dlc import DlcReader, Table, _table_items, parse_csv
 from core.project import ProjectError
@@ -300,6 +301,11 @@ def test_export_of_the_openfield_project_round_trips(dataset, tmp_path):
     first, second, out = round_trip(tmp_path, dataset("dlc-openfield"), "dlc", "dlc", "of")
     assert_same(labels(first), labels(second))
     assert second.schema == first.schema
+    with pytest.raises(ExportTargetError, match="folder is not empty"):
+        export(first, out, "dlc")
+    export(first, out, "dlc", overwrite=True)  # an earlier DeepLabCut export is replaced
+    assert yaml.safe_load((out / "config.yaml").read_text())["project_path"] == str(out.resolve())
+    assert not [p for p in tmp_path.iterdir() if "gumshoe-tmp" in p.name or "gumshoe-old" in p.name]
 
 
 def test_multi_animal_round_trip_and_layout(tmp_path):
@@ -328,9 +334,13 @@ def test_single_file_export_writes_both_twins(dataset, tmp_path):
     a, b = pd.read_hdf(out), pd.read_csv(out.with_suffix(".csv"), header=[0, 1, 2], index_col=0)
     assert a.shape == b.shape == (116, 8) and a.index[0] == "labeled-data/m4s1/img0000.png"
     (tmp_path / "x.csv").write_text("mine")
-    with pytest.raises(FileExistsError, match="x.csv: exists"):
+    with pytest.raises(ExportTargetError, match="x.csv: already exists"):  # the twin is checked
         export(first, tmp_path / "x.h5", "dlc")
-    assert (tmp_path / "x.csv").read_text() == "mine"
+    assert (tmp_path / "x.csv").read_text() == "mine" and not (tmp_path / "x.h5").exists()
+    export(first, tmp_path / "x.h5", "dlc", overwrite=True)
+    assert pd.read_csv(tmp_path / "x.csv", header=[0, 1, 2], index_col=0).shape == (116, 8)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("x.")) == [
+        "x.changes.csv", "x.changes.json", "x.csv", "x.h5"]  # no temporary name left
 
 
 def test_export_from_another_format_makes_video_folders(tmp_path):

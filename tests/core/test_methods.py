@@ -57,11 +57,11 @@ def test_a_method_added_in_one_module_and_one_registry_line_trains_and_scores(
     monkeypatch.setitem(REGISTRY, "l1-toy", f"{__name__}:L1")
     run_id = train(project_path, TrainConfig(method="l1-toy", epochs=2, **FAST))
     with Project.open(project_path) as project:
-        assert project.run(run_id)["status"] == "finished"
+        assert project.run(run_id).status == "finished"
         scores = project.scores(run_id)
         assert len(scores) == project.count_samples()
         row = next(iter(scores.values()))
-        assert 0 <= row["outlier_prob"] <= 1 and len(row["landmark_scores"]) == 4
+        assert 0 <= row.outlier_prob <= 1 and len(row.landmark_scores) == 4
         ck = torch.load(checkpoint_path(project, run_id), weights_only=True)
     # its parameter was trained (the optimizer saw it) and kept in the checkpoint
     assert ck["method"] == "l1-toy" and float(ck["method_state"]["offset"].abs().sum()) > 0
@@ -77,7 +77,7 @@ def test_unknown_methods_are_refused_by_name() -> None:
 def test_a_version_1_checkpoint_of_a_paused_run_resumes(project_path: Path) -> None:
     """A run paused by the previous release: its config says "deepgum" (no scale head
     then) and its checkpoint holds the mixture as "criterion" and "train_res"."""
-    cfg = TrainConfig(method="deepgum-global", epochs=2, **FAST)
+    cfg = TrainConfig(method="deepgum-global", head="fc", epochs=2, **FAST)  # as v1 trained
     stop = {"now": False}
 
     class PauseAfterFirst:
@@ -98,15 +98,16 @@ def test_a_version_1_checkpoint_of_a_paused_run_resumes(project_path: Path) -> N
         old.update(version=1, method="deepgum", criterion=extra["mixture"],
                    train_res=extra["train_res"])
         torch.save(old, path)
-        config = {k: v for k, v in cfg.to_dict().items() if k != "config_version"}
+        config = {k: v for k, v in cfg.to_dict().items()
+                  if k not in ("config_version", "head", "folds")}
         config["method"] = "deepgum"
         project.update_run(run_id, params={"config": config})
     assert train(project_path, resume=run_id) == run_id
     with Project.open(project_path) as project:
-        assert project.run(run_id)["status"] == "finished"
-        assert [e["epoch"] for e in project.epochs(run_id)] == [0, 1]
+        assert project.run(run_id).status == "finished"
+        assert [e.epoch for e in project.epochs(run_id)] == [0, 1]
         row = next(iter(project.scores(run_id).values()))
-        assert np.isfinite(row["score"])
+        assert np.isfinite(row.score)
 
 
 def test_cross_fitting_judges_each_training_label_by_a_model_that_never_saw_it(
@@ -120,7 +121,7 @@ def test_cross_fitting_judges_each_training_label_by_a_model_that_never_saw_it(
     cfg = TrainConfig(epochs=2, folds=3, seed=2, **FAST)
     run_id = train(project_path, cfg)
     with Project.open(project_path) as project:
-        assert [e["epoch"] for e in project.epochs(run_id)] == list(range(8))  # 3 folds + final
+        assert [e.epoch for e in project.epochs(run_id)] == list(range(8))  # 3 folds + final
         stored = project.scores(run_id)
         data = load_data(project, cfg.image_size)
         base = checkpoint_path(project, run_id)
@@ -135,23 +136,25 @@ def test_cross_fitting_judges_each_training_label_by_a_model_that_never_saw_it(
         held = data.ids[data.train[fold == f]]
         assert trained_on.isdisjoint(held.tolist())  # the fold model never saw its fold
         assert trained_on | set(held.tolist()) == set(data.ids[data.train].tolist())
-        model = build_model(data.n_dims, "cnn", cfg.image_size, n_scales=data.n_points)
+        model = build_model(data.n_dims, "cnn", cfg.image_size, n_scales=data.n_points,
+                            head=cfg.head_for(data.task))
         model.load_state_dict(ck["model"])
         p = predict(model, data, data.train[fold == f], cpu, cfg.tta, None, False)
         np.testing.assert_allclose(oof.mean[fold == f], p.mean, atol=1e-5)
     # the stored scores judge the out-of-fold predictions; suggestions are the final model's
     ck = torch.load(base, weights_only=True)
-    model = build_model(data.n_dims, "cnn", cfg.image_size, n_scales=data.n_points)
+    model = build_model(data.n_dims, "cnn", cfg.image_size, n_scales=data.n_points,
+                            head=cfg.head_for(data.task))
     model.load_state_dict(ck["model"])
     method = make_method(cfg.method, data.problem, cfg)
     method.load_state_dict(ck["method_state"])
     shown = predict(model, data, np.arange(len(data.ids)), cpu, cfg.tta, None, False)
     rows = {r.sample_id: r for r in score_rows(data, oof.judged(data.train, shown), method, shown)}
     for sid, row in stored.items():
-        assert row["score"] == pytest.approx(rows[sid].score, rel=1e-4, abs=1e-4)
-        np.testing.assert_allclose(row["prediction"], rows[sid].prediction, atol=1e-3)
+        assert row.score == pytest.approx(rows[sid].score, rel=1e-4, abs=1e-4)
+        np.testing.assert_allclose(row.prediction, rows[sid].prediction, atol=1e-3)
     in_sample = {r.sample_id: r.score for r in score_rows(data, shown, method)}
-    assert any(abs(in_sample[s] - stored[s]["score"]) > 1e-3 for s in stored)
+    assert any(abs(in_sample[s] - stored[s].score) > 1e-3 for s in stored)
 
 
 def test_reviewed_labels_are_held_as_inliers_when_the_project_trains_again(

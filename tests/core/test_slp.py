@@ -17,6 +17,7 @@ sio = pytest.importorskip("sleap_io")
 iio = pytest.importorskip("imageio.v3")
 
 from core.export import export  # noqa: E402
+from core.export_target import ExportTargetError  # noqa: E402
 from core.formats import READERS, FormatError, detect_format  # noqa: E402
 from tests.core.formats_util import (  # noqa: E402
     assert_same,
@@ -187,8 +188,11 @@ def test_export_from_deeplabcut_to_sleap(dataset, tmp_path):
     for name, (pts, _) in by_name.items():
         np.testing.assert_allclose(got[name], pts, atol=1e-4)
     assert len(labels(second)) == 116 and second.schema.keypoints == first.schema.keypoints
-    with pytest.raises(FileExistsError):
+    with pytest.raises(ExportTargetError, match="already exists"):
         export(first, out, "slp")
+    before = out.stat().st_mtime_ns
+    export(first, out, "slp", overwrite=True)  # replaced whole, through a temporary .slp
+    assert out.stat().st_mtime_ns != before and len(sio.load_file(str(out)).labeled_frames) == 116
     with pytest.raises(ValueError, match="a .slp file"):
         export(first, tmp_path / "x.h5", "slp")
 

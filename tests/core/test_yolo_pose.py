@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from core.export import export
+from core.export_target import ExportTargetError
 from core.formats import READERS, FormatError, detect_format
 from core.formats.yolo_pose import label_path, parse_line
 from core.schemas import COCO17
@@ -170,8 +171,14 @@ def test_writer_refuses_a_folder_in_use(tmp_path):
     project, _ = import_new(tmp_path / "p.gumshoe", root)
     (tmp_path / "busy").mkdir()
     (tmp_path / "busy" / "x").write_text("x")
-    with pytest.raises(FileExistsError, match="not an empty folder"):
+    with pytest.raises(ExportTargetError, match="folder is not empty"):
         export(project, tmp_path / "busy", "yolo-pose")
+    with pytest.raises(ExportTargetError, match="not replaced: it holds x"):
+        export(project, tmp_path / "busy", "yolo-pose", overwrite=True)
+    assert (tmp_path / "busy" / "x").read_text() == "x"
+    export(project, tmp_path / "out", "yolo-pose")
+    export(project, tmp_path / "out", "yolo-pose", overwrite=True)  # its own kind: replaced
+    assert detect_format(tmp_path / "out") == "yolo-pose"
 
 
 LINE_ALPHABET = string.digits + " .-e+nax\t"

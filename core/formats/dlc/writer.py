@@ -128,9 +128,12 @@ def _config_out(cfg: dict[str, Any] | None, schema: LabelSchema, scorer: str, ou
     return cfg
 
 
-def write(out: Path, schema: LabelSchema, records: Iterable[tuple[Sample, Label]]) -> int:
+def write(out: Path, schema: LabelSchema, records: Iterable[tuple[Sample, Label]], *,
+          final: Path | None = None) -> int:
     """See the module docstring. Samples sharing an image become individuals of a
-    multi-animal table (named as in the source project, else ``individual1``...)."""
+    multi-animal table (named as in the source project, else ``individual1``...).
+    ``final``: where the project folder ``out`` will be moved once written (the config's
+    ``project_path``); ``out`` itself by default."""
     import yaml
 
     if schema.task != "landmarks":
@@ -172,6 +175,7 @@ def write(out: Path, schema: LabelSchema, records: Iterable[tuple[Sample, Label]
         df = frame(part, schema, scorer, individuals, [names[n] for n in ns])
         for suffix in (".h5", ".csv"):
             write_table(df, folder / f"{PREFIX}{scorer}{suffix}")
-    config = _config_out(cfg, schema, scorer, out, individuals)
+    config = _config_out(cfg, schema, scorer, Path(final) if final is not None else out,
+                         individuals)
     (out / CONFIG).write_text(yaml.safe_dump(config, sort_keys=False))
     return len(records)
