@@ -400,19 +400,22 @@ def write(out: Path, schema: LabelSchema, records: Iterable[tuple[Sample, Label]
         lab.parent.mkdir(parents=True, exist_ok=True)
         lab.write_text("\n".join(lines) + "\n")
     folders = sorted({t.parent.relative_to("images").as_posix() for t in target.values()})
-    train = [f"images/{f}" for f in folders if f not in ("val", "test")]
+    # "./images/x", not "images/x": the same folder for Ultralytics, and sleap-io's reader
+    # finds the labels by replacing "/images" with "/labels" in this text
+    train = [f"./images/{f}" for f in folders if f not in ("val", "test")]
     perm = schema.flip_permutation()
     doc: dict[str, Any] = {
         "path": ".",
-        "train": (train[0] if len(train) == 1 else train) if train else "images/val",
-        "val": "images/val" if "val" in folders else (train[0] if train else "images/train"),
+        "train": (train[0] if len(train) == 1 else train) if train else "./images/val",
+        "val": "./images/val" if "val" in folders else (train[0] if train else "./images/train"),
         "kpt_shape": [k, 3],
         "flip_idx": [int(v) for v in perm],
         "names": {0: schema.name or "object"},
-        "kpt_names": {0: list(schema.keypoints)},
+        "kpt_names": {0: list(schema.keypoints)},  # Ultralytics' key
+        "node_names": list(schema.keypoints),  # sleap-io's (its Ultralytics reader's) key
     }
     if "test" in folders:
-        doc["test"] = "images/test"
+        doc["test"] = "./images/test"
     if schema.skeleton:
         doc["skeleton"] = [[int(a), int(b)] for a, b in schema.skeleton]
     out.mkdir(parents=True, exist_ok=True)

@@ -149,7 +149,7 @@ def test_round_trip_keeps_labels_boxes_and_splits(tmp_path):
     doc = yaml.safe_load((out / "data.yaml").read_text())
     assert doc["kpt_shape"] == [3, 3] and doc["flip_idx"] == [1, 0, 2]
     assert doc["kpt_names"] == {0: ["left_ear", "right_ear", "nose"]}
-    assert (doc["train"], doc["val"]) == ("images/train", "images/val")  # the split is kept
+    assert (doc["train"], doc["val"]) == ("./images/train", "./images/val")  # the split is kept
     assert second.schema == first.schema
     assert (out / "labels/train/b.txt").read_text().count("\n") == 2  # two instances, one file
 
