@@ -10,9 +10,10 @@ Safety (see :mod:`core.export_target`): the project, its SQLite files and cache 
 never written over; an existing file or non-empty folder only with
 ``overwrite=True``. Everything is written under temporary names in the same folder
 and renamed into place at the end, the report first and the export last, so an
-export that is there is complete and its report is its own. A pts export copies
-only regular image files that lie inside their source folder and still hold the
-bytes that were imported (the others are left out, with the reason in the report).
+export that is there is complete and its report is its own. A folder export (pts,
+a DeepLabCut project, a YOLO or CVAT dataset: :func:`core.formats.export_layout`)
+copies only regular image files that lie inside their source folder and still hold
+the bytes that were imported (the others are left out, with the reason in the report).
 Every CSV cell that a spreadsheet would run as a formula is neutralised
 (:func:`core.formats.common.csv_safe`).
 """
@@ -90,8 +91,8 @@ def export(project: Project, out: str | Path, fmt: str, *, current: bool = True,
     max_score: leave out samples whose score in the latest scored run is above it
     (ignored while no run has scores; unscored samples are kept).
     report: also write the change report (CSV and JSON) beside ``out``.
-    overwrite: replace an existing export (file, or a folder holding a pts export)
-    and its report; never the project. Raises
+    overwrite: replace an existing export (file, or a folder holding an export of
+    the same format) and its report; never the project. Raises
     :class:`~core.export_target.ExportTargetError` before any work otherwise.
     """
     out = Path(out)
