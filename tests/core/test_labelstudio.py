@@ -9,10 +9,10 @@ import json
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core.formats import READERS, FormatError, detect_format
+from core.formats import READERS, FormatError, RawItem, Skip, detect_format
 from core.formats.labelstudio import instances
 from tests.core.formats_util import import_new, read, skips_by_where, write_png
 
@@ -170,3 +170,43 @@ def test_instances_fuzz_only_raises_value_error(result):
     else:
         for pts, vis, _box, _norm in found:
             assert pts.shape == (2, 2) and np.isfinite(pts[vis > 0]).all()
+
+
+json_values = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(-5, 200), st.floats(allow_nan=False),
+              st.text(max_size=6)),
+    lambda inner: st.one_of(st.lists(inner, max_size=4),
+                            st.dictionaries(st.text(max_size=6), inner, max_size=3)),
+    max_leaves=10)
+
+
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.one_of(
+    json_values,
+    st.fixed_dictionaries({"id": json_values, "data": st.one_of(
+        st.fixed_dictionaries({"image": st.sampled_from(["/data/upload/3/frame1.png",
+                                                         "frame1.png", "../x.png", ""])}),
+        json_values)},
+        optional={"annotations": st.lists(st.fixed_dictionaries(
+            {"result": st.lists(st.sampled_from([kp("nose", 10, 20), kp("left_eye", 5, 5),
+                                                 rect("r", 0, 0, 50, 50)]), max_size=3)},
+            optional={"was_cancelled": json_values, "updated_at": json_values,
+                      "id": json_values}), max_size=2),
+            "predictions": json_values})), max_size=4))
+def test_export_file_fuzz_reads_or_raises_one_format_error(tmp_path, tasks):
+    root = tmp_path / "fuzz"
+    if not root.exists():
+        write_png(root / "images/frame1.png", 200, 100)
+    (root / "export.json").write_text(json.dumps(tasks))
+    reader = READERS["labelstudio"]
+    try:
+        schema = reader.schema(root / "export.json", "landmarks")
+        out = list(reader.read(root / "export.json", "landmarks"))
+    except FormatError as exc:
+        assert str(exc) and "\n" not in str(exc).strip()
+    else:
+        for o in out:
+            assert isinstance(o, RawItem | Skip)
+            if isinstance(o, RawItem):
+                assert o.points.shape == (schema.n_keypoints, 2)

@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from core.export import export
 from core.export_target import ExportTargetError
-from core.formats import READERS, FormatError, detect_format
+from core.formats import READERS, FormatError, RawItem, Skip, detect_format
 from core.formats.yolo_pose import label_path, parse_line
 from core.schemas import COCO17
 from tests.core.formats_util import (
@@ -196,3 +196,35 @@ def test_parse_line_fuzz_only_raises_value_error(line, k, dims):
         assert pts.shape == (k, 2) and vis.shape == (k,)
         assert np.isfinite(pts[vis > 0]).all() and np.isnan(pts[vis == 0]).all()
         assert box[2] > box[0] and box[3] > box[1]
+
+
+yaml_values = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(-3, 20), st.floats(), st.text(max_size=8)),
+    lambda inner: st.one_of(st.lists(inner, max_size=5),
+                            st.dictionaries(st.one_of(st.integers(0, 2), st.text(max_size=4)),
+                                            inner, max_size=3)),
+    max_leaves=12)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.fixed_dictionaries({}, optional={
+    "path": yaml_values, "train": st.one_of(st.just("images/train"), yaml_values),
+    "val": yaml_values, "kpt_shape": st.one_of(st.just([3, 3]), yaml_values),
+    "flip_idx": st.one_of(st.just([1, 0, 2]), yaml_values), "names": yaml_values,
+    "kpt_names": yaml_values, "node_names": yaml_values, "skeleton": yaml_values}))
+def test_dataset_yaml_fuzz_reads_or_raises_one_format_error(tmp_path, doc):
+    root = tmp_path / "fuzz"
+    if not root.exists():
+        build(root)
+    (root / "data.yaml").write_text(yaml.safe_dump(doc))
+    try:
+        schema = READERS["yolo-pose"].schema(root, "landmarks")
+        out = list(READERS["yolo-pose"].read(root, "landmarks"))
+    except FormatError as exc:
+        assert str(exc) and "\n" not in str(exc).strip()
+    else:
+        assert schema.n_keypoints >= 1
+        for o in out:
+            assert isinstance(o, RawItem | Skip)
+            if isinstance(o, RawItem):
+                assert o.points.shape == (schema.n_keypoints, 2)
