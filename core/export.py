@@ -10,9 +10,10 @@ Safety (see :mod:`core.export_target`): the project, its SQLite files and cache 
 never written over; an existing file or non-empty folder only with
 ``overwrite=True``. Everything is written under temporary names in the same folder
 and renamed into place at the end, the report first and the export last, so an
-export that is there is complete and its report is its own. A pts export copies
-only regular image files that lie inside their source folder and still hold the
-bytes that were imported (the others are left out, with the reason in the report).
+export that is there is complete and its report is its own. A folder export (pts,
+a DeepLabCut project, a YOLO or CVAT dataset: :func:`core.formats.export_layout`)
+copies only regular image files that lie inside their source folder and still hold
+the bytes that were imported (the others are left out, with the reason in the report).
 Every CSV cell that a spreadsheet would run as a formula is neutralised
 (:func:`core.formats.common.csv_safe`).
 """
@@ -35,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from core.export_target import Staging, check_target, orphan_reports
-from core.formats import TABLE_WRITERS, get_writer
+from core.formats import FOLDER_FILES, TABLE_WRITERS, export_layout, get_writer, write
 from core.formats.common import csv_safe, fmt
 from core.images import content_hash, looks_like_image
 from core.paths import IMAGE_LIMIT, ReadError, is_inside, read_regular, shown
@@ -49,7 +50,6 @@ REPORT_COLUMNS = (
     "changed_landmarks", "origin", "who", "when", "why", "reviewed_by", "reviewed_at",
     "review_note", "score",
 )
-FOLDER_FORMATS = ("pts",)  # writers that make a folder and copy the images into it
 IMAGE_REASONS = ("image missing", "image changed", "image outside its source folder",
                  "not an image file")
 
@@ -75,9 +75,9 @@ class ExportResult:
 
 
 def report_paths(out: Path, fmt_name: str) -> tuple[Path, Path]:
-    """``clean.csv`` -> ``clean.changes.csv``, ``clean.changes.json``; a pts folder
-    ``out`` -> ``out.changes.csv``, ``out.changes.json``."""
-    base = Path(out) if fmt_name == "pts" else Path(out).with_suffix("")
+    """``clean.csv`` -> ``clean.changes.csv``, ``clean.changes.json``; a folder
+    ``out`` (pts, a DeepLabCut project...) -> ``out.changes.csv``, ``out.changes.json``."""
+    base = Path(out) if export_layout(fmt_name, out)[0] else Path(out).with_suffix("")
     return base.with_name(base.name + ".changes.csv"), base.with_name(base.name + ".changes.json")
 
 
@@ -93,17 +93,18 @@ def export(project: Project, out: str | Path, fmt: str, *, current: bool = True,
     max_score: leave out samples whose score in the latest scored run is above it
     (ignored while no run has scores; unscored samples are kept).
     report: also write the change report (CSV and JSON) beside ``out``.
-    overwrite: replace an existing export (file, or a folder holding a pts export)
-    and its report; never the project. Raises
+    overwrite: replace an existing export (file, or a folder holding an export of
+    the same format) and its report; never the project. Raises
     :class:`~core.export_target.ExportTargetError` before any work otherwise.
     """
     out = Path(out)
-    writer = get_writer(fmt)
+    get_writer(fmt)  # an unknown format fails before any work
     schema = project.schema
     if schema is None:
         raise ProjectError(f"{project.path}: no labels to export (no label schema yet)")
     report_csv, report_json = report_paths(out, fmt)
     reports = [report_csv, report_json]
+    folder, twins = export_layout(fmt, out)
     sources = project.sources()
     preflight(project, out, fmt, overwrite=overwrite)
     run = project.scored_run()
@@ -125,7 +126,7 @@ def export(project: Project, out: str | Path, fmt: str, *, current: bool = True,
         for s, label in project.iter_samples_with_labels(current=current):
             reason = _drop_reason(s, score_of(s.id) if max_score is not None else None,
                                   reviewed_only, drop_excluded, max_score)
-            if not reason and fmt in FOLDER_FORMATS:
+            if not reason and folder:
                 reason = _copy_problem(s, s.source_id in outside_ok)
             if reason:
                 dropped[reason] += 1
@@ -153,14 +154,14 @@ def export(project: Project, out: str | Path, fmt: str, *, current: bool = True,
             progress(done, key)
 
     candidate_ids = np.fromiter(candidates, np.int64, len(candidates))
-    outputs = [out, *reports] if report else [out]
+    outputs = [out, *twins, *reports] if report else [out, *twins]
     obsolete = [] if report else [r for r in reports if os.path.lexists(r)]
     with Staging(outputs, obsolete) as stage:
         if fmt in TABLE_WRITERS:
             written = TABLE_WRITERS[fmt](stage.temp(out), schema, kept_tables())
         else:
-            written = writer(stage.temp(out), schema,
-                             _reporting(kept(), progress, project.count_samples()))
+            written = write(fmt, stage.temp(out), schema,
+                            _reporting(kept(), progress, project.count_samples()), final=out)
         rows: list[dict[str, Any]] = []
         if report:
             ids = sorted(candidates | {i for i, r in why_dropped.items() if r in IMAGE_REASONS})
@@ -184,7 +185,7 @@ def export(project: Project, out: str | Path, fmt: str, *, current: bool = True,
                 "filters": {"reviewed_only": reviewed_only, "drop_excluded": drop_excluded,
                             "max_score": max_score, "scored_run": run},
                 "written": written, "dropped": dict(dropped),
-                "export_sha256": None if fmt in FOLDER_FORMATS else _sha256(stage.temp(out)),
+                "export_sha256": None if folder else _sha256(stage.temp(out)),
                 "changes": rows,
             }))
         stage.commit()
@@ -202,9 +203,12 @@ def preflight(project: Project, out: str | Path, fmt: str, *,
     file-system calls: cheap enough for the GUI thread."""
     out = Path(out)
     get_writer(fmt)
-    reports = list(report_paths(out, fmt))
+    folder, twins = export_layout(fmt, out)
+    reports = [*twins, *report_paths(out, fmt)]
+    files, subfolders = FOLDER_FILES.get(fmt, ((), False))
     return check_target(project.path, project.cache_dir, [s.root for s in project.sources()],
-                        out, reports, folder=fmt in FOLDER_FORMATS, overwrite=overwrite,
+                        out, reports, folder=folder, overwrite=overwrite,
+                        folder_files=files, subfolders=subfolders,
                         orphan_reports=orphan_reports(out, reports,
                                                       lambda p: _is_report(p, out)))
 

@@ -5,10 +5,13 @@ over an existing file or folder when asked, and never half-written.
 report) that is the project file, its ``-wal``/``-shm``/``-journal``, inside its
 cache folder, or a folder holding the project, its cache or a source's images; and,
 unless ``overwrite``, any existing file or non-empty folder. A folder is replaced
-only if it looks like a pts export (image and ``.pts`` files, nothing else).
+only if it looks like an export of the same format (images and the format's own
+files, e.g. ``.pts``; for the formats that write subfolders, in any subfolder).
 
 :class:`Staging` gives each output a temporary name in the same folder
-(``.NAME.PID.gumshoe-tmp``); :meth:`Staging.commit` syncs them and renames them
+(``.STEM.PID.gumshoe-tmp.SUFFIX``: a writer that tells the kind of file by its suffix,
+``.slp`` or a DeepLabCut ``.h5``, sees the final one, and twins such as ``clean.h5`` and
+``clean.csv`` get twin temporary names); :meth:`Staging.commit` syncs them and renames them
 into place, the change report first and the export last, so an export present
 under its final name is complete and the report beside it is its own. A kill
 leaves only temporary names (removed by the next export to the same place) or, in
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -34,6 +38,12 @@ class ExportTargetError(ValueError):
     """An output that must not be written (one line naming it and why)."""
 
 
+def temp_name(p: Path, pid: int, tag: str = TMP_SUFFIX) -> Path:
+    """``clean.h5`` -> ``.clean.PID.gumshoe-tmp.h5`` (the final suffix kept, see the
+    module docstring)."""
+    return p.with_name(f".{p.stem}.{pid}{tag}{p.suffix}")
+
+
 def _resolved(p: Path) -> Path:
     return Path(os.path.realpath(p))
 
@@ -46,12 +56,15 @@ def project_files(project_path: Path) -> list[Path]:
 
 def check_target(project_path: Path, cache_dir: Path, source_roots: Iterable[str | Path],
                  out: Path, reports: Sequence[Path], *, folder: bool, overwrite: bool,
-                 orphan_reports: bool = False) -> list[Path]:
+                 orphan_reports: bool = False, folder_files: Sequence[str] = (".pts",),
+                 subfolders: bool = False) -> list[Path]:
     """Refuse outputs that must not be written (see the module docstring); returns the
     existing ones that will be replaced. ``out`` is the export (a folder when
     ``folder``), ``reports`` its change report files; ``orphan_reports``: existing
     report files are left over from an export that never appeared (see
-    :func:`orphan_reports`) and may be replaced without ``overwrite``."""
+    :func:`orphan_reports`) and may be replaced without ``overwrite``. A folder export
+    is replaced only if it holds images and files ending in ``folder_files`` alone (in
+    subfolders too where ``subfolders``)."""
     protected = project_files(project_path)
     cache = _resolved(cache_dir)
     roots = [_resolved(Path(r)) for r in source_roots]
@@ -83,10 +96,10 @@ def check_target(project_path: Path, cache_dir: Path, source_roots: Iterable[str
             if not overwrite:
                 raise ExportTargetError(f"{shown(target)}: folder is not empty (use --overwrite "
                                         "to replace a previous export)")
-            odd = _not_pts_export(target)
+            odd = _not_an_export(target, folder_files, subfolders)
             if odd is not None:
                 raise ExportTargetError(f"{shown(target)}: not replaced: it holds "
-                                        f"{shown(odd.name)}, which a pts export does not write; "
+                                        f"{shown(odd.name)}, which this export does not write; "
                                         "remove it yourself")
         else:
             if target.is_dir() and not target.is_symlink():
@@ -105,12 +118,18 @@ def orphan_reports(out: Path, reports: Sequence[Path], is_ours: Callable[[Path],
     return bool(existing) and not os.path.lexists(out) and all(is_ours(r) for r in existing)
 
 
-def _not_pts_export(folder: Path) -> Path | None:
-    """The first entry of ``folder`` that a pts export would not have written, or None."""
+def _not_an_export(folder: Path, files: Sequence[str], subfolders: bool) -> Path | None:
+    """The first entry of ``folder`` that an export writing images and ``files`` (in
+    subfolders where ``subfolders``) would not have written, or None."""
     for p in sorted(folder.iterdir()):
+        if subfolders and p.is_dir() and not p.is_symlink():
+            odd = _not_an_export(p, files, subfolders)
+            if odd is not None:
+                return odd
+            continue
         if p.is_symlink() or not p.is_file():
             return p
-        if p.suffix.lower() not in (*IMAGE_EXTS, ".pts"):
+        if p.suffix.lower() not in (*IMAGE_EXTS, *files):
             return p
     return None
 
@@ -138,17 +157,18 @@ def remove_stale(outputs: Sequence[Path]) -> list[Path]:
     gone. Returns the removed paths."""
     removed = []
     for out in outputs:
-        prefix = f".{out.name}."
+        ours = re.compile(rf"\.{re.escape(out.stem)}\.(\d+)"
+                          rf"(?:{re.escape(TMP_SUFFIX)}|{re.escape(OLD_SUFFIX)}){re.escape(out.suffix)}")
         try:
             entries = list(out.parent.iterdir())
         except OSError:
             continue
         for p in entries:
-            name = p.name
-            if not name.startswith(prefix) or not name.endswith((TMP_SUFFIX, OLD_SUFFIX)):
+            match = ours.fullmatch(p.name)
+            if match is None:
                 continue
-            pid = name[len(prefix):].split(".", 1)[0]
-            if pid.isdigit() and not _alive(int(pid)):
+            pid = match.group(1)
+            if not _alive(int(pid)):
                 _remove(p)
                 removed.append(p)
     return removed
@@ -188,7 +208,7 @@ class Staging:
     def __init__(self, outputs: Sequence[Path], obsolete: Sequence[Path] = ()) -> None:
         self.outputs = [Path(p) for p in outputs]
         self.obsolete = [Path(p) for p in obsolete]
-        self.temps = [p.with_name(f".{p.name}.{os.getpid()}{TMP_SUFFIX}") for p in self.outputs]
+        self.temps = [temp_name(p, os.getpid()) for p in self.outputs]
         self.committed = False
 
     def __enter__(self) -> Staging:
@@ -221,7 +241,7 @@ class Staging:
             if out.is_dir() and not out.is_symlink() and not any(out.iterdir()):
                 out.rmdir()
             else:
-                old = out.with_name(f".{out.name}.{os.getpid()}{OLD_SUFFIX}")
+                old = temp_name(out, os.getpid(), OLD_SUFFIX)
                 _remove(old)
                 os.replace(out, old)
         for p in self.obsolete:

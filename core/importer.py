@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core.formats import detect_format, get_reader
+from core.formats import default_task, detect_format, get_reader
 from core.formats.base import FormatError, RawItem, Skip
 from core.images import (
     ImageCache,
@@ -43,7 +43,8 @@ from core.images import (
     read_file,
 )
 from core.paths import UnsafePathError, is_valid_utf8, one_line, resolve_inside, shown, storable
-from core.project import LabelSchema, NewSample, Project
+from core.project import LabelSchema, NewSample, Project, ProjectError
+from core.schemas import schema_conflict
 
 DEFAULT_IMAGE_SIZE = 64
 VAL_SHARE = 0.1
@@ -63,6 +64,8 @@ class ImportResult:
     seconds: float = 0.0
     stopped: bool = False
     noise: str | None = None
+    schema: LabelSchema | None = None  # the project's, after this import
+    new_schema: bool = False  # this import set it
 
     @property
     def images_per_s(self) -> float:
@@ -122,19 +125,28 @@ def import_source(
     if fmt == "auto":
         fmt = detect_format(source)
     reader = get_reader(fmt)
-    task = task or reader.tasks[0]
+    task = task or default_task(reader, source)
     if task not in reader.tasks:
         raise ValueError(f"{source}: format {fmt!r} has no task {task!r} (has {', '.join(reader.tasks)})")
     schema = _whole_source(source, lambda: reader.schema(source, task))
-    project.set_schema(schema)
-    root = _whole_source(source, lambda: reader.root(source)).resolve()
+    current = project.schema
+    if current is None:
+        project.set_schema(schema)
+    elif (conflict := schema_conflict(current, schema)) is not None:
+        raise ProjectError(f"cannot import {source} into {project.path}: {conflict}")
+    else:
+        schema = current  # same keypoints: the project keeps its skeleton and flip pairs
+    # readers that decode frames out of a video or label file (slp) write them here
+    frames = {"frames_dir": project.cache_dir / "frames"} if getattr(
+        reader, "writes_frames", False) else {}
+    root = _whole_source(source, lambda: reader.root(source, **frames)).resolve()
     options = {"source": storable(str(source.resolve()))}
     if allow_outside_root:
         options["allow_outside_root"] = True
     source_id = project.add_source(root, fmt, task, options)
     known = project.existing_keys(source_id)
     cache = ImageCache(project.cache_dir, size)
-    result = ImportResult(source_id, fmt, task)
+    result = ImportResult(source_id, fmt, task, schema=schema, new_schema=current is None)
 
     def decode(item: RawItem) -> tuple[RawItem, object]:
         """In a worker thread: read, hash, decode and letterbox one image. Never raises:
@@ -143,6 +155,10 @@ def import_source(
             data = read_file(item.image)
             image = decode_image(data, item.image)[0]
             h, w = image.shape[:2]
+            if item.normalized:  # YOLO's fractions of the image size -> pixels
+                item = item.scaled(w, h)
+                if (problem := box_problem(item.box)) is not None:
+                    return item, ImageError(f"{shown(item.image)}: {problem}")
             crop, lb = crop_for(image, w, h, item.box, size, item.image)
             return item, (w, h, content_hash(data), crop, lb)
         except ImageError as exc:
@@ -166,7 +182,7 @@ def import_source(
         pending.clear()
 
     handled = 0
-    items = _items(_guarded(reader.read(source, task), source), known, schema, result, root,
+    items = _items(_guarded(reader.read(source, task, **frames), source), known, schema, result, root,
                    allow_outside_root)
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         for item, outcome in _ordered(pool, decode, items, 4 * max(1, workers)):
@@ -250,7 +266,8 @@ def _items(stream: Iterator[RawItem | Skip], known: set[str], schema: LabelSchem
         if item.key in known:
             result.existing += 1
             continue
-        reason = check_label(item, schema) or box_problem(item.box)
+        # a box in fractions of the image (YOLO) is checked once scaled, in decode()
+        reason = check_label(item, schema) or (None if item.normalized else box_problem(item.box))
         if reason is None:
             try:
                 resolve_inside(root, os.path.relpath(item.image, root),

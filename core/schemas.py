@@ -150,20 +150,154 @@ def get_schema(name: str) -> LabelSchema:
 
 
 def schema_for_keypoints(names: Iterable[str], skeleton: Iterable[tuple[int, int]] = (),
-                         name: str = "") -> LabelSchema:
-    """The built-in schema with exactly these keypoint names, else a new schema whose
-    flip pairs come from ``left``/``right`` in the names."""
-    names = tuple(names)
+                         name: str = "",
+                         flip_pairs: Iterable[tuple[int, int]] | None = None) -> LabelSchema:
+    """The built-in schema with exactly these keypoint names, else a new schema with the
+    source's ``flip_pairs`` or, where the source has none (``None``), the pairs that
+    :func:`infer_flip_pairs` finds in the names. ValueError for duplicate or empty
+    names and for edges or pairs out of range."""
+    names = tuple(str(n) for n in names)
+    if not names:
+        raise ValueError("no keypoint names")
+    dup = next((n for n in names if names.count(n) > 1), None)
+    if dup is not None:
+        raise ValueError(f"keypoint {dup!r} is named twice")
+    if any(not n.strip() for n in names):
+        raise ValueError("a keypoint has an empty name")
+    edges = tuple((int(a), int(b)) for a, b in skeleton)
+    pairs = infer_flip_pairs(names) if flip_pairs is None else tuple(
+        (int(a), int(b)) for a, b in flip_pairs)
+    for a, b in (*edges, *pairs):
+        if not (0 <= a < len(names) and 0 <= b < len(names)) or a == b:
+            raise ValueError(f"pair ({a}, {b}) does not name two of the {len(names)} keypoints")
     for s in BUILTIN.values():
-        if s.keypoints == names:
+        if s.keypoints == names and (flip_pairs is None or _same_pairs(s.flip_pairs, pairs)):
             return s
-    if names == landmarks_schema(len(names)).keypoints:
+    if names == landmarks_schema(len(names)).keypoints and not edges and not pairs:
         return landmarks_schema(len(names))
+    schema = LabelSchema(task="landmarks", name=name, keypoints=names, flip_pairs=pairs,
+                         skeleton=edges)
+    schema.flip_permutation()  # refuses pairs that share a keypoint
+    return schema
+
+
+def _same_pairs(a: Iterable[tuple[int, int]], b: Iterable[tuple[int, int]]) -> bool:
+    return {frozenset(p) for p in a} == {frozenset(p) for p in b}
+
+
+# --------------------------------------------------------------------- flip pairs from names
+
+_SEPARATORS = "_-. "
+
+
+def _case_like(word: str, model: str) -> str:
+    """``word`` in the case pattern of ``model`` (left -> right, Left -> Right, LEFT -> RIGHT)."""
+    if model.isupper():
+        return word.upper()
+    if model[:1].isupper():
+        return word.capitalize()
+    return word.lower()
+
+
+def mirror_names(name: str) -> list[str]:
+    """Names the right-hand partner of a left-hand keypoint ``name`` could have, most
+    specific rule first: the word left anywhere (``leftear`` -> ``rightear``,
+    ``Left_Paw`` -> ``Right_Paw``), an ``l``/``L`` prefix or suffix set off by
+    ``_ - .`` or a space (``l_ear``, ``ear_L``), an upper-case ``L`` prefix before a
+    capital or digit (``LEar``, ``L1``) or suffix after a letter or digit
+    (``earL``, ``FL`` for front-left). Empty if ``name`` has no left marker."""
+    out: list[str] = []
+    low = name.lower()
+    i = low.find("left")
+    while i >= 0:
+        word = name[i:i + 4]
+        out.append(name[:i] + _case_like("right", word) + name[i + 4:])
+        i = low.find("left", i + 1)
+    if len(name) > 2 and name[0] in "lL" and name[1] in _SEPARATORS:
+        out.append(("r" if name[0] == "l" else "R") + name[1:])
+    if len(name) > 2 and name[-1] in "lL" and name[-2] in _SEPARATORS:
+        out.append(name[:-1] + ("r" if name[-1] == "l" else "R"))
+    if len(name) > 1 and name[0] == "L" and (name[1].isupper() or name[1].isdigit()):
+        out.append("R" + name[1:])
+    if len(name) > 1 and name[-1] == "L" and name[-2].isalnum():
+        out.append(name[:-1] + "R")
+    return list(dict.fromkeys(out))
+
+
+def infer_flip_pairs(names: Sequence[str]) -> tuple[tuple[int, int], ...]:
+    """Left/right pairs found in keypoint names (see :func:`mirror_names`): each
+    left-hand name paired with the first right-hand name of the same shape that
+    exists, each keypoint in at most one pair, pairs in the order of their left name."""
     index = {n: i for i, n in enumerate(names)}
-    pairs = tuple(
-        (i, index[n.replace("left", "right")])
-        for i, n in enumerate(names)
-        if "left" in n and n.replace("left", "right") in index
-    )
-    return LabelSchema(task="landmarks", name=name, keypoints=names, flip_pairs=pairs,
-                       skeleton=tuple((int(a), int(b)) for a, b in skeleton))
+    taken: set[int] = set()
+    pairs: list[tuple[int, int]] = []
+    for i, n in enumerate(names):
+        if i in taken:
+            continue
+        for cand in mirror_names(n):
+            j = index.get(cand)
+            if j is not None and j != i and j not in taken:
+                pairs.append((i, j))
+                taken.update((i, j))
+                break
+    return tuple(pairs)
+
+
+# --------------------------------------------------------------------- showing and comparing
+
+
+def _names_list(names: Sequence[str], limit: int = 8) -> str:
+    shown = ", ".join(names[:limit])
+    return shown + (f", ... ({len(names)} in all)" if len(names) > limit else "")
+
+
+def describe_pairs(schema: LabelSchema, pairs: Iterable[tuple[int, int]] | None = None) -> str:
+    """``leftear/rightear, l_paw/r_paw`` (or ``none``)."""
+    pairs = schema.flip_pairs if pairs is None else pairs
+    text = ", ".join(f"{schema.keypoints[a]}/{schema.keypoints[b]}" for a, b in pairs)
+    return text or "none"
+
+
+def schema_rows(schema: LabelSchema) -> list[tuple[str, str]]:
+    """(what, value) pairs that show a landmarks schema to the user: its keypoints, flip
+    pairs and skeleton (empty for ages)."""
+    if schema.task != "landmarks":
+        return []
+    edges = ", ".join(f"{schema.keypoints[a]}-{schema.keypoints[b]}" for a, b in schema.skeleton)
+    return [
+        ("keypoints", f"{schema.n_keypoints}" + (f" ({schema.name})" if schema.name else "")
+         + f": {_names_list(schema.keypoints, 20)}"),
+        ("flip pairs", describe_pairs(schema)),
+        ("skeleton", (edges if len(edges) < 400 else f"{len(schema.skeleton)} edges")
+         if edges else "none"),
+    ]
+
+
+def describe_schema(schema: LabelSchema) -> list[str]:
+    """:func:`schema_rows` as aligned text lines."""
+    return [f"{what:<10} {value}" for what, value in schema_rows(schema)] or [
+        f"task {schema.task}"]
+
+
+def schema_conflict(project: LabelSchema, source: LabelSchema) -> str | None:
+    """Why labels of ``source``'s schema cannot go into a project holding ``project``'s,
+    in one line, or None when they can: the same task and the same keypoint names in
+    the same order. A different skeleton, flip pairs or schema name is no conflict (the
+    project keeps its own)."""
+    if project.task != source.task:
+        return f"the project holds {project.task} labels, the source has {source.task}"
+    if project.keypoints == source.keypoints:
+        return None
+    a, b = project.keypoints, source.keypoints
+    if sorted(a) == sorted(b):
+        i = next(i for i, (x, y) in enumerate(zip(a, b, strict=True)) if x != y)
+        return (f"the source has the project's {len(a)} keypoints in another order "
+                f"(keypoint {i} is {a[i]!r} in the project, {b[i]!r} in the source)")
+    only_p = [n for n in a if n not in set(b)]
+    only_s = [n for n in b if n not in set(a)]
+    text = f"the project has {len(a)} keypoints, the source {len(b)}"
+    if only_s:
+        text += f"; only in the source: {_names_list(only_s, 5)}"
+    if only_p:
+        text += f"; only in the project: {_names_list(only_p, 5)}"
+    return text

@@ -123,11 +123,15 @@ class ExportDialog(QDialog):
     def _suggest(self) -> None:
         fmt = self.fmt.currentData()
         stem = self.project_path.with_suffix("").name + "-clean"
-        out = self.project_path.parent / (stem if fmt == "pts" else f"{stem}.{'json' if fmt == 'coco' else fmt}")
+        from core.formats import EXPORT_SUFFIX
+
+        out = self.project_path.parent / (stem + EXPORT_SUFFIX.get(fmt, ""))
         self.out.setText(str(out))
 
     def _pick(self) -> None:
-        if self.fmt.currentData() == "pts":
+        from core.formats import EXPORT_SUFFIX
+
+        if not EXPORT_SUFFIX.get(self.fmt.currentData(), ""):  # a folder format
             d = QFileDialog.getExistingDirectory(self, "Export folder")
         else:
             # Export asks before replacing anything (with the report files too)

@@ -3,6 +3,7 @@ in a worker and the list of skipped files with their reasons."""
 
 from __future__ import annotations
 
+import html
 from pathlib import Path
 from typing import Any
 
@@ -34,9 +35,12 @@ def run_import(ctx: WorkerContext, source: str, fmt: str, task: str | None,
     res = import_source(ctx.project(), source, fmt, task, noise=noise,
                         progress=lambda n, msg="": ctx.emit((n, str(msg))),
                         should_stop=ctx.should_stop)
+    from core.schemas import schema_rows
+
+    schema = schema_rows(res.schema) if res.new_schema and res.schema is not None else []
     return {"added": res.added, "existing": res.existing, "format": res.format,
             "task": res.task, "seconds": res.seconds, "stopped": res.stopped,
-            "skipped": [(s.path, s.reason) for s in res.skipped]}
+            "skipped": [(s.path, s.reason) for s in res.skipped], "schema": schema}
 
 
 class ImportDialog(QDialog):
@@ -147,7 +151,10 @@ class ImportDialog(QDialog):
             f"<b>{res['added']}</b> samples added ({res['format']}, {res['task']})"
             + (f", {res['existing']} already there" if res["existing"] else "")
             + f", <b>{len(sk)}</b> skipped, in {res['seconds']:.1f} s"
-            + (" (stopped)" if res["stopped"] else ""))
+            + (" (stopped)" if res["stopped"] else "")
+            # the keypoints, flip pairs (check those inferred from names) and skeleton
+            + "".join(f"<br><b>{html.escape(what.capitalize())}:</b> {html.escape(value)}"
+                      for what, value in res.get("schema", [])))
         self.skipped.clear()
         for path, reason in sk:
             self.skipped.addItem(f"{path}: {reason}")

@@ -14,7 +14,8 @@ from core.project import Project
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="write the (cleaned) dataset and a change report")
     p.add_argument("project", type=Path)
-    p.add_argument("out", type=Path, help="output file (csv, coco) or folder (pts)")
+    p.add_argument("out", type=Path, help="output file (csv, coco .json, slp; a dlc .h5/.csv "
+                   "table, a cvat .xml) or new folder (pts, dlc, yolo-pose, cvat)")
     p.add_argument("--format", required=True, choices=sorted(WRITERS))
     p.add_argument("--original", action="store_true",
                    help="write the labels as imported instead of the current (fixed) ones")

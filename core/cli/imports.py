@@ -11,6 +11,7 @@ from core.formats import READERS
 from core.importer import import_source
 from core.paths import shown
 from core.project import Project
+from core.schemas import describe_schema
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -19,7 +20,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("source", type=Path, help="dataset folder or label file")
     p.add_argument("--format", default="auto", choices=["auto", *READERS],
                    help="dataset format (default: detect)")
-    p.add_argument("--task", choices=["landmarks", "age"], help="target (default: the format's first)")
+    p.add_argument("--task", choices=["landmarks", "age"], help="target (default: what the source holds, e.g. a CSV's header)")
     p.add_argument("--noise", help="contaminate the imported labels, e.g. l-ugo:0.3 (benchmarks)")
     p.add_argument("--seed", type=int, default=0, help="seed for --noise")
     p.add_argument("--strict", action="store_true", help="fail if any item is skipped")
@@ -45,6 +46,9 @@ def run(args: argparse.Namespace) -> int:
           f"{len(result.skipped)} skipped ({result.format}, {result.task}, "
           f"{result.seconds:.1f} s, {result.images_per_s:.0f} images/s)"
           + (f", noise {result.noise}" if result.noise else ""))
+    if result.new_schema and result.schema is not None and result.schema.task == "landmarks":
+        for line in describe_schema(result.schema):  # check flip pairs inferred from names
+            print(f"  {line}")
     if args.strict and result.skipped:
         print(f"gumshoe: error: {len(result.skipped)} items skipped (--strict)", file=sys.stderr)
         return 2

@@ -10,6 +10,7 @@ from pathlib import Path
 from core.image_cache import problem_rows
 from core.paths import shown
 from core.project import Project
+from core.schemas import describe_schema
 
 SHOWN_PROBLEMS = 20
 
@@ -25,12 +26,20 @@ def run(args: argparse.Namespace) -> int:
     with Project.open(args.project) as project:
         info = project.info()
         info["image_problems"] = problem_rows(project)
+        schema = project.schema
+    if schema is not None and schema.task == "landmarks":
+        info.update(keypoint_names=list(schema.keypoints),
+                    flip_pairs=[list(p) for p in schema.flip_pairs],
+                    skeleton=[list(e) for e in schema.skeleton])
     if args.json:
         print(json.dumps(info))
         return 0
     print(f"{info['path']}")
     print(f"  task       {info['task']}" + (f" ({info['schema']}, {info['keypoints']} keypoints)"
                                             if info["task"] == "landmarks" else ""))
+    if schema is not None and schema.task == "landmarks":
+        for line in describe_schema(schema):
+            print(f"  {line}")
     if info["task"] == "age":
         print(f"  ages       {info['age_min']:g} to {info['age_max']:g}")
     print(f"  samples    {info['samples']}  (" +

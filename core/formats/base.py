@@ -11,7 +11,7 @@ whole cannot be read (missing folder, unparseable index file).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -33,6 +33,19 @@ class RawItem:
     visibility: np.ndarray | None = None  # (K,) int: 0 missing, 1 occluded, 2 visible
     age: float | None = None
     box: tuple[float, float, float, float] | None = None  # x0, y0, x1, y1
+    # points and box as fractions of the image's width and height (YOLO): the importer
+    # scales them once it has decoded the image and knows its size
+    normalized: bool = False
+
+    def scaled(self, width: int, height: int) -> RawItem:
+        """This item in image pixels (itself if it is not ``normalized``)."""
+        if not self.normalized:
+            return self
+        size = np.array([width, height], dtype=np.float64)
+        points = None if self.points is None else np.asarray(self.points, np.float64) * size
+        box = None if self.box is None else tuple(
+            float(v) * float(size[i % 2]) for i, v in enumerate(self.box))
+        return replace(self, points=points, box=box, normalized=False)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -61,3 +74,6 @@ class Reader(Protocol):
     def sniff(self, source: Path) -> bool:
         """True if ``source`` looks like this format (for ``--format auto``)."""
         ...
+
+    # Optional: ``default_task(source) -> str``, the task to import when none is named,
+    # for readers whose source says which (see ``core.formats.default_task``).

