@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sqlite3
 import sys
 from collections.abc import Callable, Sequence
@@ -55,13 +56,16 @@ def main(argv: Sequence[str] | None = None, gui: GuiHook | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    # under torchrun, the other processes of a run name their rank
+    rank = os.environ.get("RANK", "0") if os.environ.get("WORLD_SIZE", "1") not in ("", "1") else "0"
+    prog = "gumshoe" if rank == "0" else f"gumshoe (rank {rank})"
     try:
         return int(args.func(args) or 0)
     except (ProjectError, FormatError, ImageError, ValueError, OSError, sqlite3.Error) as exc:
-        print(f"gumshoe: error: {exc}", file=sys.stderr)
+        print(f"{prog}: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("gumshoe: interrupted", file=sys.stderr)
+        print(f"{prog}: interrupted", file=sys.stderr)
         return 130
 
 
