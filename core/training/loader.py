@@ -86,9 +86,12 @@ class Batches:
                           prefetch_factor=PREFETCH,
                           multiprocessing_context="forkserver" if "forkserver" in methods
                           else "spawn")
+        # a generator of its own: the loader draws a seed for its workers each pass,
+        # which must not move the run's random numbers (dropout) with the worker count
         self.loader: DataLoader | None = DataLoader(
             CacheRows(images), batch_size=None, sampler=self.plan,
-            pin_memory=device.type == "cuda", **kwargs)
+            pin_memory=device.type == "cuda", generator=torch.Generator().manual_seed(0),
+            **kwargs)
 
     def __call__(self, items: Sequence[Item]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """An iterator over ``items``' batches, read ahead by the workers."""
