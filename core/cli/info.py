@@ -6,19 +6,25 @@ import argparse
 import json
 from pathlib import Path
 
+from core.pack import describe_runs, find_project_file, pack_info
 from core.project import Project
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    p = sub.add_parser("info", help="summarise a project")
-    p.add_argument("project", type=Path)
+    p = sub.add_parser("info", help="summarise a project (or a pack, and how its run is going)")
+    p.add_argument("project", type=Path, help="a project file, or a pack folder")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     return p
 
 
 def run(args: argparse.Namespace) -> int:
-    with Project.open(args.project) as project:
+    with Project.open(find_project_file(args.project)) as project:
         info = project.info()
+        pack = pack_info(project)
+        if pack is not None:
+            info["pack"] = {"origin": pack.origin, "packed_at": pack.packed_at,
+                            "image_sizes": list(pack.image_sizes)}
+        runs = describe_runs(project)
     if args.json:
         print(json.dumps(info))
         return 0
@@ -33,4 +39,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"  labels     {info['labels']} versions from {info['sources']} source(s)")
     print(f"  skipped    {info['skipped']} items at import")
     print(f"  runs       {info['runs']}")
+    if "pack" in info:
+        print(f"  pack of    {info['pack']['origin']} ({info['pack']['packed_at']}, "
+              f"cache {', '.join(str(s) for s in info['pack']['image_sizes'])} px)")
+    for line in runs:
+        print(f"    {line}")
     return 0

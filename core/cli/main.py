@@ -23,7 +23,8 @@ from core.project import ProjectError
 
 # command name -> module of core.cli
 COMMANDS = {"open": "open", "demo": "demo", "import": "imports", "info": "info",
-            "export": "export", "train": "train", "rank": "rank", "bench": "bench"}
+            "export": "export", "train": "train", "rank": "rank", "bench": "bench",
+            "pack": "pack", "import-run": "import_run"}
 
 GuiHook = Callable[[str | None], int]
 

@@ -10,6 +10,7 @@ from types import FrameType
 
 from core.cli.progress import bar
 from core.models import HEADS
+from core.pack import find_project_file
 from core.project import Project
 from core.robust import METHODS
 from core.robust.mixture import UNITS
@@ -41,7 +42,7 @@ def add_estep_arguments(p: argparse.ArgumentParser) -> None:
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     d = TrainConfig()
     p = sub.add_parser("train", help="train on the project's labels and score every sample")
-    p.add_argument("project", type=Path)
+    p.add_argument("project", type=Path, help="a project file, or a pack folder (gumshoe pack)")
     p.add_argument("--method", choices=METHODS, default=d.method, help="default: %(default)s")
     p.add_argument("--epochs", type=int, default=d.epochs, help="default: %(default)s")
     p.add_argument("--image-size", type=int, default=d.image_size,
@@ -121,6 +122,7 @@ class _Printer(Callbacks):
 
 
 def run(args: argparse.Namespace) -> int:
+    args.project = find_project_file(args.project)
     config = None
     if args.resume is None:
         config = TrainConfig(method=args.method, epochs=args.epochs, image_size=args.image_size,

@@ -73,12 +73,12 @@ def _resolve(project: Project, config: TrainConfig | None, resume: int | None,
              dist: Dist) -> _Resolved:
     if resume is not None:
         run = project.run(resume)
-        if run["status"] == "finished":
-            raise ProjectError(f"{project.path}: run {resume} is finished; nothing to resume")
         origin = run["params"].get("origin")
         if origin:
             raise ProjectError(f"{project.path}: run {resume} was imported from "
                                f"{origin.get('pack_path', 'a pack')}; resume it where it trains")
+        if run["status"] == "finished":
+            raise ProjectError(f"{project.path}: run {resume} is finished; nothing to resume")
         return _Resolved(resume, TrainConfig.from_dict(run["params"]["config"]), True)
     cfg = config or TrainConfig()
     device = str(pick_device(cfg.device)) + (f" x{dist.world}" if dist.active else "")
