@@ -280,8 +280,10 @@ def _import_run(project: Project, pack: Project, bundle: Path, info: PackInfo,
     message = f"imported from {bundle} (run {r['id']} there, {r['status']})"
     if r["message"]:
         message += f": {r['message']}"
+    # where it trained (the GUI says "started by pid P on HOST"), no checkpoint here
     project.update_run(here, status=r["status"], message=message, state=r["state"],
-                       params=params, finished_at=r["finished_at"], pid=None, checkpoint=None)
+                       params=params, finished_at=r["finished_at"], pid=r["pid"],
+                       host=r["host"], checkpoint=None)
     for e in pack.epochs(r["id"]):
         project.add_epoch(here, e["epoch"], train_loss=e["train_loss"], val_error=e["val_error"],
                           inlier_fraction=e["inlier_fraction"], images_per_s=e["images_per_s"],

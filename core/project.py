@@ -763,7 +763,7 @@ class Project:
             return int(cur.lastrowid)
 
     _RUN_FIELDS = frozenset({"status", "device", "finished_at", "checkpoint", "state", "message",
-                             "params", "pid"})
+                             "params", "pid", "host"})
 
     def update_run(self, run_id: int, **fields: Any) -> None:
         bad = set(fields) - self._RUN_FIELDS
