@@ -58,8 +58,14 @@ def main(argv: Sequence[str] | None = None, gui: GuiHook | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     # under torchrun, the other processes of a run name their rank
-    rank = os.environ.get("RANK", "0") if os.environ.get("WORLD_SIZE", "1") not in ("", "1") else "0"
+    launched = os.environ.get("WORLD_SIZE", "1") not in ("", "1")
+    rank = os.environ.get("RANK", "0") if launched else "0"
     prog = "gumshoe" if rank == "0" else f"gumshoe (rank {rank})"
+    if launched and args.command != "train":
+        if rank == "0":
+            print(f"gumshoe: error: only `train` runs under torchrun (each process would run "
+                  f"`{args.command}` on its own)", file=sys.stderr)
+        return 1
     try:
         return int(args.func(args) or 0)
     except (ProjectError, FormatError, ImageError, ValueError, OSError, sqlite3.Error) as exc:

@@ -219,3 +219,16 @@ def test_signal_handlers_are_restored_after_a_run(template: Path, tmp_path: Path
     before = signal.getsignal(signal.SIGTERM)
     assert main(["train", str(path), "--epochs", "1", *ARGS]) == 0
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_only_train_runs_under_torchrun(template: Path, monkeypatch: pytest.MonkeyPatch,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    from core.cli.main import main
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    assert main(["info", str(template)]) == 1
+    assert "only `train` runs under torchrun" in capsys.readouterr().err
+    monkeypatch.setenv("RANK", "1")
+    assert main(["info", str(template)]) == 1
+    assert capsys.readouterr().err == ""  # said once, by rank 0
