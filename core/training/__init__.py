@@ -31,10 +31,11 @@ from core.training.events import (
     ScoresEvent,
     StatusEvent,
 )
-from core.training.loop import Trainer, lr_at, val_error
+from core.training.loop import Trainer, val_error
 from core.training.predict import Predictions, pick_device, predict, to_input
 from core.training.recorder import ProjectRecorder, Recorder
 from core.training.run import PeerError, train
+from core.training.step import lr_at
 
 __all__ = [
     "Augmentation", "BatchProgress", "Callbacks", "CheckpointError", "EStepEvent", "EpochEvent",

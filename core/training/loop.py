@@ -40,7 +40,7 @@ from torch import nn
 
 from core.models import build_model
 from core.robust import make_method
-from core.robust.base import EStepInfo, Method, split_output
+from core.robust.base import EStepInfo
 from core.scoring import sample_flagged, score_rows
 from core.training.augmentation import apply_jitter, draw_jitter, unaugment_residuals
 from core.training.checkpoints import (
@@ -62,20 +62,12 @@ from core.training.events import (
     StatusEvent,
 )
 from core.training.loader import Batches, auto_workers
-from core.training.predict import Predictions, autocast, eval_batch, pick_device, predict, to_input
+from core.training.predict import Predictions, eval_batch, pick_device, predict, to_input
 from core.training.recorder import Recorder
+from core.training.step import PassStats, TrainStep, lr_at
 from core.training.throughput import DeviceMonitor, LossProbe
 
 PROGRESS_INTERVAL_S = 0.1
-
-
-def lr_at(step: int, total: int, base: float) -> float:
-    """Linear warm-up over the first 3% of steps, then cosine decay to 1% of base."""
-    warm = max(1, int(0.03 * total))
-    if step < warm:
-        return base * (step + 1) / warm
-    t = (step - warm) / max(1, total - warm)
-    return base * (0.01 + 0.99 * 0.5 * (1.0 + math.cos(math.pi * min(t, 1.0))))
 
 
 def val_error(pred: np.ndarray, data: TrainData, index: np.ndarray) -> float | None:
@@ -112,35 +104,6 @@ class _Fit:
 
     def should_stop(self) -> bool:
         return self.trainer.stop_requested()
-
-
-class TrainStep(nn.Module):
-    """The model and the method's loss as one module: what DDP wraps (so the
-    method's own parameters are averaged with the model's) and ``torch.compile``
-    compiles. Returns the loss, the means and the log scales (or None)."""
-
-    def __init__(self, model: nn.Module, method: Method, n_dims: int, amp: bool) -> None:
-        super().__init__()
-        self.model, self.method = model, method
-        self.n_dims, self.amp = n_dims, amp
-
-    def forward(self, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor
-                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        with autocast(x.device, self.amp):
-            raw = self.model(x)
-        out = split_output(raw.float(), self.n_dims)
-        return self.method.loss(out, y, w), out.mean, out.log_scale
-
-
-@dataclass
-class PassStats:
-    """One training pass: mean loss, images per second (all ranks), the share of the
-    pass spent waiting for batches, and the device's figures."""
-
-    loss: float
-    images_per_s: float
-    data_wait_share: float
-    device: dict[str, float]
 
 
 class Trainer:
