@@ -208,20 +208,20 @@ class Dist:
 
     def gather(self, part: np.ndarray | None) -> np.ndarray | None:
         """The ranks' ``part`` arrays concatenated in rank order (first dimensions may
-        differ; None on every rank gives None)."""
+        differ; None stands for no rows, e.g. a rank whose share of a small pass was
+        empty; None on every rank gives None)."""
         if not self.active:
             return part
         meta = self._gather_objects(None if part is None else (part.shape, part.dtype.str))
-        if all(m is None for m in meta):
+        known = [m for m in meta if m is not None]
+        if not known:
             return None
-        if any(m is None for m in meta):
-            raise RuntimeError("ranks disagree on what to gather")
-        rows = [int(m[0][0]) for m in meta]
-        tail, dtype = tuple(meta[0][0][1:]), np.dtype(meta[0][1])
-        assert part is not None
-        longest = max(rows)
+        rows = [0 if m is None else int(m[0][0]) for m in meta]
+        tail, dtype = tuple(known[0][0][1:]), np.dtype(known[0][1])
+        longest = max(max(rows), 1)
         padded = np.zeros((longest, *tail), dtype)
-        padded[:len(part)] = part
+        if part is not None:
+            padded[:len(part)] = part
         t = torch.from_numpy(padded)
         out = [torch.empty_like(t) for _ in range(self.world)]
         td.all_gather(out, t)

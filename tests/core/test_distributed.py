@@ -158,6 +158,9 @@ def _rank(rank: int, store: str, project: str, out: str) -> None:
         # the primitives: unequal shares gathered in rank order, one rank's flag agreed
         part = np.arange(3 + rank, dtype=np.float64)[:, None] * (rank + 1)
         gathered = dist.gather(part)
+        # a rank whose share of a small pass is empty has no array at all
+        lone = dist.gather(np.ones((2, 3), np.float32) if rank == 1 else None)
+        assert lone is not None and lone.shape == (2, 3) and lone.dtype == np.float32
         stop_any = dist.any(rank == 1)
         try:
             dist.run_on_writer(lambda: (_ for _ in ()).throw(ValueError("broken on rank 0")))
