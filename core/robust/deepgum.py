@@ -50,6 +50,7 @@ from core.robust.base import (
     Problem,
     UnitScores,
     responsibility_histogram,
+    scoring_mixture,
 )
 from core.robust.mixture import UNITS, GaussianUniformMixture, unit_of_dim
 
@@ -213,7 +214,8 @@ class DeepGUM(Method):
         Returns the residuals (and mask) of each label as it is read: exchanged where
         that is the more likely reading."""
         assert self.swap_q is not None and self.swap_dims is not None
-        if not self.mixture.fitted:  # the first round: a mixture to judge with
+        first = not self.mixture.fitted
+        if first:  # the first round: a mixture to judge with
             self.mixture.fit(res, mask, 1, None, scale, self.inliers)
         y = fit.targets
         res_sw = res + (y[:, self.swap_dims] - y)
@@ -222,6 +224,12 @@ class DeepGUM(Method):
                                  self.swap_prior)
         q = np.where(np.isfinite(log_odds), 1.0 / (1.0 + np.exp(-np.clip(log_odds, -60, 60))),
                      0.0)
+        if first and self.problem.frontal_pairs is not None:
+            # before the network has learnt anything its mean shape is a blend of both
+            # readings and cannot tell them apart when half the labels are swapped: a
+            # face schema says which keypoint of each pair is on the image's left
+            sides = handedness(y, mask, self.problem.frontal_pairs)
+            q = np.where(sides < 0.2, 1.0, np.where(sides > 0.8, 0.0, q))
         if self.inliers is not None:
             q[self.inliers] = 0.0  # a reviewer saw the label as it is
         self.swap_q = q
@@ -265,7 +273,7 @@ class DeepGUM(Method):
         """The mixture's log-odds after refitting a copy on these residuals (test-time
         augmented, so a little wider than the training ones); with ``targets`` and flip
         pairs also each label's swap log-odds."""
-        mix = copy.deepcopy(self.mixture)
+        mix = scoring_mixture(copy.deepcopy(self.mixture))
         scale = self.dim_variance(log_scale)
         mix.fit(res[fit_rows], mask[fit_rows], SCORING_ITERATIONS, None,
                 None if scale is None else scale[fit_rows],
@@ -300,6 +308,21 @@ class DeepGUM(Method):
         if "swap_q" in state and self.swap_dims is not None:
             self.swap_q = state["swap_q"].numpy().astype(np.float64).copy()
             self.swap_prior = float(state["swap_prior"])
+
+
+def handedness(targets: np.ndarray, mask: np.ndarray,
+               pairs: tuple[tuple[int, int], ...]) -> np.ndarray:
+    """Per label (N,), the share of its observed flip pairs whose first keypoint is
+    left of its partner in the image (NaN: none observed). For a face schema that is
+    1 for a label as the schema reads it and 0 for one with its sides exchanged."""
+    p = np.asarray(pairs)
+    y = targets.reshape(len(targets), -1, 2)
+    m = mask.reshape(len(mask), -1, 2).all(axis=2)
+    seen = m[:, p[:, 0]] & m[:, p[:, 1]]
+    left = (y[:, p[:, 1], 0] > y[:, p[:, 0], 0]) & seen
+    n = seen.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n > 0, left.sum(axis=1) / n, np.nan)
 
 
 def swap_log_odds(mix: GaussianUniformMixture, res: np.ndarray, mask: np.ndarray,

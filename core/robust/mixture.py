@@ -95,6 +95,8 @@ class GaussianUniformMixture:
         self.width = self.label_range.copy()
         self.r: np.ndarray | None = None  # (N, U) responsibilities of the training samples
         self.fitted = False
+        # the uniform spans the label range instead of matching the outliers' spread
+        self.full_width = False
 
     # ------------------------------------------------------------------ densities
 
@@ -173,6 +175,8 @@ class GaussianUniformMixture:
         floor = 2.0 * np.sqrt(3.0 * self.var * typical)
         width = np.where(tot > 1e-9, width, self.label_range)
         self.width = np.clip(width, np.minimum(floor, self.label_range), self.label_range)
+        if self.full_width:
+            self.width = self.label_range.copy()
 
     # ------------------------------------------------------------------ EM
 

@@ -43,6 +43,8 @@ class TrainData:
     errors: dict[int, str] = field(default_factory=dict)  # unreadable images (not used)
     # (N,) labels a reviewer confirmed or fixed: held as inliers when training
     reviewed: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
+    # a frontal schema's flip pairs, (image-left keypoint, partner); None otherwise
+    frontal_pairs: tuple[tuple[int, int], ...] | None = None
 
     @property
     def n_dims(self) -> int:
@@ -55,7 +57,7 @@ class TrainData:
     @property
     def problem(self) -> Problem:
         perm = None if self.flip_perm is None else tuple(int(i) for i in self.flip_perm)
-        return Problem(self.task, self.n_dims, self.n_points, perm)
+        return Problem(self.task, self.n_dims, self.n_points, perm, self.frontal_pairs)
 
 
 def normalise_points(cache_points: np.ndarray, size: int) -> np.ndarray:
@@ -126,6 +128,8 @@ def load_data(project: Project, size: int, on_progress: Callable[[int, int], Non
         raise ProjectError(f"{project.path}: fewer than 2 labelled training samples")
     images = cache.reader([s.id for s in samples])
     reviewed = np.array([s.review_status in ("confirmed", "fixed") for s in samples], bool)
+    frontal = tuple((int(a), int(b)) for a, b in schema.flip_pairs) \
+        if schema.frontal and schema.flip_pairs else None
     return TrainData(np.array([s.id for s in samples], dtype=np.int64), samples, images, targets,
                      mask, lbs, train_idx, val_idx, schema.task, perm, age_range, errors,
-                     reviewed)
+                     reviewed, frontal)

@@ -303,3 +303,16 @@ def test_image_level_mixture_recovers_clustered_errors_and_stays_calibrated() ->
     held[3] = True
     img2 = image_mixture(one, log_out, observed, np.arange(n), held)
     assert img2.sample_log_odds[3] > 50
+
+
+def test_handedness_reads_which_side_each_pair_is_on() -> None:
+    from core.robust.deepgum import handedness
+
+    # 3 points: 0 and 2 a pair (0 on the image's left), 1 on the midline
+    face = np.array([[-0.3, 0.0], [0.0, 0.1], [0.3, 0.0]]).reshape(-1)
+    swapped = face.reshape(3, 2)[[2, 1, 0]].reshape(-1)
+    targets = np.stack([face, swapped, face])
+    mask = np.ones_like(targets, bool)
+    mask[2, 4:] = False  # the third label lacks point 2: its pair is not judged
+    out = handedness(targets, mask, ((0, 2),))
+    assert out[0] == 1.0 and out[1] == 0.0 and np.isnan(out[2])

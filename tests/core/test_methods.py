@@ -152,3 +152,46 @@ def test_cross_fitting_judges_each_training_label_by_a_model_that_never_saw_it(
         np.testing.assert_allclose(row["prediction"], rows[sid].prediction, atol=1e-3)
     in_sample = {r.sample_id: r.score for r in score_rows(data, shown, method)}
     assert any(abs(in_sample[s] - stored[s]["score"]) > 1e-3 for s in stored)
+
+
+def test_reviewed_labels_are_held_as_inliers_when_the_project_trains_again(
+        project_path: Path) -> None:
+    """A reviewer confirmed or fixed a label: the next run trains on it with weight 1
+    (responsibility 1, also through the left/right swap check) and does not fit it
+    as an outlier when scoring."""
+    from core.robust.mixture import GaussianUniformMixture
+
+    with Project.open(project_path) as project:
+        truth = project.contamination()
+        train_ids = [s.id for s in project.samples(split="train")]
+        wrong = [sid for sid in train_ids if truth.get(sid, (False, []))[1]][:4]
+        for sid in wrong[:2]:
+            project.set_review(sid, "confirmed", "ana")
+        for sid in wrong[2:]:
+            project.set_review(sid, "fixed", "ana")
+    stop = {"now": False}
+
+    class PauseAfterSecond:
+        def on_status(self, e: object) -> None: ...
+        def on_batch(self, e: object) -> None: ...
+        def on_estep(self, e: object) -> None: ...
+        def on_scores(self, e: object) -> None: ...
+
+        def on_epoch_end(self, e: object) -> None:
+            stop["now"] = getattr(e, "epoch", 0) >= 1
+
+    cfg = TrainConfig(epochs=4, **FAST)
+    run_id = train(project_path, cfg, PauseAfterSecond(), lambda: stop["now"])  # type: ignore[arg-type]
+    with Project.open(project_path) as project:
+        ck = torch.load(checkpoint_path(project, run_id), weights_only=True)
+        order = list(project.samples())
+    extra = ck["method_state"]["_extra_state"]
+    mix = GaussianUniformMixture.from_state_dict(extra["mixture"])
+    train_pos = {int(sid): i for i, sid in enumerate(ck["train_ids"].tolist())}
+    assert mix.r is not None
+    for sid in wrong:
+        assert (mix.r[train_pos[sid]] == 1.0).all()  # held as an inlier everywhere
+        assert float(extra["swap_q"][train_pos[sid]]) == 0.0
+    others = [train_pos[s.id] for s in order if s.id in train_pos and s.id not in wrong
+              and truth.get(s.id, (False, []))[1]]
+    assert (mix.r[others] < 0.5).any()  # the same kind of label, unreviewed, is not

