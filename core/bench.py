@@ -74,19 +74,21 @@ def assign_splits(project: Project, seed: int, test_share: float, val_share: flo
 
 
 def detection(project: Project, run_id: int, per_image: bool,
-              override: dict[int, float] | None = None) -> dict[str, Any]:
+              override: dict[int, float] | None = None,
+              only: set[int] | None = None) -> dict[str, Any]:
     """Detection on the training samples: AUROC and AUPRC of the run's scores,
     precision and recall of the default flag rule, the expected calibration error of
     its probabilities and their reliability diagram (per landmark, or per image with
     ``per_image``), and the share of images the rule flags. ``override``: another
-    score per sample (it has no flag rule or probability of its own)."""
+    score per sample (it has no flag rule or probability of its own); ``only``: just
+    these samples (e.g. the ones nobody has reviewed)."""
     scores = project.scores(run_id)
     truth = project.contamination()
     s, t, f, p = [], [], [], []
     n_images = n_flagged = 0
     for sample in project.samples(split="train", include_excluded=False):
         row = scores.get(sample.id)
-        if row is None:
+        if row is None or (only is not None and sample.id not in only):
             continue
         img, lms = truth.get(sample.id, (False, []))
         flagged = sample_flagged(row["score"])

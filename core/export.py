@@ -5,13 +5,25 @@
 ``out.changes.csv``). The report lists every sample whose current label differs
 from the imported one or whose review status is not ``unreviewed``, with both
 labels, who changed it, when and why, and whether the sample was exported.
+
+Safety (see :mod:`core.export_target`): the project, its SQLite files and cache are
+never written over; an existing file or non-empty folder only with
+``overwrite=True``. Everything is written under temporary names in the same folder
+and renamed into place at the end, the report first and the export last, so an
+export that is there is complete and its report is its own. A pts export copies
+only regular image files that lie inside their source folder and still hold the
+bytes that were imported (the others are left out, with the reason in the report).
+Every CSV cell that a spreadsheet would run as a formula is neutralised
+(:func:`core.formats.common.csv_safe`).
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import math
+import os
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -21,8 +33,11 @@ from typing import Any
 
 import numpy as np
 
+from core.export_target import Staging, check_target, orphan_reports
 from core.formats import get_writer
-from core.formats.common import fmt
+from core.formats.common import csv_safe, fmt
+from core.images import content_hash, looks_like_image
+from core.paths import IMAGE_LIMIT, ReadError, is_inside, read_regular, shown
 from core.project import Label, Project, ProjectError, Sample
 
 Progress = Callable[[int, str], None]  # (samples written, last key), about 10 calls a second
@@ -32,6 +47,9 @@ REPORT_COLUMNS = (
     "changed_landmarks", "origin", "who", "when", "why", "reviewed_by", "reviewed_at",
     "review_note", "score",
 )
+FOLDER_FORMATS = ("pts",)  # writers that make a folder and copy the images into it
+IMAGE_REASONS = ("image missing", "image changed", "image outside its source folder",
+                 "not an image file")
 
 
 @dataclass(frozen=True)
@@ -46,10 +64,11 @@ class ExportResult:
 
     def summary(self) -> str:
         dropped = ", ".join(f"{n} {why}" for why, n in self.dropped.items() if n)
-        text = f"wrote {self.written} samples to {self.out} ({self.format})"
+        text = f"wrote {self.written} samples to {shown(self.out)} ({self.format})"
         text += f"; dropped {dropped}" if dropped else ""
         if self.report_csv is not None:
-            text += f"; {self.changes} changed or reviewed samples listed in {self.report_csv}"
+            text += (f"; {self.changes} changed or reviewed samples listed in "
+                     f"{shown(self.report_csv)}")
         return text
 
 
@@ -62,7 +81,7 @@ def report_paths(out: Path, fmt_name: str) -> tuple[Path, Path]:
 
 def export(project: Project, out: str | Path, fmt: str, *, current: bool = True,
            reviewed_only: bool = False, drop_excluded: bool = True,
-           max_score: float | None = None, report: bool = True,
+           max_score: float | None = None, report: bool = True, overwrite: bool = False,
            progress: Progress | None = None) -> ExportResult:
     """Write the project's samples in format ``fmt`` (a ``core.formats.WRITERS`` name).
 
@@ -72,49 +91,125 @@ def export(project: Project, out: str | Path, fmt: str, *, current: bool = True,
     max_score: leave out samples whose score in the latest scored run is above it
     (ignored while no run has scores; unscored samples are kept).
     report: also write the change report (CSV and JSON) beside ``out``.
+    overwrite: replace an existing export (file, or a folder holding a pts export)
+    and its report; never the project. Raises
+    :class:`~core.export_target.ExportTargetError` before any work otherwise.
     """
     out = Path(out)
     writer = get_writer(fmt)
     schema = project.schema
     if schema is None:
         raise ProjectError(f"{project.path}: no labels to export (no label schema yet)")
+    report_csv, report_json = report_paths(out, fmt)
+    reports = [report_csv, report_json]
+    sources = project.sources()
+    preflight(project, out, fmt, overwrite=overwrite)
     samples = project.samples()
     latest = project.current_labels()
     original = {s.id: project.original_label(s.id) for s in samples}
     run = project.scored_run()
     scores = {} if run is None else {k: float(v["score"]) for k, v in project.scores(run).items()}
+    outside_ok = {int(s["id"]) for s in sources if _options(s).get("allow_outside_root")}
 
     dropped: Counter[str] = Counter()
     why_dropped: dict[int, str] = {}
     kept: list[tuple[Sample, Label]] = []
     for s in samples:
         reason = _drop_reason(s, scores.get(s.id), reviewed_only, drop_excluded, max_score)
+        if not reason and fmt in FOLDER_FORMATS:
+            reason = _copy_problem(s, s.source_id in outside_ok)
         if reason:
             dropped[reason] += 1
             why_dropped[s.id] = reason
         else:
             kept.append((s, latest[s.id] if current else original[s.id]))
-    written = writer(out, schema, _reporting(kept, progress))
 
-    result = ExportResult(out, fmt, written, dict(dropped))
+    outputs = [out, *reports] if report else [out]
+    obsolete = [] if report else [r for r in reports if os.path.lexists(r)]
+    with Staging(outputs, obsolete) as stage:
+        written = writer(stage.temp(out), schema, _reporting(kept, progress))
+        rows: list[dict[str, Any]] = []
+        if report:
+            rows = [_report_row(project, s, original[s.id], latest[s.id],
+                                why_dropped.get(s.id, ""), scores.get(s.id))
+                    for s in samples
+                    if s.review_status != "unreviewed" or why_dropped.get(s.id) in IMAGE_REASONS
+                    or not _same(original[s.id], latest[s.id])]
+            with stage.temp(report_csv).open("w", newline="") as f:
+                w = csv.DictWriter(f, REPORT_COLUMNS)
+                w.writeheader()
+                w.writerows({k: _cell(r[k]) for k in REPORT_COLUMNS} for r in rows)
+            stage.temp(report_json).write_text(json.dumps({
+                "export": str(out), "format": fmt,
+                "labels": "current" if current else "imported",
+                "filters": {"reviewed_only": reviewed_only, "drop_excluded": drop_excluded,
+                            "max_score": max_score, "scored_run": run},
+                "written": written, "dropped": dict(dropped),
+                "export_sha256": None if fmt in FOLDER_FORMATS else _sha256(stage.temp(out)),
+                "changes": rows,
+            }, indent=1))
+        stage.commit()
     if not report:
-        return result
-    rows = [_report_row(project, s, original[s.id], latest[s.id], why_dropped.get(s.id, ""),
-                        scores.get(s.id))
-            for s in samples
-            if s.review_status != "unreviewed" or not _same(original[s.id], latest[s.id])]
-    report_csv, report_json = report_paths(out, fmt)
-    with report_csv.open("w", newline="") as f:
-        w = csv.DictWriter(f, REPORT_COLUMNS)
-        w.writeheader()
-        w.writerows({k: _cell(r[k]) for k in REPORT_COLUMNS} for r in rows)
-    report_json.write_text(json.dumps({
-        "export": str(out), "format": fmt, "labels": "current" if current else "imported",
-        "filters": {"reviewed_only": reviewed_only, "drop_excluded": drop_excluded,
-                    "max_score": max_score, "scored_run": run},
-        "written": written, "dropped": dict(dropped), "changes": rows,
-    }, indent=1))
+        return ExportResult(out, fmt, written, dict(dropped))
     return ExportResult(out, fmt, written, dict(dropped), len(rows), report_csv, report_json)
+
+
+def preflight(project: Project, out: str | Path, fmt: str, *,
+              overwrite: bool = False) -> list[Path]:
+    """What an export to ``out`` would replace (the export and report files that exist;
+    empty for a new place). Raises :class:`~core.export_target.ExportTargetError` for a
+    place it must never write (the project, its files, its cache, a folder holding
+    them or a dataset), or, unless ``overwrite``, for one that holds something. A few
+    file-system calls: cheap enough for the GUI thread."""
+    out = Path(out)
+    get_writer(fmt)
+    reports = list(report_paths(out, fmt))
+    return check_target(project.path, project.cache_dir, [s["root"] for s in project.sources()],
+                        out, reports, folder=fmt in FOLDER_FORMATS, overwrite=overwrite,
+                        orphan_reports=orphan_reports(out, reports,
+                                                      lambda p: _is_report(p, out)))
+
+
+def _options(source: dict[str, Any]) -> dict[str, Any]:
+    try:
+        opts = json.loads(source.get("options") or "{}")
+    except (TypeError, ValueError):
+        return {}
+    return opts if isinstance(opts, dict) else {}
+
+
+def _copy_problem(s: Sample, outside_ok: bool) -> str:
+    """Why a sample's image must not be copied into a folder export, or ''."""
+    if not outside_ok and not is_inside(s.root, s.path):
+        return "image outside its source folder"
+    try:
+        data = read_regular(s.image_path, IMAGE_LIMIT)
+    except ReadError as exc:
+        return "image missing" if exc.missing else "not an image file"
+    if not looks_like_image(data):
+        return "not an image file"
+    if s.content_hash and content_hash(data) != s.content_hash:
+        return "image changed"
+    return ""
+
+
+def _is_report(path: Path, out: Path) -> bool:
+    """Whether ``path`` is a change report this module wrote for ``out``."""
+    try:
+        if path.suffix == ".json":
+            return json.loads(read_regular(path, 1 << 30)).get("export") == str(out)
+        head = read_regular(path, 1 << 30)[:4096].decode("utf-8", "replace")
+        return head.splitlines()[0] == ",".join(REPORT_COLUMNS) if head else False
+    except (ReadError, ValueError, AttributeError):
+        return False
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def _drop_reason(s: Sample, score: float | None, reviewed_only: bool, drop_excluded: bool,
@@ -194,4 +289,4 @@ def _cell(v: Any) -> str:
         return fmt(v)
     if isinstance(v, list):
         return " ".join(map(str, v)) if all(isinstance(x, int) for x in v) else json.dumps(v)
-    return str(v)
+    return csv_safe(str(v))

@@ -1,4 +1,4 @@
-"""Synthetic label contamination with a known truth (DESIGN.md, benchmark protocol).
+"""Synthetic label contamination with a known truth (the benchmark protocols of core.bench).
 
 A spec is one or more comma-separated ``kind:P`` terms, P a share in [0, 1]:
 

@@ -1,9 +1,11 @@
 """Export the project: any writer in ``core.formats.WRITERS`` and the options of
-``core.export.export``; runs in a worker and ends with the change report."""
+``core.export.export``; runs in a worker and ends with the change report. An export
+that would replace files asks first (never the project: that is refused)."""
 
 from __future__ import annotations
 
 import csv
+import html
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
+    QMessageBox,
     QProgressBar,
     QPushButton,
     QTableWidget,
@@ -53,6 +56,7 @@ class ExportDialog(QDialog):
         self.project_path = Path(project_path)
         self.worker: Worker | None = None
         self.result: dict[str, Any] | None = None
+        self.confirm: QMessageBox | None = None  # the "replace?" question while it is open
         from core.formats import WRITERS
 
         v = QVBoxLayout(self)
@@ -117,7 +121,9 @@ class ExportDialog(QDialog):
         if self.fmt.currentData() == "pts":
             d = QFileDialog.getExistingDirectory(self, "Export folder")
         else:
-            d, _ = QFileDialog.getSaveFileName(self, "Export file", self.out.text())
+            # Export asks before replacing anything (with the report files too)
+            d, _ = QFileDialog.getSaveFileName(self, "Export file", self.out.text(),
+                                               options=QFileDialog.Option.DontConfirmOverwrite)
         if d:
             self.out.setText(d)
 
@@ -128,14 +134,48 @@ class ExportDialog(QDialog):
                 "reviewed_only": self.reviewed_only.isChecked(),
                 "max_score": None if ms <= -1000 else ms}
 
+    def replaced_by(self, out: str, fmt: str) -> list[Path] | None:
+        """The files an export to ``out`` would replace ([] for a new place), or None
+        after showing why it must not write there."""
+        from core.export import preflight
+        from core.project import Project
+
+        try:
+            with Project.open(self.project_path) as project:
+                return preflight(project, out, fmt, overwrite=True)
+        except (ValueError, OSError) as exc:  # ExportTargetError, ProjectError, ...
+            self.summary.setText(f"<span style='color:#e5484d'>Cannot export there: "
+                                 f"{html.escape(str(exc))}</span>")
+            return None
+
+    def ask_replace(self, paths: list[Path]) -> bool:
+        """Ask before replacing ``paths``; the answer (default No)."""
+        names = "\n".join(f"  {p}" for p in paths)
+        self.confirm = QMessageBox(
+            QMessageBox.Icon.Warning, "Replace the earlier export?",
+            f"These already exist and will be replaced:\n{names}",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, self)
+        self.confirm.setDefaultButton(QMessageBox.StandardButton.No)
+        self.confirm.button(QMessageBox.StandardButton.Yes).setText("Replace")
+        try:
+            return self.confirm.exec() == QMessageBox.StandardButton.Yes
+        finally:
+            self.confirm = None
+
     def start(self) -> Worker | None:
         out = self.out.text().strip()
         if not out:
             return None
+        fmt = self.fmt.currentData()
+        replaced = self.replaced_by(out, fmt)
+        if replaced is None or (replaced and not self.ask_replace(replaced)):
+            return None
         self.go.setEnabled(False)
         self.progress.setRange(0, 0)
         self.progress.show()
-        self.worker = Worker(run_export, out, self.fmt.currentData(), self.options(),
+        self.summary.setText("")
+        options = {**self.options(), "overwrite": bool(replaced)}
+        self.worker = Worker(run_export, out, fmt, options,
                              name="export", project_path=self.project_path)
         self.worker.report_errors = False
         self.worker.progress.connect(self._on_progress)

@@ -13,6 +13,7 @@ from types import FrameType
 
 from core.bench import BenchSettings, run_bench
 from core.bench_report import reliability_png
+from core.cli.arguments import image_size
 from core.cli.train import add_estep_arguments
 from core.models import HEADS
 from core.robust import METHODS
@@ -32,12 +33,12 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--first-seed", type=int, default=0,
                    help="run seeds first-seed .. first-seed + seeds - 1 (default: %(default)s)")
     p.add_argument("--epochs", type=int, default=d.epochs, help="default: %(default)s")
-    p.add_argument("--image-size", type=int, default=d.image_size, help="default: %(default)s")
+    p.add_argument("--image-size", type=image_size, default=d.image_size, help="default: %(default)s")
     p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default=d.device)
     add_estep_arguments(p)
     p.add_argument("--backbone", default=d.backbone, help="default: %(default)s")
     p.add_argument("--weights", help="local ImageNet weights file for a backbone other than cnn")
-    p.add_argument("--head", choices=HEADS, default=d.head, help="default: %(default)s")
+    p.add_argument("--head", choices=("auto", *HEADS), default=d.head, help="default: %(default)s")
     p.add_argument("--folds", type=int, default=d.folds,
                    help="cross-fitting folds (default: %(default)s = in-sample scores)")
     p.add_argument("--workdir", type=Path, help="keep the projects here (default: a temporary folder)")

@@ -23,6 +23,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--max-score", type=float,
                    help="drop samples whose outlier score in the latest run is above this")
     p.add_argument("--no-report", action="store_true", help="skip the change report")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing export and its report (never the project)")
     return p
 
 
@@ -33,6 +35,7 @@ def run(args: argparse.Namespace) -> int:
 
         result = export(project, args.out, args.format, current=not args.original,
                         reviewed_only=args.reviewed_only, drop_excluded=not args.keep_excluded,
-                        max_score=args.max_score, report=not args.no_report, progress=progress)
+                        max_score=args.max_score, report=not args.no_report,
+                        overwrite=args.overwrite, progress=progress)
     print(result.summary())
     return 0

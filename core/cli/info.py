@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections import Counter
 from pathlib import Path
 
+from core.image_cache import problem_rows
 from core.pack import describe_runs, find_project_file, pack_info
+from core.paths import shown
 from core.project import Project
+
+SHOWN_PROBLEMS = 20
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -25,6 +30,7 @@ def run(args: argparse.Namespace) -> int:
             info["pack"] = {"origin": pack.origin, "packed_at": pack.packed_at,
                             "image_sizes": list(pack.image_sizes)}
         runs = describe_runs(project)
+        info["image_problems"] = problem_rows(project)
     if args.json:
         print(json.dumps(info))
         return 0
@@ -44,4 +50,14 @@ def run(args: argparse.Namespace) -> int:
               f"cache {', '.join(str(s) for s in info['pack']['image_sizes'])} px)")
     for line in runs:
         print(f"    {line}")
+    problems = info["image_problems"]
+    if problems:
+        kinds = Counter(str(r["kind"]) for r in problems)
+        print(f"  images     {len(problems)} images unusable ("
+              + ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))
+              + "), left out of training:")
+        for r in problems[:SHOWN_PROBLEMS]:
+            print(f"    {shown(str(r['path']))}: {r['kind']}")
+        if len(problems) > SHOWN_PROBLEMS:
+            print(f"    ... and {len(problems) - SHOWN_PROBLEMS} more (--json lists all)")
     return 0

@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from core import __version__
 from core.formats.base import FormatError
 from core.images import ImageError
+from core.paths import disk_full, one_line, shown
 from core.project import ProjectError
 
 # command name -> module of core.cli
@@ -69,11 +70,29 @@ def main(argv: Sequence[str] | None = None, gui: GuiHook | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except (ProjectError, FormatError, ImageError, ValueError, OSError, sqlite3.Error) as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
+        print(f"{prog}: error: {error_line(exc, getattr(args, 'project', None))}",
+              file=sys.stderr)
+        return 1
+    except MemoryError:
+        print(f"{prog}: error: out of memory", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
+
+
+def error_line(exc: BaseException, project: object = None) -> str:
+    """The one line that reports ``exc``: a full disk as ``disk full: PATH`` (the file
+    being written, or the project for SQLite), anything else as its message with control
+    characters escaped."""
+    if disk_full(exc) or (isinstance(exc, sqlite3.OperationalError)
+                          and "disk is full" in str(exc)):
+        strerror = getattr(exc, "strerror", None)
+        if isinstance(strerror, str) and strerror.startswith("disk full: "):
+            return one_line(strerror)  # already names the file
+        where = getattr(exc, "filename", None) or project
+        return f"disk full: {shown(where)}" if where else "disk full"
+    return one_line(str(exc))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from types import FrameType
 
+from core.cli.arguments import image_size
 from core.cli.progress import bar
 from core.models import HEADS
 from core.pack import find_project_file
@@ -45,7 +46,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("project", type=Path, help="a project file, or a pack folder (gumshoe pack)")
     p.add_argument("--method", choices=METHODS, default=d.method, help="default: %(default)s")
     p.add_argument("--epochs", type=int, default=d.epochs, help="default: %(default)s")
-    p.add_argument("--image-size", type=int, default=d.image_size,
+    p.add_argument("--image-size", type=image_size, default=d.image_size,
                    help="input side in pixels, a multiple of 32 (default: %(default)s)")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="default: %(default)s")
     p.add_argument("--lr", type=float, default=d.lr, help="default: %(default)s")
@@ -59,8 +60,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--backbone", default=d.backbone,
                    help="cnn (default), resnet18/resnet34/resnet50 (torchvision) or timm:NAME")
     p.add_argument("--weights", help="local ImageNet weights file for a backbone other than cnn")
-    p.add_argument("--head", choices=HEADS, default=d.head,
-                   help="fc (default) or heatmap (landmarks: integral regression)")
+    p.add_argument("--head", choices=("auto", *HEADS), default=d.head,
+                   help="auto (default: heatmap for landmarks, fc for ages), fc or heatmap")
     p.add_argument("--folds", type=int, default=d.folds,
                    help="cross-fitting: judge each training label with one of K models that "
                         "did not train on it (K + 1 trainings; default: %(default)s = off)")
@@ -97,6 +98,9 @@ class _Printer(Callbacks):
 
     def on_status(self, event: StatusEvent) -> None:
         self.status = event.status
+        if event.message.startswith("left out "):  # images changed, missing or unreadable
+            self.pbar.write(f"warning: {event.message}", file=sys.stderr)
+            return
         self.pbar.set_description_str(event.message[:40] if event.status == "preparing" else "train")
 
     def on_batch(self, event: BatchProgress) -> None:

@@ -17,6 +17,7 @@ from typing import Protocol
 
 import numpy as np
 
+from core.paths import one_line, shown
 from core.project import LabelSchema
 
 
@@ -40,7 +41,9 @@ class Skip:
     reason: str  # one line, e.g. "68 points expected, found 67"
 
     def __str__(self) -> str:
-        return f"{self.path}: {self.reason}"
+        """One line whatever the names hold: the path quoted when it is not plain
+        (see :func:`core.paths.shown`), control characters in the reason escaped."""
+        return f"{shown(self.path)}: {one_line(self.reason)}"
 
 
 class Reader(Protocol):

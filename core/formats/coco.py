@@ -20,6 +20,7 @@ import numpy as np
 
 from core.formats.base import FormatError, RawItem, Skip
 from core.formats.common import number, rel_key
+from core.paths import INDEX_FILE_LIMIT, ReadError, is_file, one_line, read_regular, shown
 from core.project import Label, LabelSchema, Sample
 from core.schemas import schema_for_keypoints
 
@@ -29,10 +30,11 @@ SNIFF_BYTES = 1 << 20
 @lru_cache(maxsize=2)
 def _load(path: str, mtime_ns: int) -> dict[str, Any]:
     try:
-        with open(path, "rb") as f:
-            doc = json.load(f)
-    except (OSError, ValueError) as exc:
-        raise FormatError(f"{path}: not readable JSON ({exc})") from None
+        doc = json.loads(read_regular(path, INDEX_FILE_LIMIT))
+    except ReadError as exc:
+        raise FormatError(f"{shown(path)}: {exc}") from None
+    except (ValueError, RecursionError) as exc:
+        raise FormatError(f"{shown(path)}: not readable JSON ({one_line(str(exc))[:200]})") from None
     if not isinstance(doc, dict) or not all(
             isinstance(doc.get(k), list) for k in ("images", "annotations", "categories")):
         raise FormatError(f"{path}: not a COCO file (needs lists 'images', 'annotations', "
@@ -44,7 +46,7 @@ def load(path: Path) -> dict[str, Any]:
     try:
         return _load(str(path), path.stat().st_mtime_ns)
     except OSError as exc:
-        raise FormatError(f"{path}: cannot read ({exc.strerror})") from None
+        raise FormatError(f"{shown(path)}: cannot read ({exc.strerror})") from None
 
 
 def _category(path: Path, doc: dict[str, Any]) -> dict[str, Any]:
@@ -61,9 +63,14 @@ def _image_root(path: Path, doc: dict[str, Any]) -> Path:
     if isinstance(first, str):
         for cand in (here, here / "images", here.parent / split, here.parent / "images" / split,
                      here.parent / "images", here.parent):
-            if (cand / first).is_file():
+            if is_file(cand / first):
                 return cand
     return here
+
+
+def _is_id(value: Any) -> bool:
+    """An id a COCO file may use: a number or a string (not a list, an object, a bool)."""
+    return isinstance(value, int | float | str) and not isinstance(value, bool)
 
 
 def _annotation(ann: Any, images: dict[Any, str], cat_id: Any, k: int, root: Path,
@@ -71,11 +78,12 @@ def _annotation(ann: Any, images: dict[Any, str], cat_id: Any, k: int, root: Pat
     """``where`` names the annotation in Skips: ``file.json#annotation N``."""
     if not isinstance(ann, dict):
         return Skip(where, "annotation is not an object")
-    file_name = images.get(ann.get("image_id"))
+    image_id = ann.get("image_id")
+    file_name = images.get(image_id) if _is_id(image_id) else None
     if file_name is None:
-        return Skip(where, f"image_id {ann.get('image_id')!r} is not in 'images'")
+        return Skip(where, f"image_id {repr(ann.get('image_id'))[:60]} is not in 'images'")
     if ann.get("category_id") != cat_id:
-        return Skip(where, f"category {ann.get('category_id')!r} has no keypoints")
+        return Skip(where, f"category {repr(ann.get('category_id'))[:60]} has no keypoints")
     if ann.get("iscrowd"):
         return Skip(where, "crowd annotation")
     flat = ann.get("keypoints")
@@ -99,7 +107,7 @@ def _annotation(ann: Any, images: dict[Any, str], cat_id: Any, k: int, root: Pat
     if not vis.any():
         return Skip(where, "no labelled keypoint")
     image = root / file_name
-    if not image.is_file():
+    if not is_file(image):
         return Skip(where, f"image missing: {file_name}")
     points = np.where(vis[:, None] > 0, kp[:, :2], np.nan)
     return RawItem(f"{file_name}#{ann.get('id')}", image, points, vis, box=box)
@@ -138,8 +146,9 @@ class CocoReader:
         doc = load(source)
         cat_id = _category(source, doc).get("id")
         root = _image_root(source, doc)
-        images = {i.get("id"): i["file_name"] for i in doc["images"]
-                  if isinstance(i, dict) and isinstance(i.get("file_name"), str)}
+        images = {i["id"]: i["file_name"] for i in doc["images"]
+                  if isinstance(i, dict) and isinstance(i.get("file_name"), str)
+                  and _is_id(i.get("id"))}
         for n, ann in enumerate(doc["annotations"]):
             ann_id = ann.get("id", n) if isinstance(ann, dict) else n
             yield _annotation(ann, images, cat_id, k, root, f"{source.name}#annotation {ann_id}")

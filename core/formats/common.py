@@ -10,6 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
+# More landmarks than any schema has (dense face meshes have 468): a larger count read
+# from a file is garbage, and must not size an allocation.
+MAX_KEYPOINTS = 10_000
+
 # In order of preference when several images share a stem.
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".ppm", ".pgm", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -68,6 +72,38 @@ def number(text: str, what: str) -> float:
 def visibility_of(points: np.ndarray) -> np.ndarray:
     """2 where a point is present, 0 where it is missing."""
     return np.where(np.isfinite(points).all(axis=1), 2, 0).astype(np.int8)
+
+
+# OWASP's rule for CSV injection: a cell a spreadsheet would evaluate starts with one
+# of these; it is written with a leading apostrophe, which spreadsheets show as text.
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_safe(cell: str) -> str:
+    """A text cell a spreadsheet will not run as a formula: a leading ``'`` is added
+    when the cell starts with ``= + - @``, a tab or a carriage return (numbers such as
+    ``-3.5`` are left alone), or with ``'`` itself (so :func:`csv_unsafe` is exact)."""
+    if not cell:
+        return cell
+    if cell[0] == "'" or (cell.startswith(FORMULA_START) and not _is_number(cell)):
+        return "'" + cell
+    return cell
+
+
+def csv_unsafe(cell: str) -> str:
+    """The text :func:`csv_safe` neutralised (one leading ``'`` removed when it
+    precedes a formula start or another ``'``)."""
+    if len(cell) > 1 and cell[0] == "'" and (cell[1] == "'" or cell[1:].startswith(FORMULA_START)):
+        return cell[1:]
+    return cell
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def fmt(v: float) -> str:

@@ -7,7 +7,8 @@ Ages: ``image,age`` (plus the optional box columns). Other columns are ignored.
 
 Keys are the ``image`` cell; an image named on several rows (several faces) gets
 ``image#0``, ``image#1``... in row order (counting broken rows too, so that
-fixing one does not renumber the others). A broken row is one Skip naming
+fixing one does not renumber the others). Written image cells that a spreadsheet
+would take for a formula get a leading ``'`` (OWASP's rule), removed on reading. A broken row is one Skip naming
 ``file.csv:line``; a header that fits neither layout makes the file unreadable.
 """
 
@@ -24,7 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from core.formats.base import FormatError, RawItem, Skip
-from core.formats.common import fmt, number, rel_key
+from core.formats.common import csv_safe, csv_unsafe, fmt, number, rel_key
+from core.paths import INDEX_FILE_LIMIT, ReadError, is_file, read_regular, shown
 from core.project import Label, LabelSchema, Sample
 from core.schemas import AGE, landmarks_schema
 
@@ -102,11 +104,11 @@ class Layout:
 def _rows(path: Path) -> Iterator[tuple[int, list[str] | str]]:
     """(line number, cells) per non-blank row, or (line, reason) where csv gives up."""
     try:
-        text = path.read_bytes().decode("utf-8-sig")
+        text = read_regular(path, INDEX_FILE_LIMIT).decode("utf-8-sig")
     except UnicodeDecodeError:
-        raise FormatError(f"{path}: not UTF-8 text") from None
-    except OSError as exc:
-        raise FormatError(f"{path}: cannot read ({exc.strerror})") from None
+        raise FormatError(f"{shown(path)}: not UTF-8 text") from None
+    except ReadError as exc:
+        raise FormatError(f"{shown(path)}: {exc}") from None
     reader = csv.reader(io.StringIO(text, newline=""))
     while True:
         try:
@@ -170,7 +172,7 @@ class CsvReader:
             if isinstance(row, str):
                 yield Skip(where, row)
                 continue
-            image = row[0].strip()
+            image = _image_cell(row[0].strip(), root)
             key = Path(image).as_posix()
             if names[image] > 1:
                 key = f"{key}#{seen[image]}"
@@ -183,10 +185,20 @@ class CsvReader:
                 yield Skip(where, str(exc))
                 continue
             path = root / image
-            if not path.is_file():
+            if not is_file(path):
                 yield Skip(where, f"image missing: {image}")
                 continue
             yield RawItem(key, path, points, vis, age, box)
+
+
+def _image_cell(cell: str, root: Path) -> str:
+    """The image path of a cell: one Gumshoe wrote with a formula start neutralised
+    (``'=x.jpg``, see :func:`~core.formats.common.csv_safe`) reads as ``=x.jpg`` unless
+    a file is really named with the apostrophe."""
+    plain = csv_unsafe(cell)
+    if plain != cell and not is_file(root / cell):
+        return plain
+    return cell
 
 
 def write(out: Path, schema: LabelSchema, records: Iterable[tuple[Sample, Label]]) -> int:
@@ -210,7 +222,7 @@ def write(out: Path, schema: LabelSchema, records: Iterable[tuple[Sample, Label]
         w = csv.writer(f)
         w.writerow(header)
         for sample, label in records:
-            row = [rel_key(sample.image_path, out.parent)]
+            row = [csv_safe(rel_key(sample.image_path, out.parent))]
             if has_box:
                 row += [fmt(v) for v in sample.box] if sample.box is not None else [""] * 4
             if schema.task == "age":

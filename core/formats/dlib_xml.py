@@ -22,16 +22,22 @@ from pathlib import Path
 import numpy as np
 
 from core.formats.base import FormatError, RawItem, Skip
-from core.formats.common import number, rel_key, visibility_of, walk
+from core.formats.common import MAX_KEYPOINTS, number, rel_key, visibility_of, walk
+from core.paths import INDEX_FILE_LIMIT, ReadError, is_file, one_line, read_regular, shown
 from core.project import LabelSchema
 from core.schemas import IBUG68, landmarks_schema
 
 
 def parse_xml(path: Path) -> ET.Element:
+    """The root of an imglab file (read only if it is a regular file under the index
+    size cap; expat refuses entity-expansion bombs, ElementTree never loads external
+    entities)."""
     try:
-        root = ET.parse(path).getroot()
-    except (ET.ParseError, OSError) as exc:
-        raise FormatError(f"{path}: not readable XML ({exc})") from None
+        root = ET.fromstring(read_regular(path, INDEX_FILE_LIMIT))
+    except ReadError as exc:
+        raise FormatError(f"{shown(path)}: {exc}") from None
+    except (ET.ParseError, RecursionError, ValueError) as exc:
+        raise FormatError(f"{shown(path)}: not readable XML ({one_line(str(exc))})") from None
     if root.tag != "dataset" or root.find("images") is None:
         raise FormatError(f"{path}: not a dlib imglab file (no <dataset><images>)")
     return root
@@ -48,7 +54,8 @@ def _part_counts(doc: ET.Element) -> Counter[int]:
     """How many boxes have each number of parts (highest part name + 1)."""
     counts: Counter[int] = Counter()
     for _, _, box in _boxes(doc):
-        names = [int(n) for p in box.iter("part") if (n := p.get("name", "")).isdecimal()]
+        names = [int(n) for p in box.iter("part")
+                 if (n := p.get("name", "")).isdecimal() and int(n) < MAX_KEYPOINTS]
         if names:
             counts[max(names) + 1] += 1
     return counts
@@ -74,7 +81,7 @@ def _box_item(xml: Path, root: Path, image: ET.Element, index: int, box: ET.Elem
         return Skip(key, str(exc))
     if np.isnan(points).all():
         return Skip(key, "box has no landmark parts")
-    if not path.is_file():
+    if not is_file(path):
         return Skip(key, "image missing")
     return RawItem(key, path, points, visibility_of(points),
                    box=(left, top, left + width, top + height))
@@ -126,7 +133,7 @@ class DlibReader:
         seen: set[str] = set()
         for xml, doc in self._docs(source):
             if isinstance(doc, FormatError):
-                yield Skip(rel_key(xml, root), str(doc).removeprefix(f"{xml}: "))
+                yield Skip(rel_key(xml, root), str(doc).removeprefix(f"{shown(xml)}: "))
             elif not _part_counts(doc):
                 yield Skip(rel_key(xml, root), "no box has landmark parts (a detection-only file)")
             else:

@@ -23,7 +23,7 @@ The schema has as many points as most files in the folder: ``ibug68`` for 68,
 from __future__ import annotations
 
 import math
-import shutil
+import os
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -32,6 +32,8 @@ import numpy as np
 
 from core.formats.base import FormatError, RawItem, Skip
 from core.formats.common import ImageFinder, fmt, number, rel_key, visibility_of, walk
+from core.images import looks_like_image
+from core.paths import IMAGE_LIMIT, LABEL_FILE_LIMIT, ReadError, read_regular, resolve_inside, shown
 from core.project import Label, LabelSchema, Sample
 from core.schemas import IBUG68, landmarks_schema
 
@@ -80,21 +82,25 @@ def parse_pts(text: str, expected: int | None = None) -> np.ndarray:
 
 
 def read_pts(path: Path, expected: int | None = None) -> np.ndarray:
-    """Parse a .pts file; ValueError (one line, no path) if it is unreadable or malformed."""
+    """Parse a .pts file; ValueError (one line, no path) if it is unreadable or malformed.
+    Only a regular file of at most LABEL_FILE_LIMIT bytes is read (never a FIFO or a
+    device, whatever a symlink points at)."""
     try:
-        text = path.read_bytes().decode("utf-8-sig")
+        text = read_regular(path, LABEL_FILE_LIMIT).decode("utf-8-sig")
     except UnicodeDecodeError:
         raise ValueError("not a text file") from None
-    except OSError as exc:
-        raise ValueError(f"cannot read ({exc.strerror})") from None
+    except ReadError as exc:
+        raise ValueError(str(exc)) from None
     return parse_pts(text, expected)
 
 
 def pts_items(pts_files: Iterable[Path], image_dir: Path | None, root: Path, n: int,
               finder: ImageFinder) -> Iterator[RawItem | Skip]:
-    """One item per .pts file, its image looked up in ``image_dir`` (default: beside it)."""
+    """One item per .pts file, its image looked up in ``image_dir`` (default: beside it).
+    A .pts file that leads outside ``root`` (through a symlink) is skipped unread."""
     for p in pts_files:
         try:
+            resolve_inside(root, rel_key(p, root))
             points = read_pts(p, n)
         except ValueError as exc:
             yield Skip(rel_key(p, root), str(exc))
@@ -121,8 +127,10 @@ class PtsReader:
 
     def schema(self, source: Path, task: str) -> LabelSchema:
         counts: Counter[int] = Counter()
-        for p in walk(self._folder(source), SUFFIXES):
+        folder = self._folder(source)
+        for p in walk(folder, SUFFIXES):
             try:
+                resolve_inside(folder, rel_key(p, folder))
                 counts[len(read_pts(p))] += 1
             except ValueError:
                 continue
@@ -149,6 +157,21 @@ def format_pts(points: np.ndarray) -> str:
     return "version: 1\nn_points: {}\n{{\n{}\n}}\n".format(len(lines), "\n".join(lines))
 
 
+def copy_image(src: Path, dst: Path) -> None:
+    """Copy an image file: only a regular file under the image size cap whose bytes
+    start like an image (never a device, a FIFO or a file such as /etc/shadow a crafted
+    project could name); ValueError naming it otherwise. Keeps the modification time."""
+    try:
+        data = read_regular(src, IMAGE_LIMIT)
+    except ReadError as exc:
+        raise ValueError(f"{shown(src)}: {exc}") from None
+    if not looks_like_image(data):
+        raise ValueError(f"{shown(src)}: not an image file, not copied")
+    dst.write_bytes(data)
+    st = os.stat(src)
+    os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
 def write(out: Path, schema: LabelSchema, records: Iterable[tuple[Sample, Label]]) -> int:
     """A new folder of copied images, each with a .pts file of the same stem. Stems are made
     unique, ignoring case (``face.jpg``, ``face_2.jpg`` for a second face in one image).
@@ -168,7 +191,7 @@ def write(out: Path, schema: LabelSchema, records: Iterable[tuple[Sample, Label]
             k += 1
             stem = f"{src.stem}_{k}"
         taken.add(stem.lower())
-        shutil.copy2(src, out / (stem + src.suffix))
+        copy_image(src, out / (stem + src.suffix))
         (out / f"{stem}.pts").write_text(format_pts(label.points))
         n += 1
     return n

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import io
 import os
 from pathlib import Path
 from typing import Any
@@ -35,12 +36,21 @@ def checkpoint_path(project: Project, run_id: int) -> Path:
 
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
     """Write ``payload`` to ``path`` atomically; on failure nothing is left behind
-    and a full disk is one line naming the file."""
+    and a full disk is one line naming the file.
+
+    The checkpoint is serialised in memory first and written with plain file writes:
+    torch's own file writer reports a full disk as assorted RuntimeErrors ("enforce
+    fail at inline_container.cc", "basic_ios::clear") and its traceback kept the
+    unlinked temporary file open, so the space stayed used and the next write (the
+    run's 'failed' status) found the disk still full."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
+    buf = io.BytesIO()
+    torch.save(payload, buf)
     try:
-        torch.save(payload, tmp)
-        with open(tmp, "rb") as f:
+        with open(tmp, "wb") as f:
+            f.write(buf.getbuffer())
+            f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException as exc:
@@ -49,14 +59,12 @@ def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
         if _disk_full(exc):
             raise OSError(errno.ENOSPC, f"disk full: {path}") from None
         raise
+    finally:
+        buf.close()
 
 
 def _disk_full(exc: BaseException) -> bool:
-    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return True
-    # torch's zip writer reports a failed write as a RuntimeError ("enforce fail ...")
-    return isinstance(exc, RuntimeError) and ("file write failed" in str(exc)
-                                              or "No space left" in str(exc))
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
 def load_checkpoint(path: Path, run_id: int, method: str, epochs: int) -> dict[str, Any]:
@@ -93,6 +101,55 @@ def load_checkpoint(path: Path, run_id: int, method: str, epochs: int) -> dict[s
         if not isinstance(ck[key], dict):
             raise CheckpointError(f"{path}: its {key} state is malformed")
     return ck
+
+
+def check_states(path: Path, ck: dict[str, Any], model: torch.nn.Module,
+                 optimizer: torch.optim.Optimizer) -> None:
+    """Refuse, before they are loaded, saved states that do not fit ``model`` and
+    ``optimizer`` or hold non-finite numbers: every weight and every optimizer moment
+    the shape of its parameter (a wrong one only failed at the first step, as a raw
+    RuntimeError), every floating-point value finite (NaN weights trained and scored
+    silently)."""
+    own = model.state_dict()
+    for key, value in ck["model"].items():
+        if not isinstance(value, torch.Tensor):
+            raise CheckpointError(f"{path}: model entry {key!r} is not a tensor")
+        if key in own and tuple(value.shape) != tuple(own[key].shape):
+            raise CheckpointError(f"{path}: model entry {key!r} has shape {tuple(value.shape)}, "
+                                  f"the model's is {tuple(own[key].shape)}")
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise CheckpointError(f"{path}: model entry {key!r} holds NaN or infinite values")
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    state = ck["optimizer"].get("state", {})
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: its optimizer state is malformed")
+    for index, entry in state.items():
+        if not isinstance(index, int) or not 0 <= index < len(params) or not isinstance(entry, dict):
+            raise CheckpointError(f"{path}: its optimizer state does not fit this model")
+        for name, value in entry.items():
+            if not isinstance(value, torch.Tensor):
+                continue
+            if value.ndim and tuple(value.shape) != tuple(params[index].shape):
+                raise CheckpointError(f"{path}: optimizer {name!r} of parameter {index} has shape "
+                                      f"{tuple(value.shape)}, the parameter's is "
+                                      f"{tuple(params[index].shape)}")
+            if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+                raise CheckpointError(f"{path}: optimizer {name!r} of parameter {index} holds "
+                                      "NaN or infinite values")
+    for key, value in _tensors(ck["method_state"]):
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise CheckpointError(f"{path}: method state {key!r} holds NaN or infinite values")
+
+
+def _tensors(d: Any, prefix: str = "") -> list[tuple[str, torch.Tensor]]:
+    """Every tensor in nested dicts and lists, with its dotted path."""
+    if isinstance(d, torch.Tensor):
+        return [(prefix, d)]
+    if isinstance(d, dict):
+        return [t for k, v in d.items() for t in _tensors(v, f"{prefix}.{k}" if prefix else str(k))]
+    if isinstance(d, list | tuple):
+        return [t for i, v in enumerate(d) for t in _tensors(v, f"{prefix}[{i}]")]
+    return []
 
 
 def _from_v1(ck: dict[str, Any]) -> dict[str, Any]:

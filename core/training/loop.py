@@ -47,6 +47,7 @@ from core.training.checkpoints import (
     CHECKPOINT_FORMAT,
     CHECKPOINT_VERSION,
     CheckpointError,
+    check_states,
     load_checkpoint,
     save_checkpoint,
 )
@@ -126,7 +127,7 @@ class Trainer:
         self.method = make_method(cfg.method, data.problem, cfg)
         n_scales = data.n_points if self.method.predicts_scale else 0
         self.model = build_model(data.n_dims, cfg.backbone, cfg.image_size, cfg.weights,
-                                 n_scales=n_scales, head=cfg.head)
+                                 n_scales=n_scales, head=cfg.head_for(data.task))
         self.model.to(self.device).to(memory_format=torch.channels_last)
         self.method.to(self.device)
         if dist.rank:  # dropout masks of their own (the weights come from rank 0)
@@ -183,6 +184,7 @@ class Trainer:
             raise CheckpointError(
                 f"{self.ck_path}: the training samples changed since this checkpoint "
                 f"({len(saved)} then, {len(ids)} now; exclusions or splits edited): start a new run")
+        check_states(self.ck_path, ck, self.model, self.optimizer)
         try:
             self.model.load_state_dict(ck["model"])
             self.optimizer.load_state_dict(ck["optimizer"])

@@ -12,8 +12,12 @@ a stop while preparing as a pause, so no rank waits for a peer that is gone.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import errno
 import os
+import sqlite3
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,6 +108,17 @@ def _train_writer(path: Path, config: TrainConfig | None, cb: Callbacks, stop: S
             project.close()
 
 
+def left_out_message(project: Project, errors: dict[int, str]) -> str:
+    """One line on the samples a run leaves out because their image cannot be used."""
+    from core.image_cache import image_problems
+
+    kinds = Counter(p.kind for sid, p in image_problems(project.cache_dir).items()
+                    if sid in errors)
+    detail = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())) or "unreadable"
+    return (f"left out {len(errors)} images that cannot be used ({detail}); "
+            "`gumshoe info` lists them")
+
+
 def _check_world(cfg: TrainConfig, data: TrainData, dist: Dist) -> None:
     if dist.active and min(cfg.batch_size, len(data.train)) < 2 * dist.world:
         raise ValueError(f"batch size {cfg.batch_size} is too small for {dist.world} processes "
@@ -124,6 +139,8 @@ def _train_run(project: Project, run_id: int, cfg: TrainConfig, cb: Callbacks, s
         data = load_data(project, cfg.image_size,
                          lambda done, total: cb.on_status(StatusEvent(
                              run_id, "preparing", f"caching images {done}/{total}")), stop)
+        if data.errors:
+            cb.on_status(StatusEvent(run_id, "preparing", left_out_message(project, data.errors)))
         _check_world(cfg, data, dist)
         return _Prepared(data, bool(project.epochs(run_id)))
 
@@ -140,7 +157,11 @@ def _train_run(project: Project, run_id: int, cfg: TrainConfig, cb: Callbacks, s
         return run_id
     except BaseException as exc:
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        recorder.status("failed", msg)
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC and exc.strerror:
+            msg = exc.strerror  # "disk full: PATH"
+        # the disk may still be full: report the first failure, not this one
+        with contextlib.suppress(sqlite3.Error):
+            recorder.status("failed", msg)
         cb.on_status(StatusEvent(run_id, "failed", msg))
         raise
     finally:

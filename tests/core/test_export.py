@@ -138,7 +138,8 @@ def test_export_ages(dataset, tmp_path):
         row = json.loads(result.report_json.read_text())["changes"][0]
         assert (row["old_label"], row["new_label"], row["why"]) == (2.0, 3.5, "birthday photo")
         with pytest.raises(ValueError, match="landmarks, not age"):
-            export(project, tmp_path / "ages.json", "coco")
+            export(project, tmp_path / "ages2.json", "coco")
+        assert not list(tmp_path.glob("ages2*")) and not list(tmp_path.glob(".ages2*"))
         with pytest.raises(ValueError, match="cannot write 'xml'"):
             export(project, tmp_path / "ages.xml", "xml")
 

@@ -140,6 +140,7 @@ def test_dlib_xml(dataset):
 # ----------------------------------------------------------------------------- broken input
 
 IMG = b"not decoded by readers"
+PNG = cv2.imencode(".png", np.zeros((2, 2, 3), np.uint8))[1].tobytes()  # for writers that copy
 GOOD68 = "\n".join(f"{i} {i + 0.5}" for i in range(68))
 
 
@@ -600,7 +601,7 @@ def test_round_trip_keeps_occlusion_and_fractions(tmp_path):
     items = []
     for n in range(5):
         image = tmp_path / "imgs" / f"{n}.jpg"
-        image.write_bytes(IMG)
+        image.write_bytes(PNG)
         pts = rng.uniform(-50, 5000, (17, 2))
         vis = rng.choice([0, 1, 2], 17).astype(np.int8)
         vis[0] = 2
@@ -630,7 +631,7 @@ def test_pts_writer_keeps_names_unique_ignoring_case(tmp_path):
     src = tmp_path / "src"
     (src / "x").mkdir(parents=True)
     for name in ("face.jpg", "x/Face.jpg"):
-        (src / name).write_bytes(IMG)
+        (src / name).write_bytes(PNG)
     pts = np.arange(6, dtype=float).reshape(3, 2)
     items = [RawItem("face.jpg#0", src / "face.jpg", pts, np.full(3, 2)),
              RawItem("face.jpg#1", src / "face.jpg", pts + 1, np.full(3, 2)),

@@ -123,7 +123,7 @@ def test_zero_byte_text_and_missing_files(tmp_path: Path) -> None:
     (tmp_path / "notes.jpg").write_text("this is not an image\n" * 20)
     with pytest.raises(ImageError, match=r"notes\.jpg: not an image"):
         load_image(tmp_path / "notes.jpg")
-    with pytest.raises(ImageError, match=r"nope\.png: cannot read"):
+    with pytest.raises(ImageError, match=r"nope\.png: no such file"):
         load_image(tmp_path / "nope.png")
 
 
@@ -315,10 +315,14 @@ def test_cache_rebuilds_changed_source(tmp_path: Path) -> None:
     os.utime(p, ns=(p.stat().st_atime_ns, p.stat().st_mtime_ns + 10**9))
     cache.ensure(samples)
     assert np.array_equal(cache.batch([2])[0], before)
-    # new content: re-decoded
+    # new content: not the image the labels were made on, so reported and dropped ...
     write(p, np.full((51, 70, 3), 255, np.uint8))
     os.utime(p, ns=(p.stat().st_atime_ns, p.stat().st_mtime_ns + 2 * 10**9))
-    cache.ensure(samples)
+    errors = cache.ensure(samples)
+    assert list(errors) == [2] and "changed since import" in errors[2] and 2 not in cache
+    # ... and re-decoded once the sample holds the new content hash (re-imported)
+    samples[1] = dataclasses.replace(samples[1], content_hash=content_hash(p.read_bytes()))
+    assert cache.ensure(samples) == {}
     assert cache.batch([2])[0].max() == 255 and not np.array_equal(cache.batch([2])[0], before)
     assert cache.content_hash(2) == content_hash(p.read_bytes())
     assert np.array_equal(ImageCache(tmp_path / "cache", 16).batch([2]), cache.batch([2]))
@@ -407,7 +411,7 @@ def test_cache_on_utkface_is_fast(dataset, tmp_path: Path) -> None:
     import time
 
     files = sorted(dataset("utkface-part1").glob("*.jpg"))[:400]
-    samples = [sample(i + 1, p, 200, 200, chash="x") for i, p in enumerate(files)]
+    samples = [sample(i + 1, p, 200, 200) for i, p in enumerate(files)]
     cache = ImageCache(tmp_path / "cache", 64)
     t = time.perf_counter()
     assert cache.ensure(samples) == {}

@@ -77,7 +77,7 @@ def test_unknown_methods_are_refused_by_name() -> None:
 def test_a_version_1_checkpoint_of_a_paused_run_resumes(project_path: Path) -> None:
     """A run paused by the previous release: its config says "deepgum" (no scale head
     then) and its checkpoint holds the mixture as "criterion" and "train_res"."""
-    cfg = TrainConfig(method="deepgum-global", epochs=2, **FAST)
+    cfg = TrainConfig(method="deepgum-global", head="fc", epochs=2, **FAST)  # as v1 trained
     stop = {"now": False}
 
     class PauseAfterFirst:
@@ -98,7 +98,8 @@ def test_a_version_1_checkpoint_of_a_paused_run_resumes(project_path: Path) -> N
         old.update(version=1, method="deepgum", criterion=extra["mixture"],
                    train_res=extra["train_res"])
         torch.save(old, path)
-        config = {k: v for k, v in cfg.to_dict().items() if k != "config_version"}
+        config = {k: v for k, v in cfg.to_dict().items()
+                  if k not in ("config_version", "head", "folds")}
         config["method"] = "deepgum"
         project.update_run(run_id, params={"config": config})
     assert train(project_path, resume=run_id) == run_id
@@ -135,13 +136,15 @@ def test_cross_fitting_judges_each_training_label_by_a_model_that_never_saw_it(
         held = data.ids[data.train[fold == f]]
         assert trained_on.isdisjoint(held.tolist())  # the fold model never saw its fold
         assert trained_on | set(held.tolist()) == set(data.ids[data.train].tolist())
-        model = build_model(data.n_dims, "cnn", cfg.image_size, n_scales=data.n_points)
+        model = build_model(data.n_dims, "cnn", cfg.image_size, n_scales=data.n_points,
+                            head=cfg.head_for(data.task))
         model.load_state_dict(ck["model"])
         p = predict(model, data, data.train[fold == f], cpu, cfg.tta, None, False)
         np.testing.assert_allclose(oof.mean[fold == f], p.mean, atol=1e-5)
     # the stored scores judge the out-of-fold predictions; suggestions are the final model's
     ck = torch.load(base, weights_only=True)
-    model = build_model(data.n_dims, "cnn", cfg.image_size, n_scales=data.n_points)
+    model = build_model(data.n_dims, "cnn", cfg.image_size, n_scales=data.n_points,
+                            head=cfg.head_for(data.task))
     model.load_state_dict(ck["model"])
     method = make_method(cfg.method, data.problem, cfg)
     method.load_state_dict(ck["method_state"])

@@ -193,7 +193,7 @@ def test_each_epoch_refreshes_a_rotating_share_of_the_estep_residuals(project_pa
     with Project.open(project_path) as project:
         data = load_data(project, cfg.image_size)
         ck = torch.load(checkpoint_path(project, run_id), weights_only=True)
-    model = build_model(data.n_dims, "cnn", cfg.image_size)
+    model = build_model(data.n_dims, "cnn", cfg.image_size, head=cfg.head_for(data.task))
     model.load_state_dict(ck["model"])
     pred = predict(model, data, data.train, torch.device("cpu"), False, None, False).mean
     now = data.targets[data.train] - pred  # eval-mode residuals of the model after epoch 2
