@@ -19,6 +19,7 @@ import pytest
 import torch
 import torch.distributed as td
 import torch.multiprocessing as mp
+from scipy.stats import spearmanr
 
 from core.metrics import auroc
 from core.noise import apply_noise
@@ -115,8 +116,15 @@ def test_two_processes_train_one_run_like_one_process_and_only_rank_0_writes(
         diff = np.concatenate([np.abs(np.subtract(a[s]["prediction"], b[s]["prediction"]))
                                for s in a])
         assert np.median(diff) < 1.0  # pixels, on 48-pixel images
+        # the same ranking: of the samples (the queue's order) and of the landmarks
+        ids = sorted(a)
+        for key in ("score", "landmark_scores"):
+            x = np.concatenate([np.ravel(a[i][key]) for i in ids])
+            y = np.concatenate([np.ravel(b[i][key]) for i in ids])
+            assert spearmanr(x, y).statistic > 0.99, key
+        # and the same detection of the injected errors (a learnt model: chance is 0.5)
         auc2, auc1 = landmark_auroc(project, run["id"]), landmark_auroc(reference, single)
-        assert auc1 > 0.9 and auc2 > 0.9 and abs(auc1 - auc2) < 0.03
+        assert auc1 > 0.8 and auc2 > 0.8 and abs(auc1 - auc2) < 0.01
     ck = checkpoint_path(Project.open(two), run["id"])
     assert ck.exists() and not list(ck.parent.glob("*.tmp"))
 
