@@ -218,6 +218,8 @@ class MainWindow(QMainWindow):
         st = settings()
         st.add_recent(project.path)
         self._update_title()
+        if project.warnings:  # read-only, upgraded, on a network file system
+            self.statusBar().showMessage("  ·  ".join(project.warnings))
         log.info("opened %s", project.path)
         return True
 

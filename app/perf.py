@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import sys
 import tempfile
 import time
@@ -52,6 +53,18 @@ def make_big(path: Path, n: int) -> None:
     print(json.dumps({"made": str(path), "samples": n, "seconds": round(time.perf_counter() - t0, 1)}))
 
 
+def _peak_rss_mb() -> float:
+    """This process's peak resident memory. Linux: VmHWM, the high-water mark of its own
+    address space (ru_maxrss would also count the parent that forked it)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
 def _app():
     from PySide6.QtWidgets import QApplication
 
@@ -89,6 +102,8 @@ def queue(path: Path) -> None:
     t_rows = time.perf_counter() - t0
     _pump(app, lambda: win.editor.sample is not None)
     t_first = time.perf_counter() - t0
+    _pump(app, lambda: win.queue.model.counted)  # the whole ordering, read in the background
+    t_counted = time.perf_counter() - t0
     # scroll: jump the table to 20 random places; time GUI-thread work and fill latency
     import random
 
@@ -110,6 +125,8 @@ def queue(path: Path) -> None:
     print(json.dumps({
         "samples": model.rowCount(), "open_call_s": round(t_open_call, 3),
         "rows_shown_s": round(t_rows, 3), "first_sample_shown_s": round(t_first, 3),
+        "all_rows_counted_s": round(t_counted, 3),
+        "peak_rss_mb": _peak_rss_mb(),
         "scroll_gui_ms_max": round(max(gui_ms), 1),
         "scroll_fill_ms_median": round(sorted(fill_ms)[10], 1),
         "scroll_fill_ms_max": round(max(fill_ms), 1)}))

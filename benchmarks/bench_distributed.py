@@ -48,16 +48,16 @@ def evaluate(path: Path, per_image: bool) -> dict[str, Any]:
     with Project.open(path) as project:
         runs = project.runs()
         run = runs[-1]
-        epochs = project.epochs(run["id"])
-        det = detection(project, run["id"], per_image)
-        _, task = test_errors(project, run["id"])
-        return {"runs": len(runs), "status": run["status"], "pid": run["pid"],
-                "device": run["device"], "epochs": [e["epoch"] for e in epochs],
-                "scores": len(project.scores(run["id"])), "samples": project.count_samples(),
+        epochs = project.epochs(run.id)
+        det = detection(project, run.id, per_image)
+        _, task = test_errors(project, run.id)
+        return {"runs": len(runs), "status": run.status, "pid": run.pid,
+                "device": run.device, "epochs": [e.epoch for e in epochs],
+                "scores": len(project.scores(run.id, columns=("outlier_prob",))), "samples": project.count_samples(),
                 "auroc": det["auroc"], "auprc": det["auprc"], "precision": det["precision"],
                 "recall": det["recall"], **task,
-                "train_images_per_s": sorted(e["images_per_s"] for e in epochs)[len(epochs) // 2],
-                "data_wait_share": sum(e["metrics"].get("data_wait_share", 0.0) for e in epochs)
+                "train_images_per_s": sorted(e.images_per_s or 0.0 for e in epochs)[len(epochs) // 2],
+                "data_wait_share": sum(e.metrics.get("data_wait_share", 0.0) for e in epochs)
                 / max(len(epochs), 1)}
 
 

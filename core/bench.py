@@ -38,7 +38,7 @@ from core.metrics import (
     reliability,
 )
 from core.noise import IMAGE_KINDS, apply_noise, parse_spec
-from core.project import Project, Sample
+from core.project import Epoch, Project, Sample
 from core.robust import METHODS
 from core.scoring import outre_scores, sample_flagged
 from core.training import StopFn, TrainConfig, train
@@ -73,36 +73,52 @@ def assign_splits(project: Project, seed: int, test_share: float, val_share: flo
     project.set_splits(split)
 
 
+# the issues that name each kind of contamination correctly (core.issues.ISSUES)
+EXPECTED_ISSUES: dict[str, frozenset[str]] = {
+    "swap": frozenset({"swap"}),
+    "g-ugo": frozenset({"many_points", "shifted", "other_person"}),
+    "l-ugo": frozenset({"points", "many_points"}),
+    "ngo": frozenset({"points", "many_points"}),
+    "age-u": frozenset({"age"}),
+}
+
+
 def detection(project: Project, run_id: int, per_image: bool,
               override: dict[int, float] | None = None,
-              only: set[int] | None = None) -> dict[str, Any]:
+              only: set[int] | None = None, kind: str | None = None) -> dict[str, Any]:
     """Detection on the training samples: AUROC and AUPRC of the run's scores,
     precision and recall of the default flag rule, the expected calibration error of
     its probabilities and their reliability diagram (per landmark, or per image with
     ``per_image``), and the share of images the rule flags. ``override``: another
     score per sample (it has no flag rule or probability of its own); ``only``: just
-    these samples (e.g. the ones nobody has reviewed)."""
+    these samples (e.g. the ones nobody has reviewed); ``kind``: the one kind of
+    contamination applied, for ``issue_accuracy`` (the share of the contaminated
+    samples flagged whose named issue fits that kind, :data:`EXPECTED_ISSUES`)."""
     scores = project.scores(run_id)
     truth = project.contamination()
     s, t, f, p = [], [], [], []
-    n_images = n_flagged = 0
+    n_images = n_flagged = n_named = n_right = 0
+    expected = EXPECTED_ISSUES.get(kind or "")
     for sample in project.samples(split="train", include_excluded=False):
         row = scores.get(sample.id)
         if row is None or (only is not None and sample.id not in only):
             continue
         img, lms = truth.get(sample.id, (False, []))
-        flagged = sample_flagged(row["score"])
+        flagged = sample_flagged(row.score)
         n_images += 1
         n_flagged += flagged
-        if per_image or row["landmark_scores"] is None:
-            s.append(row["score"] if override is None else override[sample.id])
+        if flagged and (img or lms) and expected is not None:
+            n_named += 1
+            n_right += row.issue in expected
+        if per_image or row.landmark_scores is None:
+            s.append(row.score if override is None else override[sample.id])
             t.append(img or bool(lms))
             f.append(flagged)
-            p.append(np.nan if row["outlier_prob"] is None else row["outlier_prob"])
+            p.append(np.nan if row.outlier_prob is None else row.outlier_prob)
         else:
             bad = set(lms)
-            probs = row["landmark_probs"]
-            for k, v in enumerate(row["landmark_scores"]):
+            probs = row.landmark_probs
+            for k, v in enumerate(row.landmark_scores):
                 if v is None or not np.isfinite(v):
                     continue
                 s.append(v)
@@ -112,10 +128,11 @@ def detection(project: Project, run_id: int, per_image: bool,
     out: dict[str, Any] = {"auroc": auroc(s, t), "auprc": auprc(s, t)}
     if override is not None:  # a score with no flag rule or probability of its own
         return {**out, "precision": None, "recall": None, "ece": None, "flagged_share": None,
-                "reliability": []}
+                "issue_accuracy": None, "reliability": []}
     precision, recall = precision_recall(f, t)
     return {**out, "precision": precision, "recall": recall, "ece": ece(p, t),
             "flagged_share": n_flagged / n_images if n_images else None,
+            "issue_accuracy": n_right / n_named if n_named else None,
             "reliability": reliability(p, t)}
 
 
@@ -126,12 +143,14 @@ def test_errors(project: Project, run_id: int) -> tuple[dict[int, float], dict[s
     per_sample: dict[int, float] = {}
     points: list[np.ndarray] = []
     ages_pred, ages_true = [], []
-    for sample in project.samples(split="test"):
+    samples = project.samples(split="test")
+    originals = project.original_labels([s.id for s in samples])
+    for sample in samples:
         row = scores.get(sample.id)
-        lab = project.original_label(sample.id)
-        if row is None or row["prediction"] is None:
+        lab = originals[sample.id]
+        if row is None or row.prediction is None:
             continue
-        pred = np.asarray(row["prediction"], dtype=np.float64)
+        pred = np.asarray(row.prediction, dtype=np.float64)
         if lab.points is not None:
             true = lab.points.copy()
             if lab.visibility is not None:
@@ -151,11 +170,11 @@ def test_errors(project: Project, run_id: int) -> tuple[dict[int, float], dict[s
                         "test_mae": mae(np.array(ages_pred), np.array(ages_true))}
 
 
-def throughput(epochs: list[dict[str, Any]]) -> dict[str, float | None]:
+def throughput(epochs: Sequence[Epoch]) -> dict[str, float | None]:
     """A run's data-wait share (the training passes' time spent waiting for batches,
     mean over epochs) and on CUDA its GPU utilisation (mean) and peak memory (MB)."""
     def values(key: str) -> list[float]:
-        return [float(e["metrics"][key]) for e in epochs if e["metrics"].get(key) is not None]
+        return [float(e.metrics[key]) for e in epochs if e.metrics.get(key) is not None]
 
     wait, util, memory = values("data_wait_share"), values("gpu_util"), values("gpu_memory_mb")
     return {"data_wait_share": float(np.mean(wait)) if wait else None,
@@ -205,23 +224,24 @@ def run_bench(source: str | Path, fmt: str, task: str | None, noises: Sequence[s
                         raise KeyboardInterrupt
                     cfg = replace(settings.train, method=method, seed=seed)
                     t0 = time.perf_counter()
-                    run_id = train(path, cfg, should_stop=stop)
+                    run_id = train(path, cfg, should_stop=stop, owner="bench")
                     seconds = time.perf_counter() - t0
                     with Project.open(path) as project:
-                        if project.run(run_id)["status"] != "finished":
+                        if project.run(run_id).status != "finished":
                             raise KeyboardInterrupt
                         epochs = project.epochs(run_id)
-                        ips = [e["images_per_s"] for e in epochs]
-                        total = sum(e["seconds"] for e in epochs) or 1.0
-                        det = detection(project, run_id, per_image)
+                        ips = [e.images_per_s for e in epochs]
+                        total = sum(e.seconds or 0.0 for e in epochs) or 1.0
+                        det = detection(project, run_id, per_image,
+                                        kind=kinds[0] if len(kinds) == 1 else None)
                         per_sample, task_err = test_errors(project, run_id)
                         row = {"method": method, "noise": str(spec), "seed": seed, **det,
                                **task_err, "seconds": seconds,
                                "train_images_per_s": float(np.median(ips)) if ips else None,
                                # shares of the epochs' time: EM maths, and the eval pass
-                               "estep_share": sum(e["metrics"].get("estep_seconds", 0.0)
+                               "estep_share": sum(e.metrics.get("estep_seconds", 0.0)
                                                   for e in epochs) / total,
-                               "eval_share": sum(e["metrics"].get("eval_seconds", 0.0)
+                               "eval_share": sum(e.metrics.get("eval_seconds", 0.0)
                                                  for e in epochs) / total,
                                **throughput(epochs)}
                         results.append(row)
@@ -244,13 +264,13 @@ def run_bench(source: str | Path, fmt: str, task: str | None, noises: Sequence[s
 
 def _outre_row(project: Project, run_id: int, l2_row: dict[str, Any],
                per_image: bool) -> dict[str, Any]:
-    scores = project.scores(run_id)
+    scores = project.scores(run_id, columns=("prediction",))
     train_ids = [s.id for s in project.samples(split="train", include_excluded=False)
                  if s.id in scores]
     labels = project.current_labels(train_ids)
     ids = [i for i in train_ids if labels[i].age is not None]
     y = np.array([labels[i].age for i in ids])
-    pred = np.array([scores[i]["prediction"][0] for i in ids])
+    pred = np.array([scores[i].prediction[0] for i in ids])
     outre = dict(zip(ids, outre_scores(y, pred).tolist(), strict=True))
     det = detection(project, run_id, per_image, override=outre)
     return {**l2_row, "method": "l2-outre", **det}

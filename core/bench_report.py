@@ -10,9 +10,9 @@ import numpy as np
 
 from core.metrics import paired_wilcoxon, summarise
 
-FIELDS = ("auroc", "auprc", "precision", "recall", "ece", "flagged_share", "test_nme",
-          "failure_rate", "test_mae", "seconds", "train_images_per_s", "estep_share", "eval_share",
-          "data_wait_share", "gpu_util", "gpu_memory_mb")
+FIELDS = ("auroc", "auprc", "precision", "recall", "ece", "flagged_share", "issue_accuracy",
+          "test_nme", "failure_rate", "test_mae", "seconds", "train_images_per_s", "estep_share",
+          "eval_share", "data_wait_share", "gpu_util", "gpu_memory_mb")
 DEVICE_FIELDS = ("gpu_util", "gpu_memory_mb")  # printed only where measured (CUDA)
 
 

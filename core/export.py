@@ -26,7 +26,7 @@ import math
 import os
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,7 +38,7 @@ from core.formats import get_writer
 from core.formats.common import csv_safe, fmt
 from core.images import content_hash, looks_like_image
 from core.paths import IMAGE_LIMIT, ReadError, is_inside, read_regular, shown
-from core.project import Label, Project, ProjectError, Sample
+from core.project import Label, Project, ProjectError, ReviewEvent, Sample
 
 Progress = Callable[[int, str], None]  # (samples written, last key), about 10 calls a second
 
@@ -104,33 +104,48 @@ def export(project: Project, out: str | Path, fmt: str, *, current: bool = True,
     reports = [report_csv, report_json]
     sources = project.sources()
     preflight(project, out, fmt, overwrite=overwrite)
-    samples = project.samples()
-    latest = project.current_labels()
-    original = {s.id: project.original_label(s.id) for s in samples}
     run = project.scored_run()
-    scores = {} if run is None else {k: float(v["score"]) for k, v in project.scores(run).items()}
-    outside_ok = {int(s["id"]) for s in sources if _options(s).get("allow_outside_root")}
+    # the samples the report may list: edited (several label versions) or reviewed, and
+    # those an image problem leaves out of a folder export
+    candidates = project.edited_sample_ids() | project.reviewed_sample_ids() if report else set()
+    score_ids, score_values = (project.score_array(run) if run is not None and max_score is not None
+                               else (np.zeros(0, np.int64), np.zeros(0)))
+    outside_ok = {s.id for s in sources if s.options.get("allow_outside_root")}
+
+    def score_of(sid: int) -> float | None:
+        i = int(np.searchsorted(score_ids, sid))
+        return float(score_values[i]) if i < len(score_ids) and score_ids[i] == sid else None
 
     dropped: Counter[str] = Counter()
     why_dropped: dict[int, str] = {}
-    kept: list[tuple[Sample, Label]] = []
-    for s in samples:
-        reason = _drop_reason(s, scores.get(s.id), reviewed_only, drop_excluded, max_score)
-        if not reason and fmt in FOLDER_FORMATS:
-            reason = _copy_problem(s, s.source_id in outside_ok)
-        if reason:
-            dropped[reason] += 1
-            why_dropped[s.id] = reason
-        else:
-            kept.append((s, latest[s.id] if current else original[s.id]))
+
+    def kept() -> Iterator[tuple[Sample, Label]]:  # streamed: a chunk of samples at a time
+        for s, label in project.iter_samples_with_labels(current=current):
+            reason = _drop_reason(s, score_of(s.id) if max_score is not None else None,
+                                  reviewed_only, drop_excluded, max_score)
+            if not reason and fmt in FOLDER_FORMATS:
+                reason = _copy_problem(s, s.source_id in outside_ok)
+            if reason:
+                dropped[reason] += 1
+                if s.id in candidates or reason in IMAGE_REASONS:
+                    why_dropped[s.id] = reason
+            elif label is not None:
+                yield s, label
 
     outputs = [out, *reports] if report else [out]
     obsolete = [] if report else [r for r in reports if os.path.lexists(r)]
     with Staging(outputs, obsolete) as stage:
-        written = writer(stage.temp(out), schema, _reporting(kept, progress))
+        written = writer(stage.temp(out), schema,
+                         _reporting(kept(), progress, project.count_samples()))
         rows: list[dict[str, Any]] = []
         if report:
-            rows = [_report_row(project, s, original[s.id], latest[s.id],
+            ids = sorted(candidates | {i for i, r in why_dropped.items() if r in IMAGE_REASONS})
+            samples = project.samples(ids=ids)
+            original, latest = project.original_labels(ids), project.current_labels(ids)
+            reviews = project.last_reviews(ids)
+            scores = {} if run is None else {k: v.score for k, v in
+                                             project.scores(run, ids, columns=("score",)).items()}
+            rows = [_report_row(s, original[s.id], latest[s.id], reviews.get(s.id),
                                 why_dropped.get(s.id, ""), scores.get(s.id))
                     for s in samples
                     if s.review_status != "unreviewed" or why_dropped.get(s.id) in IMAGE_REASONS
@@ -164,18 +179,10 @@ def preflight(project: Project, out: str | Path, fmt: str, *,
     out = Path(out)
     get_writer(fmt)
     reports = list(report_paths(out, fmt))
-    return check_target(project.path, project.cache_dir, [s["root"] for s in project.sources()],
+    return check_target(project.path, project.cache_dir, [s.root for s in project.sources()],
                         out, reports, folder=fmt in FOLDER_FORMATS, overwrite=overwrite,
                         orphan_reports=orphan_reports(out, reports,
                                                       lambda p: _is_report(p, out)))
-
-
-def _options(source: dict[str, Any]) -> dict[str, Any]:
-    try:
-        opts = json.loads(source.get("options") or "{}")
-    except (TypeError, ValueError):
-        return {}
-    return opts if isinstance(opts, dict) else {}
 
 
 def _copy_problem(s: Sample, outside_ok: bool) -> str:
@@ -223,15 +230,20 @@ def _drop_reason(s: Sample, score: float | None, reviewed_only: bool, drop_exclu
     return ""
 
 
-def _reporting(records: list[tuple[Sample, Label]],
-               progress: Progress | None) -> Iterator[tuple[Sample, Label]]:
+def _reporting(records: Iterable[tuple[Sample, Label]], progress: Progress | None,
+               total: int) -> Iterator[tuple[Sample, Label]]:
     last = 0.0
-    for i, r in enumerate(records):
+    key = ""
+    i = 0
+    for i, r in enumerate(records, 1):
         yield r
+        key = r[0].key
         now = time.monotonic()
-        if progress is not None and (now - last >= 0.1 or i + 1 == len(records)):
-            progress(i + 1, r[0].key)
+        if progress is not None and (now - last >= 0.1 or i == total):
+            progress(i, key)
             last = now
+    if progress is not None and i and i != total:
+        progress(i, key)
 
 
 def changed_landmarks(old: Label, new: Label) -> list[int]:
@@ -263,10 +275,8 @@ def _label_value(label: Label) -> Any:
             for p in label.points]
 
 
-def _report_row(project: Project, s: Sample, old: Label, new: Label, dropped: str,
+def _report_row(s: Sample, old: Label, new: Label, last: ReviewEvent | None, dropped: str,
                 score: float | None) -> dict[str, Any]:
-    review = project.review_history(s.id)
-    last = review[-1] if review else {}
     changed = old.id != new.id
     return {
         "key": s.key, "path": s.path, "review_status": s.review_status,
@@ -275,8 +285,8 @@ def _report_row(project: Project, s: Sample, old: Label, new: Label, dropped: st
         "changed_landmarks": changed_landmarks(old, new),
         "origin": new.origin, "who": new.author if changed else "",
         "when": new.created_at if changed else "", "why": new.note if changed else "",
-        "reviewed_by": last.get("author", ""), "reviewed_at": last.get("created_at", ""),
-        "review_note": last.get("note", ""), "score": score,
+        "reviewed_by": last.author if last else "", "reviewed_at": last.created_at if last else "",
+        "review_note": last.note if last else "", "score": score,
     }
 
 

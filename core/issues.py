@@ -29,6 +29,16 @@ import numpy as np
 from core.scoring import sample_flagged
 
 ISSUES = ("points", "swap", "shifted", "other_person", "many_points", "age", "hard")
+# what each issue says to an annotator (queue, side card, ``gumshoe rank``)
+ISSUE_TEXT = {
+    "points": "a few points off",
+    "swap": "left/right swapped",
+    "shifted": "shifted or scaled label",
+    "other_person": "drawn on someone else",
+    "many_points": "many points off",
+    "age": "age looks wrong",
+    "hard": "hard image (model unsure)",
+}
 FEW_POINTS = 0.25  # at most this share of a sample's landmarks flagged: "points"
 ALIGNED_TOLERANCE = 3.0  # median aligned residual within this many typical inlier residuals
 OTHER_PERSON = 1.0  # the transform moved the label by more than this share of its extent

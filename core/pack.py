@@ -32,16 +32,18 @@ import dataclasses
 import json
 import os
 import shutil
-import sqlite3
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from core.project import SUFFIX, Project, ProjectError, ScoreRow, now_iso
+from core.project import SUFFIX, Project, ProjectError, Run, now_iso
+
+if TYPE_CHECKING:
+    from core.training.recorder import Recorder
 
 PACK_META = "pack"
 PROJECT_ID_META = "project_id"
@@ -111,26 +113,6 @@ def find_project_file(path: str | os.PathLike[str]) -> Path:
     return p
 
 
-def _backup(project: Project, dest: Path) -> None:
-    """A consistent copy of the open project in one file (SQLite's online backup API),
-    written under a temporary name and renamed."""
-    tmp = dest.with_name(f".{dest.name}.tmp-{os.getpid()}")
-    tmp.unlink(missing_ok=True)
-    try:
-        out = sqlite3.connect(str(tmp), isolation_level=None)
-        try:
-            project.conn.backup(out)
-            out.execute("PRAGMA journal_mode = DELETE")
-            ok = out.execute("PRAGMA quick_check").fetchone()[0]
-            if ok != "ok":
-                raise sqlite3.DatabaseError(f"the copy does not pass quick_check ({ok})")
-        finally:
-            out.close()
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def pack_project(path: str | os.PathLike[str], out: str | os.PathLike[str],
                  image_sizes: Iterable[int] | None = None, log: Log | None = None) -> Path:
     """Pack the project at ``path`` into the new folder ``out`` (see the module
@@ -155,14 +137,17 @@ def pack_project(path: str | os.PathLike[str], out: str | os.PathLike[str],
             say(f"image cache {size} px: {len(samples) - len(errors)} images"
                 + (f" ({len(errors)} unreadable, left out)" if errors else ""))
         info = PackInfo(uuid.uuid4().hex, project_id(project), str(project.path.resolve()),
-                        now_iso(), max((r["id"] for r in project.runs()), default=0),
+                        now_iso(), max((r.id for r in project.runs()), default=0),
                         tuple(sizes))
         out.mkdir(parents=True, exist_ok=True)
         dest = out / project.path.name
         try:
-            _backup(project, dest)
+            project.backup(dest)  # SQLite's online backup: annotators keep working
             with Project.open(dest) as packed:
                 packed.set_meta(PACK_META, info.to_json())
+                # the copy trains on its own: not under a lease a trainer here holds
+                with packed.transaction():
+                    packed.conn.execute("DELETE FROM lease")
                 packed_cache = packed.cache_dir
             packed_cache.mkdir(exist_ok=True)
             for size in sizes:
@@ -193,8 +178,7 @@ class ImportResult:
 
 
 def _source_keys(project: Project) -> dict[int, tuple[str, str, str]]:
-    return {int(s["id"]): (str(s["root"]), str(s["format"]), str(s["task"]))
-            for s in project.sources()}
+    return {s.id: (s.root, s.format, s.task) for s in project.sources()}
 
 
 def _sample_map(pack: Project, project: Project) -> dict[int, int]:
@@ -225,8 +209,8 @@ def _edited(pack: Project, project: Project, mapping: dict[int, int]) -> int:
     return n
 
 
-def _origin(run: dict[str, Any]) -> tuple[str, int] | None:
-    o = run["params"].get("origin") if isinstance(run["params"], dict) else None
+def _origin(run: Run) -> tuple[str, int] | None:
+    o = run.params.get("origin") if isinstance(run.params, dict) else None
     if not isinstance(o, dict) or "pack_id" not in o or "run" not in o:
         return None
     return str(o["pack_id"]), int(o["run"])
@@ -236,7 +220,12 @@ def import_runs(path: str | os.PathLike[str], bundle: str | os.PathLike[str],
                 run: int | None = None) -> ImportResult:
     """Bring the runs trained in the pack ``bundle`` (a pack folder or its project
     file) into the project at ``path`` (see the module docstring). ``run``: that
-    run of the pack only."""
+    run of the pack only. The project's training lease is held while the runs are
+    written (a trainer working on the project refuses it: :class:`LeaseHeldError`),
+    and every write goes through the run's :class:`ProjectRecorder`, scores as one
+    score set published at once."""
+    from core.training.recorder import ProjectRecorder  # torch: not for `gumshoe info`
+
     bundle_file = find_project_file(bundle)
     result = ImportResult()
     with Project.open(path) as project, Project.open(bundle_file) as pack:
@@ -249,56 +238,55 @@ def import_runs(path: str | os.PathLike[str], bundle: str | os.PathLike[str],
         if project.meta(PROJECT_ID_META) != info.project_id:
             raise ProjectError(f"{bundle_file}: a pack of another project ({info.origin}), "
                                f"not of {project.path}")
-        runs = [r for r in pack.runs() if r["id"] > info.last_run]
+        runs = [r for r in pack.runs() if r.id > info.last_run]
         if run is not None:
-            runs = [r for r in pack.runs() if r["id"] == run]
+            runs = [r for r in pack.runs() if r.id == run]
             if not runs:
                 raise ProjectError(f"{bundle_file}: no run {run}")
         mapping = _sample_map(pack, project)
         result.edited = _edited(pack, project, mapping)
-        existing = {o: r["id"] for r in project.runs() if (o := _origin(r)) is not None}
-        for r in runs:
-            here, new = _import_run(project, pack, bundle_file, info, r, existing, mapping, result)
-            result.runs.append((int(r["id"]), here, new))
+        with project.acquire_lease(None, "cli") as lease:
+            existing = {o: r.id for r in project.runs() if (o := _origin(r)) is not None}
+            for r in runs:
+                key = (info.pack_id, r.id)
+                origin = {"pack_id": info.pack_id, "run": r.id,
+                          "pack_path": str(bundle_file.resolve()), "host": r.host,
+                          "started_at": r.started_at, "imported_at": now_iso()}
+                params = {**r.params, "origin": origin}
+                here = existing.get(key)
+                new = here is None
+                if here is None:
+                    here = project.create_run(r.method, params, device=r.device)
+                lease.set_run(here)
+                _import_run(ProjectRecorder(project, here), pack, bundle_file, r, params,
+                            mapping, result)
+                result.runs.append((r.id, here, new))
     return result
 
 
-_SCORE_FIELDS = {f.name for f in dataclasses.fields(ScoreRow)} - {"sample_id"}
-
-
-def _import_run(project: Project, pack: Project, bundle: Path, info: PackInfo,
-                r: dict[str, Any], existing: dict[tuple[str, int], int],
-                mapping: dict[int, int], result: ImportResult) -> tuple[int, bool]:
-    key = (info.pack_id, int(r["id"]))
-    origin = {"pack_id": info.pack_id, "run": int(r["id"]), "pack_path": str(bundle.resolve()),
-              "host": r["host"], "started_at": r["started_at"], "imported_at": now_iso()}
-    params = {**r["params"], "origin": origin}
-    here = existing.get(key)
-    new = here is None
-    if here is None:
-        here = project.create_run(r["method"], params, device=r["device"])
-    message = f"imported from {bundle} (run {r['id']} there, {r['status']})"
-    if r["message"]:
-        message += f": {r['message']}"
-    # where it trained (the GUI says "started by pid P on HOST"), no checkpoint here
-    project.update_run(here, status=r["status"], message=message, state=r["state"],
-                       params=params, finished_at=r["finished_at"], pid=r["pid"],
-                       host=r["host"], checkpoint=None)
-    for e in pack.epochs(r["id"]):
-        project.add_epoch(here, e["epoch"], train_loss=e["train_loss"], val_error=e["val_error"],
-                          inlier_fraction=e["inlier_fraction"], images_per_s=e["images_per_s"],
-                          seconds=e["seconds"], metrics=e["metrics"])
+def _import_run(recorder: Recorder, pack: Project, bundle: Path, r: Run,
+                params: dict[str, Any], mapping: dict[int, int], result: ImportResult) -> None:
+    message = f"imported from {bundle} (run {r.id} there, {r.status})"
+    if r.message:
+        message += f": {r.message}"
+    for e in pack.epochs(r.id):
+        recorder.epoch(e.epoch, train_loss=e.train_loss, val_error=e.val_error,
+                       inlier_fraction=e.inlier_fraction, images_per_s=e.images_per_s,
+                       seconds=e.seconds, metrics=e.metrics)
     rows = []
-    for sid, s in pack.scores(r["id"]).items():
+    for sid, s in pack.scores(r.id).items():
         target = mapping.get(sid)
         if target is None:
             result.unmatched += 1
             continue
-        rows.append(ScoreRow(target, **{k: v for k, v in s.items() if k in _SCORE_FIELDS}))
+        rows.append(dataclasses.replace(s, sample_id=target))
     if rows:
-        project.write_scores(here, rows)
+        recorder.scores(rows)
     result.scores += len(rows)
-    return here, new
+    # last, so a run that reads 'finished' here has its epochs and scores: where it
+    # trained (the GUI says "started by pid P on HOST"), no checkpoint here
+    recorder.status(r.status, message, state=r.state, params=params,
+                    finished_at=r.finished_at, pid=r.pid, host=r.host, checkpoint=None)
 
 
 # --------------------------------------------------------------------------- progress
@@ -309,20 +297,20 @@ def describe_runs(project: Project, last: int = 5) -> list[str]:
     validation error and speed, and when it last wrote (to follow a remote run)."""
     lines = []
     for r in project.runs()[-last:]:
-        cfg = r["params"].get("config", {}) if isinstance(r["params"], dict) else {}
+        cfg = r.params.get("config", {}) if isinstance(r.params, dict) else {}
         folds = int(cfg.get("folds", 1) or 1)
-        total = int(cfg.get("epochs", 0) or 0) * (folds + 1 if folds > 1 else 1)
-        epochs = project.epochs(r["id"])
-        line = f"run {r['id']:<3d} {r['method']:<14s} {r['status']:<8s}"
+        total = r.epochs_planned * (folds + 1 if folds > 1 else 1)
+        epochs = project.epochs(r.id)
+        line = f"run {r.id:<3d} {r.method:<14s} {r.status:<8s}"
         line += f" epoch {len(epochs)}/{total}" if total else f" {len(epochs)} epochs"
         if epochs:
             e = epochs[-1]
-            if e["val_error"] is not None:
-                line += f"  val {e['val_error']:.4f}"
-            if e["images_per_s"]:
-                line += f"  {e['images_per_s']:.0f} img/s"
-        line += f"  updated {r['updated_at']}"
-        if r["params"].get("origin"):
+            if e.val_error is not None:
+                line += f"  val {e.val_error:.4f}"
+            if e.images_per_s:
+                line += f"  {e.images_per_s:.0f} img/s"
+        line += f"  updated {r.updated_at}"
+        if r.params.get("origin"):
             line += "  (imported)"
         lines.append(line)
     return lines

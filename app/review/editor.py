@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import math
+import sqlite3
 import time
 from collections.abc import Callable
+from dataclasses import fields
 from typing import Any
 
 import numpy as np
@@ -36,7 +38,7 @@ from app.review.history import Edit, EditHistory, Targets
 from app.review.images import ImageCache
 from app.review.queue_model import STATUS_LABELS, score_color
 from app.widgets import scrolling
-from core.project import ProjectError
+from core.project import ProjectError, ScoreRow
 
 
 def _fmt(v: float | None, spec: str = ".2f") -> str:
@@ -53,6 +55,11 @@ def _real_std(std: Any) -> float | None:
     except (TypeError, ValueError, IndexError):
         return None
     return v if math.isfinite(v) and v >= 0.05 else None
+
+
+def _fields(score: ScoreRow | None) -> dict[str, Any]:
+    """A stored score row's fields by name ({} when the sample has none)."""
+    return {} if score is None else {f.name: getattr(score, f.name) for f in fields(score)}
 
 
 def role_label(text: str, role: str) -> QLabel:
@@ -357,7 +364,7 @@ class EditorWidget(QWidget):
 
     def _show_label(self, keep_selection: bool = True) -> None:
         sel = self.canvas.selected
-        sc = self.score or {}
+        sc = _fields(self.score)
         pred = sc.get("prediction")
         if self.schema is not None and self.schema.task == "landmarks":
             k = self.schema.n_keypoints
@@ -401,7 +408,7 @@ class EditorWidget(QWidget):
         self.status_chip.setText(STATUS_LABELS.get(status, status))
 
     def _update_side(self) -> None:
-        s, lab, sc = self.sample, self.label, self.score or {}
+        s, lab, sc = self.sample, self.label, _fields(self.score)
         if s is None or lab is None:
             for w in (self.f_id, self.f_split, self.f_score, self.f_prob, self.f_version):
                 w.setText("–")
@@ -464,7 +471,7 @@ class EditorWidget(QWidget):
         if run_id is None:
             return ""
         try:
-            method = self.project.run(int(run_id)).get("method")
+            method = self.project.run(int(run_id)).method
         except ProjectError:
             method = None
         return f"from run {run_id}" + (f" ({method})" if method else "")
@@ -481,7 +488,7 @@ class EditorWidget(QWidget):
         has = self.sample is not None
         is_lm = self.schema is not None and self.schema.task == "landmarks"
         a = self.actions_by_name
-        a["accept"].setEnabled(has and self.score is not None and bool(self.score.get("prediction")))
+        a["accept"].setEnabled(has and self.score is not None and bool(self.score.prediction))
         a["accept_all"].setEnabled(has and is_lm and bool(self.canvas.flagged()))
         a["confirm"].setEnabled(has)
         a["exclude"].setEnabled(has)
@@ -496,12 +503,27 @@ class EditorWidget(QWidget):
         sid = self.sample.id
         before = Targets.of(self.label)
         status_before = self._status()
-        self.project.add_label(sid, points=targets.points, visibility=targets.visibility,
-                               age=targets.age, origin=origin, author=self.annotator,
-                               note=description)
-        self.history.push(Edit(sid, description, status_before, "fixed", before, targets))
+        try:  # compare-and-append: refused if someone else changed the sample meanwhile
+            lid = self.project.add_label(sid, points=targets.points, visibility=targets.visibility,
+                                         age=targets.age, origin=origin, author=self.annotator,
+                                         note=description, replaces=self.label.id)
+        except (ProjectError, sqlite3.Error) as exc:
+            self._not_saved(sid, exc)
+            return
+        self.history.push(Edit(sid, description, status_before, "fixed", before, targets,
+                               self.label.id, lid))
         self.label = self.project.current_label(sid)
         self.edited.emit(sid, "fixed")
+
+    def _not_saved(self, sid: int, exc: Exception) -> None:
+        """An edit the file refused (another annotator's newer version, a locked or
+        read-only file): show the stored label again, so the marker goes back, and why."""
+        with contextlib.suppress(ProjectError, sqlite3.Error):
+            self.label = self.project.current_label(sid)
+        self._show_label()
+        why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        self.hint.setText(f"Not saved: {why}")
+        self.hint.setToolTip(str(exc))
 
     def move_landmark(self, i: int, x: float, y: float) -> None:
         """Move landmark ``i`` to (x, y) image pixels and commit a new label version."""
@@ -532,10 +554,10 @@ class EditorWidget(QWidget):
     def accept_selected(self) -> None:
         """Accept the model's suggestion: the selected landmark (or the worst flagged one);
         for ages, the model's estimate."""
-        if self.sample is None or not self.score or not self.score.get("prediction"):
+        if self.sample is None or not self.score or not self.score.prediction:
             return
         if self.schema.task == "age":
-            pred = float(self.score["prediction"][0])
+            pred = float(self.score.prediction[0])
             self._commit_label(Targets(age=round(pred, 1)), "accepted model age", origin="model")
             self._show_label()
             return
@@ -567,7 +589,12 @@ class EditorWidget(QWidget):
             return
         sid = self.sample.id
         before = self._status()
-        self.project.set_review(sid, status, author=self.annotator, note=description)
+        try:
+            self.project.set_review(sid, status, author=self.annotator, note=description,
+                                    replaces=before)
+        except (ProjectError, sqlite3.Error) as exc:
+            self._not_saved(sid, exc)
+            return
         self.history.push(Edit(sid, description, before, status))
         self.edited.emit(sid, status)
         self._update_header()
@@ -590,10 +617,23 @@ class EditorWidget(QWidget):
 
     def undo(self) -> None:
         if self.project is not None:
-            self._after_history(self.history.undo(self.project, self.annotator), True)
+            try:
+                self._after_history(self.history.undo(self.project, self.annotator), True)
+            except (ProjectError, sqlite3.Error) as exc:
+                self._history_refused("Not undone", exc)
             self._update_enabled()
 
     def redo(self) -> None:
         if self.project is not None:
-            self._after_history(self.history.redo(self.project, self.annotator), False)
+            try:
+                self._after_history(self.history.redo(self.project, self.annotator), False)
+            except (ProjectError, sqlite3.Error) as exc:
+                self._history_refused("Not redone", exc)
             self._update_enabled()
+
+    def _history_refused(self, what: str, exc: Exception) -> None:
+        """Someone else changed the sample since: show it as stored now, and why."""
+        if self.sample is not None:
+            with contextlib.suppress(ProjectError, sqlite3.Error):
+                self.show_sample(self.sample.id)
+        self.hint.setText(f"{what}: {str(exc).splitlines()[0]}")

@@ -2,12 +2,14 @@
 
 An undo never deletes anything: it appends a new label version that restores
 the previous targets (or a new review event restoring the previous status),
-so the file keeps every step and who took it.
+so the file keeps every step and who took it. Each step names the version (or
+status) it replaces, so an undo or redo after someone else changed the sample is
+refused (``LabelConflictError``) instead of reverting their edit.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -33,19 +35,25 @@ class Edit:
     status_after: str
     before: Targets | None = None  # None: a review-only edit (confirm, exclude)
     after: Targets | None = None
+    label_before: int | None = None  # the label versions holding each side (None: unchecked)
+    label_after: int | None = None
 
 
-def apply_edit(project: Any, edit: Edit, *, undo: bool, author: str) -> None:
-    """Write ``edit`` (forward) or its inverse (undo) as new, committed records."""
+def apply_edit(project: Any, edit: Edit, *, undo: bool, author: str) -> Edit:
+    """Write ``edit`` (forward) or its inverse (undo) as new, committed records, each
+    naming the version it replaces; returns the edit with the version just written."""
     targets = edit.before if undo else edit.after
     status = edit.status_before if undo else edit.status_after
     note = ("undo: " if undo else "redo: ") + edit.description
     if targets is None:
-        project.set_review(edit.sample_id, status, author=author, note=note)
-    else:
-        project.add_label(edit.sample_id, points=targets.points, visibility=targets.visibility,
-                          age=targets.age, origin="annotator", author=author, note=note,
-                          review_status=status)
+        project.set_review(edit.sample_id, status, author=author, note=note,
+                           replaces=edit.status_after if undo else edit.status_before)
+        return edit
+    lid = project.add_label(edit.sample_id, points=targets.points, visibility=targets.visibility,
+                            age=targets.age, origin="annotator", author=author, note=note,
+                            review_status=status,
+                            replaces=edit.label_after if undo else edit.label_before)
+    return replace(edit, label_before=lid) if undo else replace(edit, label_after=lid)
 
 
 class EditHistory:
@@ -66,20 +74,22 @@ class EditHistory:
         return bool(self._redo)
 
     def undo(self, project: Any, author: str) -> Edit | None:
+        """Undo the latest edit; refused (and forgotten: it can no longer be undone)
+        when someone else changed the sample since."""
         if not self._undo:
             return None
         edit = self._undo.pop()
-        apply_edit(project, edit, undo=True, author=author)
-        self._redo.append(edit)
-        return edit
+        done = apply_edit(project, edit, undo=True, author=author)
+        self._redo.append(done)
+        return done
 
     def redo(self, project: Any, author: str) -> Edit | None:
         if not self._redo:
             return None
         edit = self._redo.pop()
-        apply_edit(project, edit, undo=False, author=author)
-        self._undo.append(edit)
-        return edit
+        done = apply_edit(project, edit, undo=False, author=author)
+        self._undo.append(done)
+        return done
 
     def clear(self) -> None:
         self._undo.clear()

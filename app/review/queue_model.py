@@ -1,27 +1,31 @@
 """The review queue as a lazy Qt table model over ``Project.queue``.
 
-Rows are fetched a page at a time by a background worker with its own project
-connection (sorting 100 000 samples costs ~0.2 s, too long for the GUI
-thread). ``rowCount`` comes from ``queue_count``; rows not loaded yet show a
-placeholder and request their page; the most recent requests are served first,
-so the rows on screen fill in while scrolling. Pages are kept in a bounded LRU
-cache. A filter change or new scores reset the model.
+Rows are fetched by a background worker with its own project connection. A reset
+(new filter, sort or scores) answers with the first page at once (at most three
+SQL statements however big the project), then with the whole ordering as sample
+ids (``Project.queue_ids``: the row count, and a snapshot that keeps the order
+stable while the annotator edits); later pages are cut from the snapshot and read
+with ``Project.queue_rows`` (one statement, each row's review status fresh), so a
+deep page costs no ``OFFSET`` walk. Rows not loaded yet show a placeholder and
+request their page; the most recent requests are served first, so the rows on
+screen fill in while scrolling. Pages are kept in a bounded LRU cache.
 """
 
 from __future__ import annotations
 
-import math
 import queue
 from collections import OrderedDict
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QObject, Qt, Signal
 from PySide6.QtGui import QBrush, QColor
 
 from app import theme
 from app.workers import Worker, WorkerContext
+from core.project import QueueRow
 
 PAGE = 200
 MAX_PAGES = 300
@@ -34,92 +38,62 @@ STATUS_LABELS = {"unreviewed": "to review", "confirmed": "confirmed", "fixed": "
 
 @dataclass(frozen=True)
 class QueueFilter:
+    """What the queue shows, in ``Project.queue``'s terms (see there)."""
+
     statuses: tuple[str, ...] = ()
     min_score: float | None = None
     max_score: float | None = None
+    min_prob: float | None = None
+    max_prob: float | None = None
     split: str | None = None
     search: str = ""
+    landmark: int | None = None
+    issue: str | None = None
+    conflicts: bool = False
+    sort: str = "score"
+    descending: bool = True
 
     def kwargs(self) -> dict[str, Any]:
         return {"statuses": list(self.statuses) or None, "min_score": self.min_score,
-                "max_score": self.max_score, "split": self.split or None,
-                "search": self.search or None}
-
-
-@dataclass(frozen=True)
-class QueueRow:
-    sample_id: int
-    path: str
-    split: str
-    status: str
-    score: float | None
-    outlier_prob: float | None
-    worst_landmark: int | None
-    worst_score: float | None
-    age: float | None = None  # age projects: the stored age and the model's estimate
-    predicted_age: float | None = None
+                "max_score": self.max_score, "min_prob": self.min_prob,
+                "max_prob": self.max_prob, "split": self.split or None,
+                "search": self.search or None, "landmark": self.landmark, "issue": self.issue,
+                "conflicts": self.conflicts, "sort": self.sort, "descending": self.descending}
 
 
 # ------------------------------------------------------------------ worker side
 
 
-def _worst(landmark_scores: list[float] | None) -> tuple[int | None, float | None]:
-    if not landmark_scores:
-        return None, None
-    best_i, best = None, -math.inf
-    for i, v in enumerate(landmark_scores):
-        if v is not None and not math.isnan(v) and v > best:
-            best_i, best = i, v
-    return best_i, (None if best_i is None else best)
-
-
 def _fetch_rows(project: Any, flt: QueueFilter, run_id: int | None, page: int,
-                snapshot: list[tuple] | None = None) -> list[QueueRow]:
-    """One page of rows; from ``snapshot`` (the whole ranking, ids in order) when there is
-    one, with each row's review status read fresh, else with an OFFSET query."""
+                snapshot: np.ndarray | None = None) -> list[QueueRow]:
+    """One page of rows: cut from ``snapshot`` (the whole ordering as sample ids) when
+    there is one (one statement), else by ``Project.queue`` (at most three)."""
     if snapshot is not None:
-        raw = [(sid, path, split, project.sample(int(sid)).review_status, score, prob)
-               for sid, path, split, _status, score, prob
-               in snapshot[page * PAGE:(page + 1) * PAGE]]
-    else:
-        raw = project.queue(run_id=run_id, limit=PAGE, offset=page * PAGE, **flt.kwargs())
-    is_age = project.schema is not None and project.schema.task == "age"
-    out = []
-    for sid, path, split, status, score, prob in raw:
-        wi = ws = age = pred = None
-        sc = None
-        if run_id is not None and score is not None:
-            sc = project.sample_score(int(sid), run_id)
-            if sc is not None:
-                wi, ws = _worst(sc.get("landmark_scores"))
-        if is_age:
-            age = project.current_label(int(sid)).age
-            if sc is not None and sc.get("prediction"):
-                pred = sc["prediction"][0]
-        out.append(QueueRow(int(sid), path, split, status, score, prob, wi, ws, age, pred))
-    return out
+        return project.queue_rows(snapshot[page * PAGE:(page + 1) * PAGE].tolist(), run_id)
+    return project.queue(run_id=run_id, limit=PAGE, offset=page * PAGE, **flt.kwargs())
 
 
 def _serve(ctx: WorkerContext, requests: queue.Queue) -> None:
-    """Worker loop: newest request first; stale generations dropped.
-
-    A reset answers with the count and the first page at once (two quick queries),
-    then takes a snapshot of the whole ranking (one query, ~0.3 s for 100 000 rows)
-    from which every later page is cut: a deep ``OFFSET`` would re-sort the table for
-    each page. The snapshot also keeps the row order stable while the annotator edits.
-    """
+    """Worker loop: newest request first; stale generations dropped. See the module
+    docstring; the snapshot is read 64 k ids at a time and abandoned when a newer
+    reset arrives meanwhile."""
     project = ctx.project()
     resets: list[tuple] = []
     pages: list[tuple] = []
-    snapshot: list[tuple] | None = None
+    snapshot: np.ndarray | None = None
     snap_gen = -1
-    while not ctx.should_stop():
+
+    def drain(block: bool) -> None:
         try:
             while True:
-                req = requests.get(timeout=0.05 if not (resets or pages) else 0.0)
+                req = requests.get(timeout=0.05 if block else 0.0)
                 (resets if req[0] in ("reset", "counts") else pages).append(req)
+                block = False
         except queue.Empty:
             pass
+
+    while not ctx.should_stop():
+        drain(block=not (resets or pages))
         if resets:
             req = resets.pop()
             if req[0] == "counts":
@@ -129,15 +103,21 @@ def _serve(ctx: WorkerContext, requests: queue.Queue) -> None:
             resets.clear()
             pages = [p for p in pages if p[1] > gen]
             run_id = project.scored_run()
-            count = project.queue_count(run_id=run_id, **flt.kwargs())
             rows = _fetch_rows(project, flt, run_id, 0)
-            run = project.run(run_id) if run_id is not None else None
-            ctx.emit(("reset", gen, run_id, run["method"] if run else None, count, rows,
-                      project.review_counts()), force=True)
+            method = project.run(run_id).method if run_id is not None else None
+            complete = len(rows) < PAGE
+            ctx.emit(("reset", gen, run_id, method, len(rows), rows, project.review_counts(),
+                      complete), force=True)
             snapshot = None
-            if count > PAGE:
-                snapshot = project.queue(run_id=run_id, **flt.kwargs())
-                snap_gen = gen
+            if not complete:
+                def newer(gen: int = gen) -> bool:
+                    drain(block=False)
+                    return ctx.should_stop() or any(r[0] == "reset" and r[1] > gen
+                                                    for r in resets)
+                ids = project.queue_ids(run_id=run_id, cancel=newer, **flt.kwargs())
+                if ids is not None:
+                    snapshot, snap_gen = ids, gen
+                    ctx.emit(("count", gen, len(ids)), force=True)
             continue
         if pages:
             while len(pages) > MAX_PENDING:  # forget the oldest requests
@@ -162,6 +142,7 @@ class QueueModel(QAbstractTableModel):
         self._filter = QueueFilter()
         self._gen = 0
         self._loaded_gen = -1
+        self._counted = False
         self._count = 0
         self._pages: OrderedDict[int, list[QueueRow]] = OrderedDict()
         self._pending: set[int] = set()
@@ -228,6 +209,11 @@ class QueueModel(QAbstractTableModel):
     def loaded(self) -> bool:
         return self._loaded_gen == self._gen
 
+    @property
+    def counted(self) -> bool:
+        """The row count is final (the whole ordering has been read)."""
+        return self.loaded and self._counted
+
     # ---------------------------------------------------------- replies (GUI thread)
     def _on_reply(self, msg: tuple) -> None:
         kind = msg[0]
@@ -236,9 +222,10 @@ class QueueModel(QAbstractTableModel):
             self.counts_changed.emit(self.counts)
             return
         if kind == "reset":
-            _, gen, run_id, method, count, rows, counts = msg
+            _, gen, run_id, method, count, rows, counts, complete = msg
             if gen != self._gen:
                 return
+            self._counted = complete
             self.beginResetModel()
             self.run_id, self.run_method = run_id, method
             self._count = count
@@ -249,6 +236,23 @@ class QueueModel(QAbstractTableModel):
             self.counts = counts
             self.counts_changed.emit(counts)
             self.reset_done.emit()
+            return
+        if kind == "count":  # the whole ordering is known: the rows beyond the first page
+            _, gen, count = msg
+            if gen != self._loaded_gen:
+                return
+            self._counted = True
+            if count == self._count:
+                return
+            if count > self._count:
+                self.beginInsertRows(QModelIndex(), self._count, count - 1)
+                self._count = count
+                self.endInsertRows()
+            else:
+                self.beginRemoveRows(QModelIndex(), count, self._count - 1)
+                self._count = count
+                self.endRemoveRows()
+            self.counts_changed.emit(self.counts)
             return
         if kind == "dropped":
             self._pending.discard(msg[2])
@@ -304,7 +308,7 @@ class QueueModel(QAbstractTableModel):
         for page, rows in self._pages.items():
             for i, row in enumerate(rows):
                 if row.sample_id == sample_id:
-                    rows[i] = replace(row, status=status)
+                    rows[i] = replace(row, review_status=status)
                     r = page * PAGE + i
                     self.dataChanged.emit(self.index(r, 0), self.index(r, len(COLUMNS) - 1))
         self.refresh_counts()
@@ -339,15 +343,17 @@ class QueueModel(QAbstractTableModel):
             return None
         if role == Qt.ItemDataRole.ForegroundRole:
             if c == 3:
-                return QBrush(QColor(_status_color(row.status)))
+                return QBrush(QColor(_status_color(row.review_status)))
             if c in (4, 5) and row.outlier_prob is not None:
                 return QBrush(QColor(score_color(row.outlier_prob)))
         if role == Qt.ItemDataRole.TextAlignmentRole and c in (0, 4, 5):
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         if role == Qt.ItemDataRole.ToolTipRole:
             tip = f"{row.path}\nsample {row.sample_id}"
-            if row.worst_score is not None:
-                tip += f"\nworst landmark score {row.worst_score:.2f}"
+            if row.issue:
+                tip += f"\nlikely error: {row.issue}"
+            if row.conflict:
+                tip += "\nchanged in two copies that were merged: both versions are kept"
             return tip
         if role == Qt.ItemDataRole.UserRole:
             return row.sample_id
@@ -359,7 +365,8 @@ class QueueModel(QAbstractTableModel):
         if c == 2:
             return row.split
         if c == 3:
-            return STATUS_LABELS.get(row.status, row.status)
+            text = STATUS_LABELS.get(row.review_status, row.review_status)
+            return "⚠ " + text if row.conflict else text
         if c == 4:
             return "" if row.score is None else _fmt_score(row.score)
         if c == 5:

@@ -36,6 +36,7 @@ from app.training import runner
 from app.training.plots import TrainingPlots
 from app.widgets import scrolling
 from app.workers import Worker, live_workers
+from core.project import Epoch, Run
 
 METHOD_LABELS = {"deepgum": "DeepGUM (robust)", "l2": "L2 (baseline)",
                  "huber": "Huber", "tukey": "Tukey biweight", "barron": "Barron adaptive"}
@@ -43,23 +44,22 @@ ACTIVE = ("running",)
 RESUMABLE = ("paused", "failed", "interrupted")
 
 
-def _gone(run: dict[str, Any]) -> bool:
+def _gone(run: Run) -> bool:
     """A 'running' run whose process, on this host, no longer exists."""
-    if run.get("host") != os.uname().nodename or not run.get("pid"):
+    if run.host != os.uname().nodename or not run.pid:
         return False
     try:
-        os.kill(int(run["pid"]), 0)
+        os.kill(int(run.pid), 0)
     except ProcessLookupError:
         return True
     except OSError:
         return False
-    return int(run["pid"]) == os.getpid() and not any(
+    return int(run.pid) == os.getpid() and not any(
         w.objectName() == "training" for w in live_workers())
 
 
-def _total_epochs(run: dict[str, Any]) -> int:
-    params = run.get("params") or {}
-    return int((params.get("config") or {}).get("epochs") or params.get("epochs") or 0)
+def _total_epochs(run: Run) -> int:
+    return run.epochs_planned
 
 
 def _fmt_time(s: float | None) -> str:
@@ -89,6 +89,7 @@ class TrainingPanel(QWidget):
         self._last_scored: tuple[int | None, str] = (None, "")
         self._started_here: int | None = None
         self._epoch_secs: list[float] = []
+        self._stop_mode: dict[str, str] = {"stop": "pause"}
         self._setup_ui()
         self.timer = QTimer(self)
         self.timer.setInterval(self.POLL_MS)
@@ -203,11 +204,11 @@ class TrainingPanel(QWidget):
             self._show_run(None)
             return
         latest = runs[-1]
-        if self.run_id != latest["id"]:
-            self._follow(latest["id"])
-        run = next(r for r in runs if r["id"] == self.run_id)
-        if run["updated_at"] != self._seen_updated:
-            self._seen_updated = run["updated_at"]
+        if self.run_id != latest.id:
+            self._follow(latest.id)
+        run = next(r for r in runs if r.id == self.run_id)
+        if run.updated_at != self._seen_updated:
+            self._seen_updated = run.updated_at
             rows = self.project.epochs(self.run_id, after=self._last_epoch)
             for row in rows:
                 self._add_epoch(row)
@@ -215,7 +216,7 @@ class TrainingPanel(QWidget):
                 self.plots.flush()
         self._show_run(run)
         sr = self.project.scored_run()
-        scored = (sr, run["status"] if run["id"] == sr else "")
+        scored = (sr, run.status if run.id == sr else "")
         if scored != self._last_scored:
             self._last_scored = scored
             if scored[0] is not None:
@@ -229,29 +230,29 @@ class TrainingPanel(QWidget):
         self._seen_updated = None
         self.plots.clear()
 
-    def _add_epoch(self, row: dict[str, Any]) -> None:
-        e = int(row["epoch"])
+    def _add_epoch(self, row: Epoch) -> None:
+        e = int(row.epoch)
         x = e + 1
         self._last_epoch = e
         for s in self.plots.series.values():
             if s is not self.plots.inlier and s is not self.plots.batch_loss:
                 s.replace_from(x)
-        self.plots.loss.append(x, row.get("train_loss"))
-        self.plots.val.append(x, row.get("val_error"))
-        self.plots.speed.append(x, row.get("images_per_s"))
-        metrics = row.get("metrics") or {}
+        self.plots.loss.append(x, row.train_loss)
+        self.plots.val.append(x, row.val_error)
+        self.plots.speed.append(x, row.images_per_s)
+        metrics = row.metrics
         if self._started_here != self.run_id:  # from the file only: one EM point per epoch
-            if row.get("inlier_fraction") is not None:
+            if row.inlier_fraction is not None:
                 self._em_step += 1
-                self.plots.inlier.append(self._em_step, row["inlier_fraction"])
+                self.plots.inlier.append(self._em_step, row.inlier_fraction)
             hist = metrics.get("histogram")
             if isinstance(hist, list) and hist:
                 n = len(hist)
                 self.plots.set_histogram(np.linspace(0, 1, n + 1), np.asarray(hist))
-        if row.get("seconds") is not None:
-            self._epoch_secs.append(float(row["seconds"]))
+        if row.seconds is not None:
+            self._epoch_secs.append(float(row.seconds))
 
-    def _show_run(self, run: dict[str, Any] | None) -> None:
+    def _show_run(self, run: Run | None) -> None:
         if run is None:
             self._run_status = ""
             self.run_label.setText("No run yet. Pick a method and press Start, or run "
@@ -263,20 +264,20 @@ class TrainingPanel(QWidget):
             self._update_buttons()
             self.run_state_changed.emit("no run")
             return
-        status = run["status"]
-        if status == "running" and run["id"] != self._started_here and _gone(run):
+        status = run.status
+        if status == "running" and run.id != self._started_here and _gone(run):
             status = "interrupted"  # its process ended without saying so (killed)
         self._run_status = status
         total = _total_epochs(run)
         done = self._last_epoch + 1
-        if self._started_here == run["id"]:
+        if self._started_here == run.id:
             where = "this window"
-        elif run.get("pid") == os.getpid() and run.get("host") == os.uname().nodename:
+        elif run.pid == os.getpid() and run.host == os.uname().nodename:
             where = "another window of this app"
         else:
-            where = f"pid {run.get('pid')} on {run.get('host') or '?'}"
-        self.run_label.setText(f"Run {run['id']} · {run['method']} · {status}"
-                               f"{' · ' + run['device'] if run.get('device') else ''}\n"
+            where = f"pid {run.pid} on {run.host or '?'}"
+        self.run_label.setText(f"Run {run.id} · {run.method} · {status}"
+                               f"{' · ' + run.device if run.device else ''}\n"
                                f"started by {where}")
         left = None
         if status in ACTIVE and total and done:
@@ -296,14 +297,14 @@ class TrainingPanel(QWidget):
         names = {"loss": "loss", "val": "val error", "inlier": "inliers", "speed": "images/s"}
         self.progress.setToolTip("\n".join(f"{label}: {self.plots.value(k)}"
                                            for k, label in names.items() if self.plots.value(k)))
-        if run.get("message") and status == "failed":
+        if run.message and status == "failed":
             self.failure.setText(f"<span style='color:{theme.colors().outlier}'>"
-                                 f"{html.escape(str(run['message']))}</span>")
+                                 f"{html.escape(str(run.message))}</span>")
             self.failure.show()
         else:
             self.failure.hide()
         self._update_buttons()
-        self.run_state_changed.emit(f"run {run['id']} {run['method']}: {status}, "
+        self.run_state_changed.emit(f"run {run.id} {run.method}: {status}, "
                                     f"epoch {done}/{total or '?'}")
 
     @property
@@ -369,8 +370,9 @@ class TrainingPanel(QWidget):
         st = settings()
         st.method, st.epochs, st.image_size, st.device = (p["method"], p["epochs"],
                                                           p["image_size"], p["device"])
-        self.worker = Worker(runner.train_in_worker, p, resume_run, name="training",
-                             project_path=self.project.path, max_rate=10.0)
+        self._stop_mode = {"stop": "pause"}  # the Stop button makes it "stop"
+        self.worker = Worker(runner.train_in_worker, p, resume_run, self._stop_mode,
+                             name="training", project_path=self.project.path, max_rate=10.0)
         self.worker.progress.connect(self._on_event)
         self.worker.finished.connect(self._on_finished)
         self._started_here = None
@@ -399,6 +401,7 @@ class TrainingPanel(QWidget):
 
     def stop(self) -> None:
         if self.training_here:
+            self._stop_mode["stop"] = "stop"  # ends the run (closing the window pauses it)
             self.worker.request_stop()
             self.run_label.setText("Stopping after the current batch…")
 

@@ -74,8 +74,11 @@ class _Forward:
         self.ctx.emit(Event("scores", ev.run_id, x=float(ev.epoch)), force=True)
 
 
-def train_in_worker(ctx: WorkerContext, params: dict[str, Any], resume_run: int | None) -> int:
-    """Worker function: one training run (or the resumption of a paused one)."""
+def train_in_worker(ctx: WorkerContext, params: dict[str, Any], resume_run: int | None,
+                    mode: dict[str, str] | None = None) -> int:
+    """Worker function: one training run (or the resumption of a paused one). A stop
+    request pauses the run (resumable) unless ``mode["stop"]`` is ``"stop"`` (the Stop
+    button: the run ends for good)."""
     import os
 
     from core import training
@@ -88,5 +91,8 @@ def train_in_worker(ctx: WorkerContext, params: dict[str, Any], resume_run: int 
                                       image_size=int(params["image_size"]),
                                       device=params["device"], threads=threads,
                                       **params.get("extra", {}))
-    return training.train(ctx.project_path, config, _Forward(ctx), ctx.should_stop,
-                          resume=resume_run)
+    def should_stop() -> str | bool:
+        return (mode or {}).get("stop", "pause") if ctx.should_stop() else False
+
+    return training.train(ctx.project_path, config, _Forward(ctx), should_stop,
+                          resume=resume_run, owner="gui")

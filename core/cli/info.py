@@ -45,6 +45,11 @@ def run(args: argparse.Namespace) -> int:
     print(f"  labels     {info['labels']} versions from {info['sources']} source(s)")
     print(f"  skipped    {info['skipped']} items at import")
     print(f"  runs       {info['runs']}")
+    if info["conflicts"]:
+        print(f"  conflicts  {info['conflicts']} samples changed in two merged copies "
+              "(both versions kept; the queue flags them)")
+    for warning in info["warnings"]:
+        print(f"  warning    {warning}")
     if "pack" in info:
         print(f"  pack of    {info['pack']['origin']} ({info['pack']['packed_at']}, "
               f"cache {', '.join(str(s) for s in info['pack']['image_sizes'])} px)")

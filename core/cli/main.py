@@ -25,7 +25,7 @@ from core.project import ProjectError
 # command name -> module of core.cli
 COMMANDS = {"open": "open", "demo": "demo", "import": "imports", "info": "info",
             "export": "export", "train": "train", "rank": "rank", "bench": "bench",
-            "pack": "pack", "import-run": "import_run"}
+            "pack": "pack", "import-run": "import_run", "merge": "merge", "backup": "backup"}
 
 GuiHook = Callable[[str | None], int]
 

@@ -7,7 +7,8 @@ import json
 import math
 from pathlib import Path
 
-from core.project import Project, ProjectError
+from core.issues import ISSUE_TEXT
+from core.project import Project, ProjectError, ScoreRow
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -19,8 +20,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     return p
 
 
-def _worst_landmarks(row: dict, names: tuple[str, ...], n: int = 3) -> list[str]:
-    scores = row.get("landmark_scores") or []
+def _worst_landmarks(row: ScoreRow, names: tuple[str, ...], n: int = 3) -> list[str]:
+    scores = row.landmark_scores or ()
     ranked = sorted((s, k) for k, s in enumerate(scores) if s is not None and math.isfinite(s))
     return [names[k] if k < len(names) else str(k) for _, k in reversed(ranked[-n:])]
 
@@ -30,26 +31,29 @@ def run(args: argparse.Namespace) -> int:
         run_id = args.run if args.run is not None else project.scored_run()
         if run_id is None:
             raise ProjectError(f"{args.project}: no run has written scores yet (run `gumshoe train`)")
-        method = project.run(run_id)["method"]
-        rows = project.queue(run_id=run_id, limit=args.top or None)
-        scores = project.scores(run_id)
+        method = project.run(run_id).method
+        rows = [r for r in project.queue(run_id=run_id, limit=args.top or None)
+                if r.score is not None]
+        scores = project.scores(run_id, [r.sample_id for r in rows],
+                                columns=("landmark_scores", "prediction"))
         names = project.schema.keypoints if project.schema else ()
     items = []
-    for sid, path, split, status, score, prob in rows:
-        if score is None:
-            continue
-        row = scores[sid]
-        items.append({"sample_id": sid, "path": path, "split": split, "review_status": status,
-                      "score": score, "outlier_prob": prob,
-                      "worst_landmarks": _worst_landmarks(row, names),
-                      "prediction": row["prediction"]})
+    for r in rows:
+        sc = scores[r.sample_id]
+        items.append({"sample_id": r.sample_id, "path": r.path, "split": r.split,
+                      "review_status": r.review_status, "score": r.score,
+                      "outlier_prob": r.outlier_prob, "issue": r.issue,
+                      "worst_landmarks": _worst_landmarks(sc, names),
+                      "prediction": None if sc.prediction is None else
+                      [v if math.isfinite(v) else None for v in sc.prediction]})
     if args.json:
         print(json.dumps({"project": str(args.project), "run": run_id, "method": method,
                           "samples": items}))
         return 0
     print(f"run {run_id} ({method}), {len(items)} samples, highest outlier score first")
     for i, it in enumerate(items, 1):
-        prob = "" if it["outlier_prob"] is None else f"  p(outlier) {it['outlier_prob']:.3f}"
+        prob = "" if it["outlier_prob"] is None else f"  P(wrong) {it['outlier_prob']:.3f}"
+        prob += f"  likely: {ISSUE_TEXT.get(it['issue'], it['issue'])}" if it["issue"] else ""
         where = f"  worst: {', '.join(it['worst_landmarks'])}" if it["worst_landmarks"] else ""
         print(f"{i:4d}. {it['score']:10.3f}{prob}  [{it['split']}, {it['review_status']}]  "
               f"{it['path']}{where}")

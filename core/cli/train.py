@@ -150,7 +150,8 @@ def run(args: argparse.Namespace) -> int:
     if rank > 0:
         printer.pbar.disable = True
     try:
-        run_id = train(args.project, config, printer, lambda: stop["now"], resume=args.resume)
+        run_id = train(args.project, config, printer, lambda: stop["now"], resume=args.resume,
+                       owner="cli")
     except PeerError:
         return 1  # rank 0 failed and says why; this rank just ends
     finally:
@@ -161,10 +162,10 @@ def run(args: argparse.Namespace) -> int:
         return 0
     with Project.open(args.project) as project:
         info = project.run(run_id)
-    if info["status"] == "paused":
+    if info.status == "paused":
         print(f"run {run_id} paused: resume with `gumshoe train {args.project} --resume {run_id}`",
               file=sys.stderr)
         return 130
-    print(f"run {run_id} {info['status']}: scores in {args.project} "
+    print(f"run {run_id} {info.status}: scores in {args.project} "
           f"(`gumshoe rank {args.project}`)")
     return 0

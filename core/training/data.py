@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -17,7 +18,7 @@ from core.images import CachedImages, ImageCache, Letterbox
 from core.project import Project, ProjectError, Sample
 from core.robust.base import Problem
 
-StopFn = Callable[[], bool]
+StopFn = Callable[[], Any]  # truthy: pause; "stop": end the run (not resumable)
 CACHE_WORKERS = 16  # decoding threads when the cache is built (a GPU box has the cores)
 
 

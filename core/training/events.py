@@ -11,7 +11,7 @@ import numpy as np
 @dataclass(frozen=True)
 class StatusEvent:
     run_id: int
-    status: str  # preparing | running | paused | finished | failed
+    status: str  # preparing | running | paused | stopped | finished | failed
     message: str = ""
 
 

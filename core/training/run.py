@@ -20,11 +20,12 @@ import sqlite3
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
-from core.project import Project, ProjectError
+from core.project import Lease, Project, ProjectError
 from core.training.checkpoints import checkpoint_path
 from core.training.config import TrainConfig
 from core.training.data import StopFn, TrainData, TrainingStopped, load_data
@@ -52,23 +53,26 @@ class _Prepared:
 
 def train(project_path: str | os.PathLike[str], config: TrainConfig | None = None,
           callbacks: Callbacks | None = None, should_stop: StopFn | None = None, *,
-          resume: int | None = None) -> int:
+          resume: int | None = None, owner: str = "cli") -> int:
     """Train on the project's current labels and write the run, its epochs and its
     scores into the project file; returns the run id. ``resume`` continues a paused
     run from its checkpoint (its stored config is used; ``config`` is ignored).
-    A stop (``should_stop()`` true) leaves the run 'paused' and resumable.
+    A stop (``should_stop()`` true) leaves the run 'paused' and resumable; a
+    ``should_stop()`` that returns ``"stop"`` ends it for good ('stopped').
+    The project's training lease is held throughout (``owner``: cli, gui or bench):
+    a second trainer is refused with :class:`core.project.LeaseHeldError`.
 
     Under ``torchrun`` every process calls this with the same arguments and they
-    train one run together; only rank 0 opens the project file, and only its
-    ``callbacks`` hear about batches, epochs and scores (every rank hears the final
-    status)."""
+    train one run together; only rank 0 opens the project file and holds the lease,
+    and only its ``callbacks`` hear about batches, epochs and scores (every rank
+    hears the final status)."""
     cb = callbacks or Callbacks()
     stop = should_stop or (lambda: False)
     dist = Dist.from_env()
     try:
         if not dist.writer:
             return _train_peer(dist, cb, stop)
-        return _train_writer(Path(project_path), config, cb, stop, resume, dist)
+        return _train_writer(Path(project_path), config, cb, stop, resume, dist, owner)
     finally:
         dist.close()
 
@@ -77,33 +81,45 @@ def _resolve(project: Project, config: TrainConfig | None, resume: int | None,
              dist: Dist) -> _Resolved:
     if resume is not None:
         run = project.run(resume)
-        origin = run["params"].get("origin")
+        origin = run.params.get("origin")
         if origin:
             raise ProjectError(f"{project.path}: run {resume} was imported from "
                                f"{origin.get('pack_path', 'a pack')}; resume it where it trains")
-        if run["status"] == "finished":
-            raise ProjectError(f"{project.path}: run {resume} is finished; nothing to resume")
-        return _Resolved(resume, TrainConfig.from_dict(run["params"]["config"]), True)
+        if run.status in ("finished", "stopped"):
+            raise ProjectError(f"{project.path}: run {resume} is {run.status}; "
+                               "nothing to resume")
+        return _Resolved(resume, TrainConfig.from_dict(run.params["config"]), True)
     cfg = config or TrainConfig()
     device = str(pick_device(cfg.device)) + (f" x{dist.world}" if dist.active else "")
     run_id = project.create_run(cfg.method, {"config": cfg.to_dict()}, device=device)
     return _Resolved(run_id, cfg, False)
 
 
-def _train_writer(path: Path, config: TrainConfig | None, cb: Callbacks, stop: StopFn,
-                  resume: int | None, dist: Dist) -> int:
+def _train_writer(path: Path, config: TrainConfig | None, cb: Callbacks, user_stop: StopFn,
+                  resume: int | None, dist: Dist, owner: str) -> int:
     project: Project | None = None
+    lease: Lease | None = None
 
     def resolve() -> _Resolved:
-        nonlocal project
+        nonlocal project, lease
         project = Project.open(path)
-        return _resolve(project, config, resume, dist)
+        lease = project.acquire_lease(resume, owner)
+        r = _resolve(project, config, resume, dist)
+        lease.set_run(r.run_id)
+        return r
+
+    def stop() -> Any:
+        assert lease is not None
+        lease.heartbeat()  # stop checks run every batch: the trainer's pulse
+        return user_stop()
 
     try:
         r = dist.run_on_writer(resolve)
         assert project is not None
         return _train_run(project, r.run_id, r.config, cb, stop, r.resumed, dist)
     finally:
+        if lease is not None:
+            lease.release()
         if project is not None:
             project.close()
 
@@ -151,9 +167,13 @@ def _train_run(project: Project, run_id: int, cfg: TrainConfig, cb: Callbacks, s
              resumed, prepared.has_epochs, trainers, dist)
     except TrainingStopped:
         epoch = trainers[-1].offset + trainers[-1].epoch if trainers else 0
-        msg = f"paused after epoch {epoch} of {total}; resume continues from there"
-        recorder.status("paused", msg)
-        cb.on_status(StatusEvent(run_id, "paused", msg))
+        if stop() == "stop":
+            status, msg = "stopped", f"stopped after epoch {epoch} of {total}"
+        else:
+            status = "paused"
+            msg = f"paused after epoch {epoch} of {total}; resume continues from there"
+        recorder.status(status, msg)
+        cb.on_status(StatusEvent(run_id, status, msg))
         return run_id
     except BaseException as exc:
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -184,7 +204,8 @@ def _train_peer(dist: Dist, cb: Callbacks, stop: StopFn) -> int:
         _fit(r.run_id, cfg, prepared.data, Callbacks(), stop, Recorder(),
              Path(os.devnull), r.resumed, prepared.has_epochs, trainers, dist)
     except TrainingStopped:
-        cb.on_status(StatusEvent(r.run_id, "paused", "paused"))
+        status = "stopped" if stop() == "stop" else "paused"
+        cb.on_status(StatusEvent(r.run_id, status, status))
         return r.run_id
     finally:
         for t in trainers:

@@ -73,7 +73,7 @@ def test_drag_landmark_commits_a_new_label_version(window, qtbot, project_path):
         assert moved[1] == pytest.approx(12 / scale, abs=1.0 / scale + 0.01)
         np.testing.assert_allclose(np.delete(new.points, 2, 0), np.delete(before, 2, 0))
         assert other.sample(sid).review_status == "fixed"
-    assert window.queue.model.row(window.queue.current_row()).status == "fixed"
+    assert window.queue.model.row(window.queue.current_row()).review_status == "fixed"
 
 
 def test_move_undo_redo_across_samples(window, qtbot, project_path):
@@ -136,7 +136,7 @@ def test_confirm_and_exclude_advance(window, qtbot, project_path):
     with Project.open(project_path) as p:
         assert p.sample(first).review_status == "confirmed"
         assert p.sample(second).review_status == "excluded"
-        assert p.review_history(second)[-1]["author"] == settings().annotator
+        assert p.review_history(second)[-1].author == settings().annotator
     qtbot.waitUntil(lambda: q.model.counts.get("confirmed") == 1
                     and q.model.counts.get("excluded") == 1, timeout=5000)
     QTest.keyClick(window, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
@@ -198,15 +198,15 @@ def test_pages_cut_from_the_snapshot_show_fresh_status(qtbot, project_path, monk
     with qtbot.waitSignal(m.reset_done, timeout=5000):
         m.set_project(project_path, ("a", "b", "c", "d", "e"))
     try:
-        assert m.rowCount() == 40
+        qtbot.waitUntil(lambda: m.rowCount() == 40, timeout=5000)  # the count follows page 0
         with Project.open(project_path) as p:  # an edit after the snapshot was taken
-            last_id = p.queue(limit=1, offset=39)[0][0]
+            last_id = p.queue(limit=1, offset=39)[0].sample_id
             p.set_review(last_id, "confirmed")
         qtbot.waitUntil(lambda: all(m.row(r) is not None for r in range(40)), timeout=5000)
         scores = [m.row(r).score for r in range(40)]
         assert scores == sorted(scores, reverse=True)
         assert len({m.row(r).sample_id for r in range(40)}) == 40
-        assert m.row(39).sample_id == last_id and m.row(39).status == "confirmed"
+        assert m.row(39).sample_id == last_id and m.row(39).review_status == "confirmed"
     finally:
         m.close()
 

@@ -40,7 +40,7 @@ def test_short_run_feeds_the_plots_and_reranks_the_queue(demo_window, qtbot):
     assert None not in scores and scores == sorted(scores, reverse=True)
     assert win.training._run_status == "finished"
     with Project.open(path) as p:
-        assert p.run(w.result)["status"] == "finished"
+        assert p.run(w.result).status == "finished"
         assert len(p.epochs(w.result)) == 2
 
 
@@ -51,7 +51,7 @@ def test_close_during_training_stops_and_joins(demo_window, qtbot):
     win.close()  # confirm_close is off: the question is answered yes
     assert not w.isRunning()
     with Project.open(path) as p:
-        assert p.runs()[-1]["status"] == "paused"  # resumable
+        assert p.runs()[-1].status == "paused"  # resumable
 
 
 def test_panel_follows_a_run_written_by_another_process(demo_window, qtbot):
@@ -92,25 +92,34 @@ def test_pause_stop_and_resume(demo_window, qtbot):
     panel.toggle_pause()
     assert w.is_paused and panel.pause_btn.text() == "Resume"
     with Project.open(path) as p:
-        assert p.run(run_id)["status"] == "paused"
+        assert p.run(run_id).status == "paused"
     panel.toggle_pause()
     with Project.open(path) as p:
-        assert p.run(run_id)["status"] == "running"
+        assert p.run(run_id).status == "running"
     with qtbot.waitSignal(w.finished, timeout=60_000):
-        panel.stop()
+        panel.stop()  # Stop ends the run for good: not resumable
+    panel.poll()
+    assert panel._run_status == "stopped"
+    assert panel.start_btn.text() == "Start" and panel.start_btn.isEnabled()
+    # a new run, interrupted the way closing the window does: paused, resumable
+    w2 = panel.start(epochs=40, image_size=32)
+    qtbot.waitUntil(lambda: panel._started_here not in (None, run_id), timeout=60_000)
+    run2 = panel._started_here
+    qtbot.waitUntil(lambda: panel._last_epoch >= 0, timeout=60_000)
+    w2.stop_and_join()
     panel.poll()
     assert panel._run_status == "paused"
     assert panel.start_btn.text() == "Resume" and panel.start_btn.isEnabled()
     done_before = panel._last_epoch
     panel.start_or_resume()
-    w2 = panel.worker
-    assert w2 is not w
+    w3 = panel.worker
+    assert w3 is not w2
     qtbot.waitUntil(lambda: panel._last_epoch > done_before, timeout=60_000)
-    with qtbot.waitSignal(w2.finished, timeout=60_000):
+    with qtbot.waitSignal(w3.finished, timeout=60_000):
         panel.stop()
-    assert w2.result == run_id  # the same run continued
+    assert w3.result == run2  # the same run continued
     with Project.open(path) as p:
-        assert len(p.runs()) == 1
+        assert [r.status for r in p.runs()] == ["stopped", "stopped"]
 
 
 def test_panel_follows_gumshoe_train_in_another_process(demo_window, qtbot):
@@ -169,7 +178,7 @@ def test_first_ranking_shows_the_top_later_ones_keep_the_sample(qtbot, tmp_path)
     with qtbot.waitSignal(win.queue.model.reset_done, timeout=5000):
         win.training.poll()
     qtbot.waitUntil(lambda: win.editor.score is not None
-                    and win.editor.score["run_id"] == win.queue.model.run_id, timeout=5000)
+                    and win.editor.score.run_id == win.queue.model.run_id, timeout=5000)
     assert win.editor.sample.id == kept
     win.close()
 

@@ -7,14 +7,16 @@ from pathlib import Path
 
 import pytest
 
+from core.bench import detection
 from core.bench_report import pool_reliability, summary
 from core.cli.main import main
-from tests.core.synth import write_dots_csv
+from core.project import Project, ScoreRow
+from tests.core.synth import make_dots_project, write_dots_csv
 
 FIELDS = {"method", "noise", "seed", "auroc", "auprc", "precision", "recall", "ece",
-          "flagged_share", "reliability", "test_nme", "failure_rate", "test_mae", "seconds",
-          "train_images_per_s", "estep_share", "eval_share", "data_wait_share", "gpu_util",
-          "gpu_memory_mb"}
+          "flagged_share", "issue_accuracy", "reliability", "test_nme", "failure_rate",
+          "test_mae", "seconds", "train_images_per_s", "estep_share", "eval_share",
+          "data_wait_share", "gpu_util", "gpu_memory_mb"}
 
 
 def test_bench_on_a_csv_source(tmp_path: Path) -> None:
@@ -93,3 +95,23 @@ def test_bench_on_fgnet(dataset, tmp_path: Path) -> None:
     assert rc == 0
     (row,) = json.loads(out.read_text())["results"]
     assert row["auroc"] is not None and row["test_nme"] is not None
+
+
+def test_issue_accuracy_counts_the_flagged_contaminated_samples_named_right(
+        tmp_path: Path) -> None:
+    """Of the contaminated training samples the run flags, the share whose named issue
+    fits the kind of contamination: unflagged and clean ones do not count."""
+    path = make_dots_project(tmp_path, n=20, side=32, val_share=0.0)
+    with Project.open(path) as p:
+        ids = [s.id for s in p.samples()]
+        p.record_contamination([(i, "swap:0.3", 0, True, []) for i in ids[:6]])
+        run = p.create_run("deepgum")
+        issues = ["swap", "swap", "swap", "points", None, "swap"]
+        scores = [4.0, 3.0, 2.0, 5.0, -3.0, -1.0]  # the last two not flagged
+        p.write_scores(run, [ScoreRow(i, score=s, outlier_prob=1 / (1 + 2.718 ** -s), issue=k)
+                             for i, s, k in zip(ids, scores, issues, strict=False)]
+                       + [ScoreRow(i, score=-4.0, outlier_prob=0.02) for i in ids[6:]])
+        det = detection(p, run, per_image=True, kind="swap")
+        assert det["issue_accuracy"] == 3 / 4
+        assert detection(p, run, per_image=True, kind="ngo")["issue_accuracy"] == 1 / 4
+        assert detection(p, run, per_image=True)["issue_accuracy"] is None

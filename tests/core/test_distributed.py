@@ -83,7 +83,7 @@ def landmark_auroc(project: Project, run_id: int) -> float:
     s, t = [], []
     for sample in project.samples(split="train"):
         bad = set(truth.get(sample.id, (False, []))[1])
-        for k, v in enumerate(scores[sample.id]["landmark_scores"]):
+        for k, v in enumerate(scores[sample.id].landmark_scores):
             s.append(v)
             t.append(k in bad)
     result = auroc(s, t)
@@ -102,30 +102,30 @@ def test_two_processes_train_one_run_like_one_process_and_only_rank_0_writes(
     assert sorted(pids) == [0, 1]
     with Project.open(two) as project, Project.open(one) as reference:
         (run,) = project.runs()
-        assert run["status"] == "finished" and run["pid"] == pids[0] != pids[1]
-        assert run["device"] == "cpu x2"
-        epochs = project.epochs(run["id"])
-        assert [e["epoch"] for e in epochs] == [0, 1]  # each epoch written once
-        assert all(e["metrics"]["processes"] == 2 for e in epochs)
+        assert run.status == "finished" and run.pid == pids[0] != pids[1]
+        assert run.device == "cpu x2"
+        epochs = project.epochs(run.id)
+        assert [e.epoch for e in epochs] == [0, 1]  # each epoch written once
+        assert all(e.metrics["processes"] == 2 for e in epochs)
         # every image of the epoch counted once, from both ranks' shares
-        assert epochs[-1]["metrics"]["train_images"] == 144
-        a, b = project.scores(run["id"]), reference.scores(single)
+        assert epochs[-1].metrics["train_images"] == 144
+        a, b = project.scores(run.id), reference.scores(single)
         assert a.keys() == b.keys() and len(a) == project.count_samples()
         # the same run within noise: the ranks split each batch of the same seeded
         # order, so the predictions of both runs agree to a fraction of a pixel
-        diff = np.concatenate([np.abs(np.subtract(a[s]["prediction"], b[s]["prediction"]))
+        diff = np.concatenate([np.abs(np.subtract(a[s].prediction, b[s].prediction))
                                for s in a])
         assert np.median(diff) < 1.0  # pixels, on 48-pixel images
         # the same ranking: of the samples (the queue's order) and of the landmarks
         ids = sorted(a)
         for key in ("score", "landmark_scores"):
-            x = np.concatenate([np.ravel(a[i][key]) for i in ids])
-            y = np.concatenate([np.ravel(b[i][key]) for i in ids])
+            x = np.concatenate([np.ravel(getattr(a[i], key)) for i in ids])
+            y = np.concatenate([np.ravel(getattr(b[i], key)) for i in ids])
             assert spearmanr(x, y).statistic > 0.99, key
         # and the same detection of the injected errors (a learnt model: chance is 0.5)
-        auc2, auc1 = landmark_auroc(project, run["id"]), landmark_auroc(reference, single)
+        auc2, auc1 = landmark_auroc(project, run.id), landmark_auroc(reference, single)
         assert auc1 > 0.8 and auc2 > 0.8 and abs(auc1 - auc2) < 0.01
-    ck = checkpoint_path(Project.open(two), run["id"])
+    ck = checkpoint_path(Project.open(two), run.id)
     assert ck.exists() and not list(ck.parent.glob("*.tmp"))
 
 
@@ -139,14 +139,14 @@ def test_a_stop_on_one_rank_pauses_all_and_a_failure_on_rank_0_ends_the_others(
     assert paused.returncode != 0  # rank 0 ends with 130: paused
     with Project.open(path) as project:
         run = project.run(1)
-        assert run["status"] == "paused", (run["message"], paused.stderr[-3000:])
-        done_epochs = [e["epoch"] for e in project.epochs(1)]
+        assert run.status == "paused", (run.message, paused.stderr[-3000:])
+        done_epochs = [e.epoch for e in project.epochs(1)]
         assert done_epochs == list(range(len(done_epochs))) and len(done_epochs) < 6
     resumed = torchrun(["train", str(path), "--resume", "1", *ARGS[-1:]], tmp_path / "pids2")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     with Project.open(path) as project:
-        assert project.run(1)["status"] == "finished"
-        assert [e["epoch"] for e in project.epochs(1)] == list(range(6))
+        assert project.run(1).status == "finished"
+        assert [e.epoch for e in project.epochs(1)] == list(range(6))
         assert len(project.scores(1)) == project.count_samples()
     # a run that cannot start: rank 0 says why, once; rank 1 does not wait for it
     again = torchrun(["train", str(path), "--resume", "1"], tmp_path / "pids3")

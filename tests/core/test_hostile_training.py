@@ -30,7 +30,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int, dict[s
     path = make_dots_project(folder, n=60, side=32)
     run = train(path, TrainConfig(epochs=2, batch_size=16, seed=0, score_every=0))
     with Project.open(path) as p:
-        ck = torch.load(p.run(run)["checkpoint"], weights_only=True)
+        ck = torch.load(p.run(run).checkpoint, weights_only=True)
     return path, run, ck
 
 
@@ -88,8 +88,8 @@ def test_crafted_checkpoint_is_refused_and_the_run_marked_failed(
     assert "\n" not in str(exc.value) and str(ck_path) in str(exc.value)
     with Project.open(project) as p:
         info = p.run(run)
-        assert info["status"] == "failed" and message.split(" (")[0] in info["message"]
-        assert not p.scores(run) or info["status"] != "finished"
+        assert info.status == "failed" and message.split(" (")[0] in info.message
+        assert not p.scores(run) or info.status != "finished"
 
 
 def test_optimizer_mismatch_is_one_line_from_the_cli(trained: tuple[Path, int, dict],
@@ -129,9 +129,9 @@ def test_disk_full_during_training_fails_the_run_resumably(trained: tuple[Path, 
     shutil.copytree(path.with_name(path.name + "-cache"), cache)
     shutil.rmtree(cache / "checkpoints")
     with Project.open(project) as p:
-        p.conn.execute("DELETE FROM scores")
-        p.conn.execute("DELETE FROM epochs")
-        p.conn.execute("DELETE FROM runs")
+        p.conn.execute("UPDATE runs SET score_set = NULL")
+        for table in ("scores", "score_sets", "epochs", "runs"):
+            p.conn.execute(f"DELETE FROM {table}")
     used = sum(f.stat().st_size for f in built.rglob("*") if f.is_file())
     ck_size = len(torch.save(good, buf := __import__("io").BytesIO()) or buf.getvalue())
     kilobytes = (used + ck_size * 3 // 2 + (256 << 10)) // 1024
@@ -149,16 +149,16 @@ def test_disk_full_during_training_fails_the_run_resumably(trained: tuple[Path, 
     assert not [p.name for p in after.rglob("*") if p.name.endswith(".tmp")]
     with Project.open(after / "p.gumshoe") as p:
         (info,) = p.runs()
-        assert info["status"] == "failed" and info["message"].startswith("disk full: ")
-        assert len(p.epochs(info["id"])) >= 1
+        assert info.status == "failed" and info.message.startswith("disk full: ")
+        assert len(p.epochs(info.id)) >= 1
     # the checkpoint names the folder it was written in: point it at the copy
-    ck_file = after / "p.gumshoe-cache" / "checkpoints" / f"run-{info['id']}.pt"
+    ck_file = after / "p.gumshoe-cache" / "checkpoints" / f"run-{info.id}.pt"
     assert ck_file.exists()
     with Project.open(after / "p.gumshoe") as p:
-        p.update_run(info["id"], checkpoint=str(ck_file))
-    train(after / "p.gumshoe", resume=info["id"])
+        p.update_run(info.id, checkpoint=str(ck_file))
+    train(after / "p.gumshoe", resume=info.id)
     with Project.open(after / "p.gumshoe") as p:
-        assert p.run(info["id"])["status"] == "finished" and p.scores(info["id"])
+        assert p.run(info.id).status == "finished" and p.scores(info.id)
 
 
 def test_training_leaves_out_changed_and_missing_images_and_says_so(tmp_path: Path) -> None:
@@ -172,7 +172,7 @@ def test_training_leaves_out_changed_and_missing_images_and_says_so(tmp_path: Pa
     assert proc.returncode == 0, proc.stderr
     assert "warning: left out 2 images that cannot be used (1 changed, 1 missing)" in proc.stderr
     with Project.open(path) as p:
-        run = p.runs()[-1]["id"]
+        run = p.runs()[-1].id
         by_path = {s.path: s.id for s in p.samples()}
         scored = set(p.scores(run))
     assert by_path[f"images/{images[3].name}"] not in scored

@@ -156,7 +156,7 @@ def test_killed_import_leaves_whole_samples_and_completes(tmp_path: Path) -> Non
     with Project.open(project) as p:
         assert p.count_samples() == n
         assert p.conn.execute("SELECT count(*) FROM labels").fetchone()[0] == n
-        assert p.sources()[0]["status"] == "complete"
+        assert p.sources()[0].status == "complete"
 
 
 @pytest.mark.parametrize("name,fmt,task,expected", [

@@ -80,7 +80,7 @@ def test_worker_processes_change_nothing_a_run_learns(template: Path, tmp_path: 
         with Project.open(path) as project:
             runs.append((project.epochs(run_id), project.scores(run_id)))
     (e0, s0), (e1, s1) = runs
-    assert [e["train_loss"] for e in e0] == [e["train_loss"] for e in e1]
-    assert e1[-1]["metrics"]["workers"] == 1 and e0[-1]["metrics"]["workers"] == 0
+    assert [e.train_loss for e in e0] == [e.train_loss for e in e1]
+    assert e1[-1].metrics["workers"] == 1 and e0[-1].metrics["workers"] == 0
     for sid in s0:
-        assert s0[sid]["prediction"] == s1[sid]["prediction"]
+        np.testing.assert_array_equal(s0[sid].prediction, s1[sid].prediction)

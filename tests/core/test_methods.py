@@ -57,11 +57,11 @@ def test_a_method_added_in_one_module_and_one_registry_line_trains_and_scores(
     monkeypatch.setitem(REGISTRY, "l1-toy", f"{__name__}:L1")
     run_id = train(project_path, TrainConfig(method="l1-toy", epochs=2, **FAST))
     with Project.open(project_path) as project:
-        assert project.run(run_id)["status"] == "finished"
+        assert project.run(run_id).status == "finished"
         scores = project.scores(run_id)
         assert len(scores) == project.count_samples()
         row = next(iter(scores.values()))
-        assert 0 <= row["outlier_prob"] <= 1 and len(row["landmark_scores"]) == 4
+        assert 0 <= row.outlier_prob <= 1 and len(row.landmark_scores) == 4
         ck = torch.load(checkpoint_path(project, run_id), weights_only=True)
     # its parameter was trained (the optimizer saw it) and kept in the checkpoint
     assert ck["method"] == "l1-toy" and float(ck["method_state"]["offset"].abs().sum()) > 0
@@ -104,10 +104,10 @@ def test_a_version_1_checkpoint_of_a_paused_run_resumes(project_path: Path) -> N
         project.update_run(run_id, params={"config": config})
     assert train(project_path, resume=run_id) == run_id
     with Project.open(project_path) as project:
-        assert project.run(run_id)["status"] == "finished"
-        assert [e["epoch"] for e in project.epochs(run_id)] == [0, 1]
+        assert project.run(run_id).status == "finished"
+        assert [e.epoch for e in project.epochs(run_id)] == [0, 1]
         row = next(iter(project.scores(run_id).values()))
-        assert np.isfinite(row["score"])
+        assert np.isfinite(row.score)
 
 
 def test_cross_fitting_judges_each_training_label_by_a_model_that_never_saw_it(
@@ -121,7 +121,7 @@ def test_cross_fitting_judges_each_training_label_by_a_model_that_never_saw_it(
     cfg = TrainConfig(epochs=2, folds=3, seed=2, **FAST)
     run_id = train(project_path, cfg)
     with Project.open(project_path) as project:
-        assert [e["epoch"] for e in project.epochs(run_id)] == list(range(8))  # 3 folds + final
+        assert [e.epoch for e in project.epochs(run_id)] == list(range(8))  # 3 folds + final
         stored = project.scores(run_id)
         data = load_data(project, cfg.image_size)
         base = checkpoint_path(project, run_id)
@@ -151,10 +151,10 @@ def test_cross_fitting_judges_each_training_label_by_a_model_that_never_saw_it(
     shown = predict(model, data, np.arange(len(data.ids)), cpu, cfg.tta, None, False)
     rows = {r.sample_id: r for r in score_rows(data, oof.judged(data.train, shown), method, shown)}
     for sid, row in stored.items():
-        assert row["score"] == pytest.approx(rows[sid].score, rel=1e-4, abs=1e-4)
-        np.testing.assert_allclose(row["prediction"], rows[sid].prediction, atol=1e-3)
+        assert row.score == pytest.approx(rows[sid].score, rel=1e-4, abs=1e-4)
+        np.testing.assert_allclose(row.prediction, rows[sid].prediction, atol=1e-3)
     in_sample = {r.sample_id: r.score for r in score_rows(data, shown, method)}
-    assert any(abs(in_sample[s] - stored[s]["score"]) > 1e-3 for s in stored)
+    assert any(abs(in_sample[s] - stored[s].score) > 1e-3 for s in stored)
 
 
 def test_reviewed_labels_are_held_as_inliers_when_the_project_trains_again(

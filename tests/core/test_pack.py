@@ -5,6 +5,7 @@ key, idempotent, other projects' packs refused)."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import pytest
 
 from core.cli.main import main
 from core.pack import PACK_META, PROJECT_ID_META, import_runs, pack_info, pack_project
-from core.project import Project, ProjectError
+from core.project import LeaseHeldError, Project, ProjectError
 from core.training import Callbacks, EpochEvent, TrainConfig, train
 from tests.core.synth import make_dots_project
 
@@ -57,8 +58,8 @@ def test_a_pack_trains_without_the_dataset_and_its_runs_come_back(
         stop = StopAfterEpoch(0)
         remote = train(packed, TrainConfig(**FAST), stop, stop.should_stop)
         with Project.open(packed) as pack:
-            assert pack.run(remote)["status"] == "paused"
-            assert pack.epochs(remote)[0]["metrics"]["train_images"] == 86  # none left out
+            assert pack.run(remote).status == "paused"
+            assert pack.epochs(remote)[0].metrics["train_images"] == 86  # none left out
         # followed from the pack while it is under way
         capsys.readouterr()
         assert main(["info", str(box)]) == 0
@@ -84,20 +85,20 @@ def test_a_pack_trains_without_the_dataset_and_its_runs_come_back(
         runs = project.runs()
         assert len(runs) == 2  # the old run and the imported one: no duplicates
         here = runs[-1]
-        assert here["status"] == "finished" and here["params"]["origin"]["run"] == remote
-        assert here["params"]["config"] == pack.run(remote)["params"]["config"]
-        assert [e["epoch"] for e in project.epochs(here["id"])] == [0, 1]
-        assert [e["train_loss"] for e in project.epochs(here["id"])] == \
-            [e["train_loss"] for e in pack.epochs(remote)]
-        theirs, mine = pack.scores(remote), project.scores(here["id"])
+        assert here.status == "finished" and here.params["origin"]["run"] == remote
+        assert here.params["config"] == pack.run(remote).params["config"]
+        assert [e.epoch for e in project.epochs(here.id)] == [0, 1]
+        assert [e.train_loss for e in project.epochs(here.id)] == \
+            [e.train_loss for e in pack.epochs(remote)]
+        theirs, mine = pack.scores(remote), project.scores(here.id)
         assert len(mine) == len(theirs) == project.count_samples()
-        assert project.scored_run() == here["id"]  # the queue ranks by it, like any run
+        assert project.scored_run() == here.id  # the queue ranks by it, like any run
         by_key = {s.key: s.id for s in pack.samples()}
         for s in project.samples():
-            assert mine[s.id]["score"] == theirs[by_key[s.key]]["score"]
+            assert mine[s.id].score == theirs[by_key[s.key]].score
     # an imported run is resumed where it trains, not here
     with pytest.raises(ProjectError, match="was imported from"):
-        train(project_path, resume=here["id"])
+        train(project_path, resume=here.id)
 
 
 def test_samples_are_matched_by_source_and_key_not_by_id(project_path: Path,
@@ -107,7 +108,8 @@ def test_samples_are_matched_by_source_and_key_not_by_id(project_path: Path,
     # renumber the pack's samples (ids need not agree: a project rebuilt, a merge)
     conn = sqlite3.connect(packed)
     conn.execute("PRAGMA foreign_keys = OFF")
-    for table in ("labels", "review_events", "scores", "contamination"):
+    for table in ("labels", "review_events", "scores", "score_ranks", "contamination",
+                  "conflicts"):
         conn.execute(f"UPDATE {table} SET sample_id = sample_id + 1000")
     conn.execute("UPDATE samples SET id = id + 1000")
     conn.commit()
@@ -115,11 +117,11 @@ def test_samples_are_matched_by_source_and_key_not_by_id(project_path: Path,
     result = import_runs(project_path, tmp_path / "pack")
     assert result.unmatched == 0 and result.edited == 0
     with Project.open(project_path) as project, Project.open(packed) as pack:
-        (here,) = [r["id"] for r in project.runs() if r["params"].get("origin")]
+        (here,) = [r.id for r in project.runs() if r.params.get("origin")]
         theirs, mine = pack.scores(run_id), project.scores(here)
         assert min(theirs) > 1000 and max(mine) < 1000
         for s in project.samples():
-            assert mine[s.id]["prediction"] == theirs[s.id + 1000]["prediction"]
+            assert np.array_equal(mine[s.id].prediction, theirs[s.id + 1000].prediction)
 
 
 def test_packs_of_other_projects_and_other_files_are_refused(project_path: Path,
@@ -157,3 +159,23 @@ def test_a_pack_copies_a_project_in_use(project_path: Path, tmp_path: Path) -> N
     with Project.open(packed) as pack:
         assert pack.sample(1).review_status == "unreviewed"
         assert pack.count_samples() == 96
+
+
+def test_a_pack_made_while_a_trainer_holds_the_project_trains_and_import_waits_for_it(
+        project_path: Path, tmp_path: Path) -> None:
+    """The project's training lease stays with the project: the pack does not inherit
+    it (a copy made while the GUI trains must train on its own), and import-run, which
+    writes runs into the project, takes it like a trainer (refused, naming the holder,
+    while another trainer works)."""
+    with Project.open(project_path) as project, project.acquire_lease(None, "gui"):
+        packed = pack_project(project_path, tmp_path / "pack")
+        remote = train(packed, TrainConfig(**FAST))  # not refused by the GUI's lease
+        with pytest.raises(LeaseHeldError, match="another trainer is running") as err:
+            import_runs(project_path, tmp_path / "pack")
+        assert err.value.holder.owner == "gui" and err.value.holder.pid == os.getpid()
+        assert len(project.runs()) == 1  # nothing written
+    result = import_runs(project_path, tmp_path / "pack")
+    assert [(a, n) for a, _, n in result.runs] == [(remote, True)]
+    with Project.open(project_path) as project:
+        assert project.lease_holder() is None  # import-run let it go
+        assert project.runs()[-1].status == "finished"

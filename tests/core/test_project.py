@@ -106,7 +106,7 @@ def test_label_history_is_append_only(tmp_path: Path) -> None:
     assert np.allclose(p.current_label(sid).points[1], [50.25, 60.125])
     assert np.allclose(p.original_label(sid).points, first.points)
     assert p.sample(sid).review_status == "fixed"
-    assert p.review_history(sid)[-1]["author"] == "ann"
+    assert p.review_history(sid)[-1].author == "ann"
 
 
 def test_missing_points_round_trip(tmp_path: Path) -> None:
@@ -122,19 +122,20 @@ def test_missing_points_round_trip(tmp_path: Path) -> None:
 def test_review_counts_and_queue_ranking(tmp_path: Path) -> None:
     p = make(tmp_path, n=6)
     ids = [s.id for s in p.samples()]
-    assert p.queue()[0][4] is None  # unscored: by id
+    assert p.queue()[0].score is None  # unscored: by id
     run = p.create_run("deepgum", {"epochs": 1})
     p.write_scores(run, [ScoreRow(i, score=float(k), outlier_prob=k / 10,
                                   landmark_scores=[0.0, float(k), np.nan])
                          for k, i in enumerate(ids)])
     q = p.queue()
-    assert [r[0] for r in q] == ids[::-1]
-    assert p.sample_score(ids[2])["landmark_scores"][1] == 2.0
-    assert np.isnan(p.sample_score(ids[2])["landmark_scores"][2])
+    assert [r.sample_id for r in q] == ids[::-1]
+    assert p.sample_score(ids[2]).landmark_scores[1] == 2.0
+    assert np.isnan(p.sample_score(ids[2]).landmark_scores[2])
+    assert p.sample_score(ids[2]).worst_landmark == 1
     p.set_review(ids[-1], "excluded", "ann")
     p.set_review(ids[-2], "confirmed", "ann")
     assert p.review_counts() == {"unreviewed": 4, "confirmed": 1, "fixed": 0, "excluded": 1}
-    assert [r[0] for r in p.queue(statuses=["unreviewed"], limit=2)] == ids[-3:-5:-1]
+    assert [r.sample_id for r in p.queue(statuses=["unreviewed"], limit=2)] == ids[-3:-5:-1]
     assert p.queue_count(min_score=2.0, max_score=4.0) == 3
     assert p.queue_count(search="img1") == 1
     assert p.queue_count(search="%") == 0  # LIKE wildcards are escaped
@@ -146,9 +147,9 @@ def test_runs_and_epochs(tmp_path: Path) -> None:
     p.add_epoch(run, 0, train_loss=1.5, val_error=0.1, metrics={"pi": [0.9]})
     p.add_epoch(run, 1, train_loss=1.0, val_error=0.05)
     p.update_run(run, status="finished", state={"pi": 0.8})
-    assert [e["epoch"] for e in p.epochs(run, after=0)] == [1]
-    assert p.epochs(run)[0]["metrics"] == {"pi": [0.9]}
-    assert p.run(run)["state"] == {"pi": 0.8} and p.run(run)["status"] == "finished"
+    assert [e.epoch for e in p.epochs(run, after=0)] == [1]
+    assert p.epochs(run)[0].metrics == {"pi": [0.9]}
+    assert p.run(run).state == {"pi": 0.8} and p.run(run).status == "finished"
 
 
 def test_info(tmp_path: Path) -> None:

@@ -105,7 +105,7 @@ def landmark_auroc(project: Project, run_id: int) -> float:
     s, t = [], []
     for sample in project.samples(split="train"):
         bad = set(truth.get(sample.id, (False, []))[1])
-        for k, v in enumerate(scores[sample.id]["landmark_scores"]):
+        for k, v in enumerate(scores[sample.id].landmark_scores):
             s.append(v)
             t.append(k in bad)
     result = auroc(s, t)
@@ -122,26 +122,26 @@ def test_a_tiny_run_separates_injected_outliers(project_path: Path) -> None:
     run_id = train(project_path, TrainConfig(epochs=6, **FAST), rec)
     with Project.open(project_path) as project:
         run = project.run(run_id)
-        assert run["status"] == "finished" and run["params"]["config"]["epochs"] == 6
+        assert run.status == "finished" and run.params["config"]["epochs"] == 6
         epochs = project.epochs(run_id)
-        assert [e["epoch"] for e in epochs] == list(range(6))
-        assert epochs[-1]["metrics"]["train_images"] == 240 - 24 - 3  # val and excluded left out
-        assert 0.6 < epochs[-1]["inlier_fraction"] < 0.95
-        assert len(epochs[-1]["metrics"]["histogram"]) == 20
+        assert [e.epoch for e in epochs] == list(range(6))
+        assert epochs[-1].metrics["train_images"] == 240 - 24 - 3  # val and excluded left out
+        assert 0.6 < epochs[-1].inlier_fraction < 0.95
+        assert len(epochs[-1].metrics["histogram"]) == 20
         assert landmark_auroc(project, run_id) > 0.9
         scores = project.scores(run_id)
         assert len(scores) == project.count_samples()  # every sample, excluded ones too
         # predictions come back in image pixels, near the labels of clean val samples
         errs = []
         for sample in project.samples(split="val"):
-            pred = np.array(scores[sample.id]["prediction"]).reshape(-1, 2)
+            pred = np.array(scores[sample.id].prediction).reshape(-1, 2)
             errs.append(np.linalg.norm(pred - project.current_label(sample.id).points, axis=1))
-            assert len(scores[sample.id]["prediction_std"]) == 4  # a predicted scale per point
+            assert len(scores[sample.id].prediction_std) == 4  # a predicted scale per point
         assert np.median(np.concatenate(errs)) < 0.1 * 48
         row = scores[excluded[0]]
-        assert 0 <= row["outlier_prob"] <= 1 and len(row["landmark_probs"]) == 4
+        assert 0 <= row.outlier_prob <= 1 and len(row.landmark_probs) == 4
         # the sample is wrong if any point is: at least as likely as its worst point
-        assert row["score"] >= max(row["landmark_scores"]) - 1e-6
+        assert row.score >= max(row.landmark_scores) - 1e-6
     assert len(rec.of(EpochEvent)) == 6 and len(rec.of(EStepEvent)) == 6  # before epochs 1-6
     assert len(rec.of(ScoresEvent)) == 1
     n_batches = rec.of(BatchProgress)[-1].batches
@@ -171,19 +171,19 @@ def test_stop_mid_epoch_pauses_and_resume_matches_an_uninterrupted_run(
     run_id = train(project_path, cfg, StopInSecondEpoch(), lambda: stop["now"])
     with Project.open(project_path) as project:
         run = project.run(run_id)
-        assert run["status"] == "paused" and "resume" in run["message"]
-        assert [e["epoch"] for e in project.epochs(run_id)] == [0]
+        assert run.status == "paused" and "resume" in run.message
+        assert [e.epoch for e in project.epochs(run_id)] == [0]
         assert project.scores(run_id) == {}
     assert checkpoint_path(Project.open(project_path), run_id).exists()
 
     assert train(project_path, resume=run_id) == run_id
     with Project.open(project_path) as project, Project.open(other) as reference:
-        assert project.run(run_id)["status"] == "finished"
-        assert [e["epoch"] for e in project.epochs(run_id)] == [0, 1]
+        assert project.run(run_id).status == "finished"
+        assert [e.epoch for e in project.epochs(run_id)] == [0, 1]
         a, b = project.scores(run_id), reference.scores(whole)
         assert a.keys() == b.keys()
         for sid in a:
-            np.testing.assert_allclose(a[sid]["prediction"], b[sid]["prediction"], atol=1e-3)
+            np.testing.assert_allclose(a[sid].prediction, b[sid].prediction, atol=1e-3)
 
 
 def test_each_epoch_refreshes_a_rotating_share_of_the_estep_residuals(project_path: Path) -> None:
@@ -222,11 +222,11 @@ def test_training_pass_residuals_also_separate_injected_outliers(project_path: P
 def test_a_stop_while_preparing_leaves_a_paused_run(project_path: Path) -> None:
     run_id = train(project_path, TrainConfig(epochs=1, **FAST), should_stop=lambda: True)
     with Project.open(project_path) as project:
-        assert project.run(run_id)["status"] == "paused"
+        assert project.run(run_id).status == "paused"
         assert not checkpoint_path(project, run_id).exists()
     train(project_path, resume=run_id)  # nothing to restore: starts afresh
     with Project.open(project_path) as project:
-        assert project.run(run_id)["status"] == "finished"
+        assert project.run(run_id).status == "finished"
         assert len(project.scores(run_id)) == project.count_samples()
 
 
@@ -250,10 +250,10 @@ def test_a_baseline_writes_probabilities_from_a_mixture_on_its_residuals(
     run_id = train(project_path, TrainConfig(method="huber", epochs=3, **FAST))
     with Project.open(project_path) as project:
         row = next(iter(project.scores(run_id).values()))
-        assert 0 <= row["outlier_prob"] <= 1 and len(row["landmark_scores"]) == 4
-        np.testing.assert_allclose(row["landmark_probs"],
-                                   1 / (1 + np.exp(-np.array(row["landmark_scores"]))))
-        assert project.epochs(run_id)[0]["inlier_fraction"] is None
+        assert 0 <= row.outlier_prob <= 1 and len(row.landmark_scores) == 4
+        np.testing.assert_allclose(row.landmark_probs,
+                                   1 / (1 + np.exp(-np.array(row.landmark_scores))))
+        assert project.epochs(run_id)[0].inlier_fraction is None
         assert landmark_auroc(project, run_id) > 0.8
 
 
@@ -279,9 +279,9 @@ def test_an_age_run_predicts_years(tmp_path: Path) -> None:
         scores = project.scores(run_id)
         assert len(scores) == 80
         row = next(iter(scores.values()))
-        assert row["landmark_scores"] is None and 0 <= row["outlier_prob"] <= 1
-        assert 0 < row["prediction"][0] < 40 and row["prediction_std"] is not None
-        assert project.epochs(run_id)[-1]["val_error"] < 30  # years
+        assert row.landmark_scores is None and 0 <= row.outlier_prob <= 1
+        assert 0 < row.prediction[0] < 40 and row.prediction_std is not None
+        assert project.epochs(run_id)[-1].val_error < 30  # years
 
 
 def test_backbones_are_checked() -> None:

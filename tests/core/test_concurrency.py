@@ -1,0 +1,73 @@
+"""Writers never starve an annotator: while another process writes a run's scores
+for 200 000 samples, edits from this process commit one after another (each waits
+for one short chunk at most, not for the whole write), and readers see the run's
+scores all at once or not at all."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+
+from core.project import LabelSchema, NewSample, Project
+
+REPO = Path(__file__).resolve().parents[2]
+N = 200_000
+
+
+def test_edits_commit_while_a_200k_score_write_runs(tmp_path: Path) -> None:
+    path = tmp_path / "big.gumshoe"
+    rng = np.random.default_rng(0)
+    pts = rng.uniform(0, 100, (N, 5, 2))
+    with Project.create(path, LabelSchema("landmarks", "five", tuple("abcde"))) as p:
+        src = p.add_source(tmp_path, "csv", "landmarks")
+        p.add_samples(src, [NewSample(f"s{i}", f"s{i}.png", 100, 100, "h", points=pts[i])
+                            for i in range(N)])
+        run = p.create_run("deepgum")
+    writer = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import sys, time, numpy as np
+        sys.path.insert(0, {str(REPO)!r})
+        from core.project import Project, ScoreColumns
+        rng = np.random.default_rng(1)
+        n = {N}
+        ls = rng.normal(-3, 2, (n, 5))
+        cols = ScoreColumns(np.arange(1, n + 1), ls.max(1), 1 / (1 + np.exp(-ls.max(1))), ls,
+                            None, rng.uniform(0, 100, (n, 10)), rng.uniform(0, 2, (n, 10)))
+        with Project.open({str(path)!r}) as p:
+            print("start", flush=True)
+            t0 = time.perf_counter()
+            p.write_scores({run}, cols)
+            print("done", time.perf_counter() - t0, flush=True)
+    """)], stdout=subprocess.PIPE, text=True)
+    assert writer.stdout.readline().strip() == "start"
+    latencies: list[float] = []
+    seen_counts: set[int] = set()
+    with Project.open(path) as p:
+        sid = 1
+        while writer.poll() is None and len(latencies) < 400:
+            cur = p.current_label(sid)
+            t0 = time.perf_counter()
+            p.add_label(sid, points=cur.points + 1.0, author="ann", replaces=cur.id)
+            latencies.append(time.perf_counter() - t0)
+            seen_counts.add(p.queue_count(min_score=-1e9))  # scored rows a reader sees
+            sid += 1
+            time.sleep(0.02)
+        during = len(latencies) if writer.poll() is None else len(latencies) - 1
+        line = writer.stdout.readline().split()
+        writer.wait(timeout=300)
+        assert writer.returncode == 0 and line[0] == "done"
+        write_s = float(line[1])
+        assert p.queue_count(min_score=-1e9) == N
+        edited = p.conn.execute("SELECT count(*) FROM labels WHERE origin = 'annotator'"
+                                ).fetchone()[0]
+    assert edited == len(latencies)  # every edit committed
+    assert during >= 5, f"only {during} edits committed during a {write_s:.1f} s write"
+    assert seen_counts <= {0, N}, sorted(seen_counts)[:5]  # never half a run's scores
+    # no edit waited for the whole write (on today's main the first one waited it all)
+    assert max(latencies) < min(2.0, write_s / 2), (max(latencies), write_s)
+    print(f"write {write_s:.1f} s; {len(latencies)} edits, median "
+          f"{1000 * float(np.median(latencies)):.1f} ms, max {1000 * max(latencies):.1f} ms")
