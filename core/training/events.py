@@ -69,6 +69,7 @@ class ScoresEvent:
     n_samples: int
     n_flagged: int  # samples the flag rule (core.flags) calls wrong
     top: tuple[tuple[int, float], ...]  # (sample id, score) of the 20 highest
+    seconds: float = 0.0  # the scoring: the evaluation pass over every sample, the rows, the write
 
 
 class Callbacks:

@@ -351,6 +351,7 @@ class Trainer:
     def write_scores(self) -> None:
         if not self.scores:
             return
+        t0 = time.perf_counter()
         data = self.data
         shown = self.predict_all()
         if not self.writer:  # the pass is shared; the scoring and the writing are rank 0's
@@ -361,7 +362,7 @@ class Trainer:
         top = sorted(((r.sample_id, float(r.score)) for r in rows), key=lambda t: -t[1])[:20]
         n_flagged = sum(1 for r in rows if sample_flagged(r.score))
         self.cb.on_scores(ScoresEvent(self.run_id, self.offset + self.epoch, len(rows), n_flagged,
-                                      tuple(top)))
+                                      tuple(top), time.perf_counter() - t0))
 
     # ----------------------------------------------------------- run
 
