@@ -125,6 +125,7 @@ def test_two_processes_train_one_run_like_one_process_and_only_rank_0_writes(
         # and the same detection of the injected errors (a learnt model: chance is 0.5)
         auc2, auc1 = landmark_auroc(project, run.id), landmark_auroc(reference, single)
         assert auc1 > 0.8 and auc2 > 0.8 and abs(auc1 - auc2) < 0.01
+        assert project.lease_holder() is None  # rank 0 held the lease and let it go
     ck = checkpoint_path(Project.open(two), run.id)
     assert ck.exists() and not list(ck.parent.glob("*.tmp"))
 
@@ -153,6 +154,19 @@ def test_a_stop_on_one_rank_pauses_all_and_a_failure_on_rank_0_ends_the_others(
     assert again.returncode != 0
     assert again.stderr.count("run 1 is finished; nothing to resume") == 1
     assert "rank 1" not in again.stderr.split("ChildFailedError")[0]
+
+
+def test_a_distributed_run_is_refused_while_another_trainer_holds_the_project(
+        template: Path, tmp_path: Path) -> None:
+    """Rank 0 takes the project's lease before anything else: with the GUI training
+    (here: this process holding the lease), torchrun's run is refused, said once,
+    and nothing is written."""
+    path = copy_project(template, tmp_path / "p")
+    with Project.open(path) as project, project.acquire_lease(None, "gui"):
+        done = torchrun(["train", str(path), "--epochs", "1", *ARGS], tmp_path / "pids")
+        assert done.returncode != 0
+        assert done.stderr.count("another trainer is running (gui pid") == 1, done.stderr[-3000:]
+        assert project.runs() == []
 
 
 # --------------------------------------------------------------------------- in-process ranks
