@@ -179,3 +179,25 @@ def test_a_pack_made_while_a_trainer_holds_the_project_trains_and_import_waits_f
     with Project.open(project_path) as project:
         assert project.lease_holder() is None  # import-run let it go
         assert project.runs()[-1].status == "finished"
+
+
+def test_a_snapshot_of_a_pack_taken_mid_run_imports_and_the_pack_updates_it_later(
+        project_path: Path, tmp_path: Path) -> None:
+    """The README's way to bring a run back while it trains: `gumshoe backup` of the
+    pack's file there (a consistent copy of a file being written), imported here;
+    the finished run imported later from the pack updates the same run."""
+    packed = pack_project(project_path, tmp_path / "pack")
+    stop = StopAfterEpoch(0)
+    remote = train(packed, TrainConfig(**FAST), stop, stop.should_stop)
+    snapshot = tmp_path / "snapshot.gumshoe"
+    assert main(["backup", str(packed), str(snapshot)]) == 0
+    (theirs, here, new), = import_runs(project_path, snapshot).runs
+    assert (theirs, new) == (remote, True)
+    with Project.open(project_path) as project:
+        assert project.run(here).status == "paused" and len(project.epochs(here)) == 1
+    train(packed, resume=remote)
+    (_, again, new), = import_runs(project_path, tmp_path / "pack").runs
+    assert (again, new) == (here, False)
+    with Project.open(project_path) as project:
+        assert project.run(here).status == "finished" and len(project.epochs(here)) == 2
+        assert len(project.scores(here)) == project.count_samples()
