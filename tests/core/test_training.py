@@ -296,6 +296,16 @@ def test_backbones_are_checked() -> None:
         build_model(8, "cnn", 64, weights="w.pt")
 
 
+def test_head_auto_keeps_what_each_config_version_built() -> None:
+    """auto builds fc today; a run stored when auto meant heatmap for landmarks
+    resumes with the heatmap head its checkpoint holds."""
+    assert TrainConfig().head_for("landmarks") == "fc" == TrainConfig().head_for("age")
+    v2 = TrainConfig.from_dict({**TrainConfig().to_dict(), "config_version": 2})
+    assert v2.head_for("landmarks") == "heatmap" and v2.head_for("age") == "fc"
+    old = {k: v for k, v in TrainConfig().to_dict().items() if k != "config_version"}
+    assert TrainConfig.from_dict(old).head_for("landmarks") == "fc"
+
+
 def test_config_round_trip_and_bad_settings() -> None:
     cfg = TrainConfig(method="tukey", epochs=3)
     assert TrainConfig.from_dict(cfg.to_dict()) == cfg
