@@ -38,7 +38,7 @@ from core.metrics import (
     reliability,
 )
 from core.noise import IMAGE_KINDS, apply_noise, parse_spec
-from core.project import Project, Sample
+from core.project import Epoch, Project, Sample
 from core.robust import METHODS
 from core.scoring import outre_scores, sample_flagged
 from core.training import StopFn, TrainConfig, train
@@ -170,6 +170,18 @@ def test_errors(project: Project, run_id: int) -> tuple[dict[int, float], dict[s
                         "test_mae": mae(np.array(ages_pred), np.array(ages_true))}
 
 
+def throughput(epochs: Sequence[Epoch]) -> dict[str, float | None]:
+    """A run's data-wait share (the training passes' time spent waiting for batches,
+    mean over epochs) and on CUDA its GPU utilisation (mean) and peak memory (MB)."""
+    def values(key: str) -> list[float]:
+        return [float(e.metrics[key]) for e in epochs if e.metrics.get(key) is not None]
+
+    wait, util, memory = values("data_wait_share"), values("gpu_util"), values("gpu_memory_mb")
+    return {"data_wait_share": float(np.mean(wait)) if wait else None,
+            "gpu_util": float(np.mean(util)) if util else None,
+            "gpu_memory_mb": max(memory) if memory else None}
+
+
 def _copy_project(base: Path, dest: Path) -> None:
     shutil.copy2(base, dest)
     shutil.copytree(base.with_name(base.name + "-cache"), dest.with_name(dest.name + "-cache"))
@@ -230,7 +242,8 @@ def run_bench(source: str | Path, fmt: str, task: str | None, noises: Sequence[s
                                "estep_share": sum(e.metrics.get("estep_seconds", 0.0)
                                                   for e in epochs) / total,
                                "eval_share": sum(e.metrics.get("eval_seconds", 0.0)
-                                                 for e in epochs) / total}
+                                                 for e in epochs) / total,
+                               **throughput(epochs)}
                         results.append(row)
                         errors[(method, str(spec), seed)] = per_sample
                         log(line(row))

@@ -11,8 +11,9 @@ import numpy as np
 from core.metrics import paired_wilcoxon, summarise
 
 FIELDS = ("auroc", "auprc", "precision", "recall", "ece", "flagged_share", "issue_accuracy",
-          "test_nme",
-          "failure_rate", "test_mae", "seconds", "train_images_per_s", "estep_share", "eval_share")
+          "test_nme", "failure_rate", "test_mae", "seconds", "train_images_per_s", "estep_share",
+          "eval_share", "data_wait_share", "gpu_util", "gpu_memory_mb")
+DEVICE_FIELDS = ("gpu_util", "gpu_memory_mb")  # printed only where measured (CUDA)
 
 
 def fmt(v: Any) -> str:
@@ -21,7 +22,8 @@ def fmt(v: Any) -> str:
 
 def line(row: dict[str, Any]) -> str:
     return (f"{row['method']:9s} {row['noise']:>10s} seed {row['seed']}: "
-            + " ".join(f"{k} {fmt(row[k])}" for k in FIELDS))
+            + " ".join(f"{k} {fmt(row.get(k))}" for k in FIELDS
+                       if k not in DEVICE_FIELDS or row.get(k) is not None))
 
 
 def summary(results: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -588,6 +588,12 @@ class CachedImages:
     def __len__(self) -> int:
         return len(self.slots)
 
+    def __reduce__(self) -> tuple[type[CachedImages], tuple[Path, int, np.ndarray, int]]:
+        # another process (a data-loader worker) maps the file itself: never a pickled
+        # copy of the rows
+        capacity = 0 if self._mm is None else int(self._mm.shape[0])
+        return (CachedImages, (self.path, self.size, self.slots, capacity))
+
     @property
     def shape(self) -> tuple[int, int, int, int]:
         return (len(self.slots), self.size, self.size, 3)

@@ -84,7 +84,13 @@ def run(args: argparse.Namespace) -> int:
         auroc = "-" if s["auroc"] is None else f"{s['auroc']:.4f}"
         err = s["test_nme"] if s["test_nme"] is not None else s["test_mae"]
         err_s = "-" if err is None else f"{err:.4f}"
-        print(f"{s['method']:9s} {s['noise']:>12s}  AUROC {auroc}  test error {err_s}  "
+        speed = "" if s.get("train_images_per_s") is None else \
+            f"  {s['train_images_per_s']:.0f} img/s"
+        if s.get("data_wait_share") is not None:
+            speed += f" (data wait {100 * s['data_wait_share']:.0f}%)"
+        if s.get("gpu_util") is not None:
+            speed += f"  GPU {100 * s['gpu_util']:.0f}%"
+        print(f"{s['method']:9s} {s['noise']:>12s}  AUROC {auroc}  test error {err_s}{speed}  "
               f"(median of {s['seeds']} seeds)")
     print(f"results in {args.json}")
     return 0

@@ -8,6 +8,7 @@ from collections import Counter
 from pathlib import Path
 
 from core.image_cache import problem_rows
+from core.pack import describe_runs, find_project_file, pack_info
 from core.paths import shown
 from core.project import Project
 from core.schemas import describe_schema
@@ -16,15 +17,20 @@ SHOWN_PROBLEMS = 20
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    p = sub.add_parser("info", help="summarise a project")
-    p.add_argument("project", type=Path)
+    p = sub.add_parser("info", help="summarise a project (or a pack, and how its run is going)")
+    p.add_argument("project", type=Path, help="a project file, or a pack folder")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     return p
 
 
 def run(args: argparse.Namespace) -> int:
-    with Project.open(args.project) as project:
+    with Project.open(find_project_file(args.project)) as project:
         info = project.info()
+        pack = pack_info(project)
+        if pack is not None:
+            info["pack"] = {"origin": pack.origin, "packed_at": pack.packed_at,
+                            "image_sizes": list(pack.image_sizes)}
+        runs = describe_runs(project)
         info["image_problems"] = problem_rows(project)
         schema = project.schema
     if schema is not None and schema.task == "landmarks":
@@ -53,6 +59,11 @@ def run(args: argparse.Namespace) -> int:
               "(both versions kept; the queue flags them)")
     for warning in info["warnings"]:
         print(f"  warning    {warning}")
+    if "pack" in info:
+        print(f"  pack of    {info['pack']['origin']} ({info['pack']['packed_at']}, "
+              f"cache {', '.join(str(s) for s in info['pack']['image_sizes'])} px)")
+    for line in runs:
+        print(f"    {line}")
     problems = info["image_problems"]
     if problems:
         kinds = Counter(str(r["kind"]) for r in problems)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sqlite3
 import sys
 from collections.abc import Callable, Sequence
@@ -24,7 +25,7 @@ from core.project import ProjectError
 # command name -> module of core.cli
 COMMANDS = {"open": "open", "demo": "demo", "import": "imports", "info": "info",
             "export": "export", "train": "train", "rank": "rank", "bench": "bench",
-            "merge": "merge", "backup": "backup"}
+            "pack": "pack", "import-run": "import_run", "merge": "merge", "backup": "backup"}
 
 GuiHook = Callable[[str | None], int]
 
@@ -57,17 +58,26 @@ def main(argv: Sequence[str] | None = None, gui: GuiHook | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    # under torchrun, the other processes of a run name their rank
+    launched = os.environ.get("WORLD_SIZE", "1") not in ("", "1")
+    rank = os.environ.get("RANK", "0") if launched else "0"
+    prog = "gumshoe" if rank == "0" else f"gumshoe (rank {rank})"
+    if launched and args.command != "train":
+        if rank == "0":
+            print(f"gumshoe: error: only `train` runs under torchrun (each process would run "
+                  f"`{args.command}` on its own)", file=sys.stderr)
+        return 1
     try:
         return int(args.func(args) or 0)
     except (ProjectError, FormatError, ImageError, ValueError, OSError, sqlite3.Error) as exc:
-        print(f"gumshoe: error: {error_line(exc, getattr(args, 'project', None))}",
+        print(f"{prog}: error: {error_line(exc, getattr(args, 'project', None))}",
               file=sys.stderr)
         return 1
     except MemoryError:
-        print("gumshoe: error: out of memory", file=sys.stderr)
+        print(f"{prog}: error: out of memory", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("gumshoe: interrupted", file=sys.stderr)
+        print(f"{prog}: interrupted", file=sys.stderr)
         return 130
 
 

@@ -11,6 +11,7 @@ from types import FrameType
 from core.cli.arguments import image_size
 from core.cli.progress import bar
 from core.models import HEADS
+from core.pack import find_project_file
 from core.project import Project
 from core.robust import METHODS
 from core.robust.mixture import UNITS
@@ -18,11 +19,13 @@ from core.training import (
     BatchProgress,
     Callbacks,
     EpochEvent,
+    PeerError,
     ScoresEvent,
     StatusEvent,
     TrainConfig,
     train,
 )
+from core.training.distributed import launched_rank
 
 
 def add_estep_arguments(p: argparse.ArgumentParser) -> None:
@@ -40,7 +43,7 @@ def add_estep_arguments(p: argparse.ArgumentParser) -> None:
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     d = TrainConfig()
     p = sub.add_parser("train", help="train on the project's labels and score every sample")
-    p.add_argument("project", type=Path)
+    p.add_argument("project", type=Path, help="a project file, or a pack folder (gumshoe pack)")
     p.add_argument("--method", choices=METHODS, default=d.method, help="default: %(default)s")
     p.add_argument("--epochs", type=int, default=d.epochs, help="default: %(default)s")
     p.add_argument("--image-size", type=image_size, default=d.image_size,
@@ -62,17 +65,39 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--folds", type=int, default=d.folds,
                    help="cross-fitting: judge each training label with one of K models that "
                         "did not train on it (K + 1 trainings; default: %(default)s = off)")
+    p.add_argument("--workers", type=int, default=d.workers,
+                   help="data-loader processes reading the image cache ahead of the model "
+                        "(default: auto = 0 on a CPU, a few per GPU)")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the training step (a GPU and a long run repay the "
+                        "compilation time)")
     p.add_argument("--resume", type=int, metavar="RUN", help="continue a paused run")
     p.add_argument("--quiet", action="store_true", help="no per-epoch lines")
     return p
+
+
+def throughput(event: EpochEvent) -> str:
+    """images/s, the data-wait share and the GPU's figures of an epoch, for a line."""
+    parts = [f"{event.images_per_s:.0f} img/s"]
+    if event.processes > 1:
+        parts[0] += f" ({event.processes} processes)"
+    if event.data_wait_share is not None:
+        parts.append(f"data wait {100 * event.data_wait_share:.0f}%")
+    if event.gpu_util is not None:
+        parts.append(f"GPU {100 * event.gpu_util:.0f}%")
+    if event.gpu_memory_mb is not None:
+        parts.append(f"{event.gpu_memory_mb / 1024:.1f} GB")
+    return "  ".join(parts)
 
 
 class _Printer(Callbacks):
     def __init__(self, quiet: bool) -> None:
         self.quiet = quiet
         self.pbar = bar("epoch", unit="batch")
+        self.status: str | None = None
 
     def on_status(self, event: StatusEvent) -> None:
+        self.status = event.status
         if event.message.startswith("left out "):  # images changed, missing or unreadable
             self.pbar.write(f"warning: {event.message}", file=sys.stderr)
             return
@@ -91,7 +116,7 @@ class _Printer(Callbacks):
         val = "-" if event.val_error is None else f"{event.val_error:.4f}"
         inl = "-" if event.inlier_fraction is None else f"{event.inlier_fraction:.3f}"
         self.pbar.write(f"epoch {event.epoch + 1:3d}/{event.epochs}  loss {event.train_loss:.4f}  "
-                        f"val {val}  inliers {inl}  {event.images_per_s:.0f} img/s  "
+                        f"val {val}  inliers {inl}  {throughput(event)}  "
                         f"{event.seconds:.1f} s")
 
     def on_scores(self, event: ScoresEvent) -> None:
@@ -101,6 +126,7 @@ class _Printer(Callbacks):
 
 
 def run(args: argparse.Namespace) -> int:
+    args.project = find_project_file(args.project)
     config = None
     if args.resume is None:
         config = TrainConfig(method=args.method, epochs=args.epochs, image_size=args.image_size,
@@ -109,20 +135,31 @@ def run(args: argparse.Namespace) -> int:
                              backbone=args.backbone, weights=args.weights, head=args.head,
                              folds=args.folds,
                              estep_residuals=args.estep_residuals,
-                             refresh_epochs=args.refresh_epochs)
+                             refresh_epochs=args.refresh_epochs,
+                             workers=args.workers, compile=args.compile)
     stop = {"now": False}
 
     def on_signal(_signum: int, _frame: FrameType | None) -> None:
-        stop["now"] = True  # a first Ctrl-C pauses at the next batch; the run stays resumable
+        # a first Ctrl-C (or a scheduler's SIGTERM) pauses at the next batch; the run
+        # stays resumable
+        stop["now"] = True
 
-    previous = signal.signal(signal.SIGINT, on_signal)
-    printer = _Printer(args.quiet)
+    rank = launched_rank()
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    printer = _Printer(args.quiet or rank > 0)
+    if rank > 0:
+        printer.pbar.disable = True
     try:
         run_id = train(args.project, config, printer, lambda: stop["now"], resume=args.resume,
                        owner="cli")
+    except PeerError:
+        return 1  # rank 0 failed and says why; this rank just ends
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
         printer.pbar.close()
+    if rank > 0:  # rank 0 reports the run's end and sets torchrun's exit code
+        return 0
     with Project.open(args.project) as project:
         info = project.run(run_id)
     if info.status == "paused":

@@ -47,9 +47,14 @@ def log_partition_table() -> tuple[np.ndarray, np.ndarray]:
     return alphas, logz
 
 
+@functools.cache
+def _log_partition_grid(dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """The table on a device, made once (not copied from host memory every batch)."""
+    return torch.as_tensor(log_partition_table()[1], dtype=dtype, device=device)
+
+
 def log_partition(alpha: torch.Tensor) -> torch.Tensor:
-    alphas, logz = log_partition_table()
-    grid = torch.as_tensor(logz, dtype=alpha.dtype, device=alpha.device)
+    grid = _log_partition_grid(alpha.dtype, alpha.device)
     t = (alpha - ALPHA_LO) / (ALPHA_HI - ALPHA_LO) * (GRID - 1)
     i0 = t.floor().clamp(0, GRID - 2)
     frac = t - i0

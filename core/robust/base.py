@@ -90,8 +90,7 @@ class Output:
         """The predicted scale repeated per output dimension (B, D)."""
         if self.log_scale is None:
             return None
-        idx = torch.as_tensor(problem.point_of_dim(), device=self.log_scale.device)
-        return self.log_scale.exp()[:, idx]
+        return self.log_scale.exp().repeat_interleave(problem.dims_per_point, dim=1)
 
 
 def split_output(raw: torch.Tensor, n_dims: int) -> Output:

@@ -105,7 +105,7 @@ class RunsMixin(StoreBase):
             return int(cur.lastrowid)
 
     _RUN_FIELDS = frozenset({"status", "device", "finished_at", "checkpoint", "state", "message",
-                             "params", "pid"})
+                             "params", "pid", "host"})
 
     def update_run(self, run_id: int, **fields: Any) -> None:
         bad = set(fields) - self._RUN_FIELDS

@@ -3,8 +3,11 @@ written into the project file as it goes.
 
 Modules: ``config`` (the run's settings), ``data`` (the samples as arrays),
 ``augmentation`` (flip and jitter on the device, and their inverse),
-``predict`` (the evaluation pass), ``checkpoints``, ``events`` (what callbacks
-receive), ``recorder`` (the one writer of a run's progress) and ``loop``.
+``loader`` (batches from the image cache), ``predict`` (the evaluation pass),
+``checkpoints``, ``events`` (what callbacks receive), ``recorder`` (the one
+writer of a run's progress), ``throughput`` (images/s, data wait, GPU use),
+``loop`` (the trainer), ``distributed`` (torchrun), ``folds`` (cross-fitting)
+and ``run`` (:func:`train`: a run from start to end).
 """
 
 from __future__ import annotations
@@ -28,13 +31,15 @@ from core.training.events import (
     ScoresEvent,
     StatusEvent,
 )
-from core.training.loop import Trainer, lr_at, train, val_error
+from core.training.loop import Trainer, val_error
 from core.training.predict import Predictions, pick_device, predict, to_input
 from core.training.recorder import ProjectRecorder, Recorder
+from core.training.run import PeerError, train
+from core.training.step import lr_at
 
 __all__ = [
     "Augmentation", "BatchProgress", "Callbacks", "CheckpointError", "EStepEvent", "EpochEvent",
-    "Predictions", "ProjectRecorder", "Recorder", "ScoresEvent", "StatusEvent", "StopFn",
+    "PeerError", "Predictions", "ProjectRecorder", "Recorder", "ScoresEvent", "StatusEvent", "StopFn",
     "TrainConfig", "TrainData", "Trainer", "TrainingStopped", "augment", "checkpoint_path",
     "denormalise_points", "flip_outputs", "load_checkpoint", "load_data", "lr_at",
     "normalise_points", "pick_device", "predict", "to_input", "train", "unaugment_residuals",

@@ -55,6 +55,9 @@ class TrainConfig:
     score_every: int = 5  # epochs between score writes (and always at the end)
     amp: bool = True  # bfloat16 autocast on CUDA
     threads: int = 0  # torch CPU threads; 0 leaves torch's default
+    # how the run executes, not what it learns (a resume may change them):
+    workers: int = -1  # data-loader processes; -1 = auto (0 on a CPU, see core.training.loader)
+    compile: bool = False  # torch.compile the training step (worth it on a GPU, long runs)
     # 1: written before methods were plug-ins (its "deepgum" had no scale head);
     # 2: head auto meant heatmap for landmarks
     config_version: int = 3
@@ -71,6 +74,8 @@ class TrainConfig:
             raise ValueError(f"unknown device {self.device!r} (expected auto, cpu, cuda or mps)")
         if not 1 <= self.folds <= 10:
             raise ValueError("folds must be from 1 (no cross-fitting) to 10")
+        if self.workers < -1:
+            raise ValueError("workers must be -1 (auto), 0 (read in the training thread) or more")
         if self.refresh_epochs < 1:
             raise ValueError("refresh_epochs must be >= 1")
         if self.epochs < 1 or self.batch_size < 2:

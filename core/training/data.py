@@ -7,6 +7,7 @@ label; ``val`` gives the validation error; ``test`` is never trained on or fitte
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +19,7 @@ from core.project import Project, ProjectError, Sample
 from core.robust.base import Problem
 
 StopFn = Callable[[], Any]  # truthy: pause; "stop": end the run (not resumable)
+CACHE_WORKERS = 16  # decoding threads when the cache is built (a GPU box has the cores)
 
 
 class TrainingStopped(Exception):
@@ -70,12 +72,20 @@ def denormalise_points(u: np.ndarray, size: int) -> np.ndarray:
 
 def load_data(project: Project, size: int, on_progress: Callable[[int, int], None] | None = None,
               should_stop: StopFn | None = None) -> TrainData:
+    """The project's samples and current labels, their images cached at ``size``
+    (decoded where missing or stale). A packed project (``gumshoe pack``: its
+    dataset's images did not travel) takes a cached row as it is wherever its
+    content hash is the sample's."""
     schema = project.schema
     if schema is None:
         raise ProjectError(f"{project.path}: the project has no labels to train on")
     cache = ImageCache(project.cache_dir, size)
     all_samples = project.samples()
-    errors = cache.ensure(all_samples, on_progress, should_stop)
+    todo = all_samples
+    if project.meta("pack") is not None:
+        todo = [s for s in all_samples if cache.content_hash(s.id) != s.content_hash]
+    errors = cache.ensure(todo, on_progress, should_stop,
+                          workers=max(2, min(CACHE_WORKERS, os.cpu_count() or 2)))
     if should_stop is not None and should_stop():
         raise TrainingStopped
     samples = [s for s in all_samples if s.id not in errors]

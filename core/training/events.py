@@ -54,6 +54,12 @@ class EpochEvent:
     histogram: tuple[int, ...] | None  # responsibilities, 20 bins over [0, 1] (DeepGUM)
     pi_mean: float | None  # mixture summary (DeepGUM): mean inlier fraction over units
     std_median: float | None  # median inlier standard deviation, normalised units ([-1, 1] square)
+    # throughput (core.training.throughput): share of the training pass spent waiting
+    # for batches, and on CUDA the GPU's mean utilisation (with pynvml) and peak memory
+    data_wait_share: float | None = None
+    gpu_util: float | None = None
+    gpu_memory_mb: float | None = None
+    processes: int = 1  # of a distributed run (torchrun)
 
 
 @dataclass(frozen=True)
@@ -63,6 +69,7 @@ class ScoresEvent:
     n_samples: int
     n_flagged: int  # samples the flag rule (core.flags) calls wrong
     top: tuple[tuple[int, float], ...]  # (sample id, score) of the 20 highest
+    seconds: float = 0.0  # the scoring: the evaluation pass over every sample, the rows, the write
 
 
 class Callbacks:

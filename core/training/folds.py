@@ -22,6 +22,7 @@ import numpy as np
 
 from core.training.config import TrainConfig
 from core.training.data import StopFn, TrainData
+from core.training.distributed import SINGLE, Dist
 from core.training.events import Callbacks
 from core.training.loop import Trainer
 from core.training.predict import Predictions
@@ -36,14 +37,14 @@ def fold_of(n: int, folds: int, seed: int) -> np.ndarray:
 class OutOfFold:
     """The held-out predictions of the fold models, kept on disk between folds."""
 
-    def __init__(self, path: Path, data: TrainData, folds: int) -> None:
-        self.path, self.folds = path, folds
+    def __init__(self, path: Path, data: TrainData, folds: int, writer: bool = True) -> None:
+        self.path, self.folds, self.writer = path, folds, writer
         self.mean = np.zeros((len(data.train), data.n_dims))
         self.log_scale: np.ndarray | None = None
         self.spread: np.ndarray | None = None
         self.done = np.zeros(folds, bool)
         self.train_ids = data.ids[data.train]
-        if path.exists():
+        if writer and path.exists():
             with np.load(path) as z:
                 if np.array_equal(z["train_ids"], self.train_ids) and len(z["done"]) == folds:
                     self.mean, self.done = z["mean"], z["done"]
@@ -61,6 +62,8 @@ class OutOfFold:
                 self.spread = np.zeros_like(self.mean)
             self.spread[rows] = p.spread
         self.done[fold] = True
+        if not self.writer:
+            return
         arrays = {"mean": self.mean, "done": self.done, "train_ids": self.train_ids}
         if self.log_scale is not None:
             arrays["log_scale"] = self.log_scale
@@ -88,25 +91,37 @@ class OutOfFold:
 
 def run_cross_fitted(run_id: int, cfg: TrainConfig, data: TrainData, cb: Callbacks,
                      stop: StopFn, recorder: Recorder, ck_path: Path, resumed: bool,
-                     has_epochs: bool, trainers: list[Trainer]) -> None:
+                     has_epochs: bool, trainers: list[Trainer], dist: Dist = SINGLE) -> None:
     """Train the K fold models and the final one (see the module docstring), each
-    appended to ``trainers`` as it starts (the last is the one a pause stops in)."""
+    appended to ``trainers`` as it starts (the last is the one a pause stops in).
+    In a distributed run every rank trains each model; rank 0 keeps the files and
+    tells the others what they hold."""
     k, e = cfg.folds, cfg.epochs
     total = (k + 1) * e
     fold = fold_of(len(data.train), k, cfg.seed)
-    oof = OutOfFold(ck_path.with_name(f"run-{run_id}-oof.npz"), data, k)
+    oof = OutOfFold(ck_path.with_name(f"run-{run_id}-oof.npz"), data, k, dist.writer)
+    if dist.active:
+        oof.mean, oof.log_scale, oof.spread, oof.done = dist.broadcast(
+            (oof.mean, oof.log_scale, oof.spread, oof.done) if dist.writer else None)
+
+    def exists(path: Path) -> bool:
+        return bool(dist.broadcast(path.exists() if dist.writer else None))
+
     for f in range(k):
         if oof.done[f]:
             continue
         sub = dataclasses.replace(data, train=data.train[fold != f])
         path = ck_path.with_name(f"run-{run_id}-fold{f}.pt")
         t = Trainer(run_id, cfg, sub, cb, stop, recorder, path, offset=f * e, total=total,
-                    scores=False)
+                    scores=False, dist=dist)
         trainers.append(t)
-        t.run(resumed and path.exists(), False)
+        t.run(resumed and exists(path), False)
         held = np.flatnonzero(fold == f)
         oof.put(f, held, t.predict_all(data.train[held]))
-    final = Trainer(run_id, cfg, data, cb, stop, recorder, ck_path, offset=k * e, total=total)
+        t.close()
+    final = Trainer(run_id, cfg, data, cb, stop, recorder, ck_path, offset=k * e, total=total,
+                    dist=dist)
     final.judged = lambda shown: oof.judged(data.train, shown)
     trainers.append(final)
-    final.run(resumed and ck_path.exists(), has_epochs and ck_path.exists())
+    final_ck = exists(ck_path)
+    final.run(resumed and final_ck, has_epochs and final_ck)

@@ -1,11 +1,11 @@
 """The training loop: a robust regressor on a project's current labels, its
 progress told to callbacks and persisted through one recorder.
 
-Plain Python, no Qt: :func:`train` takes a :class:`TrainConfig`, a
+Plain Python, no Qt: a :class:`Trainer` takes a :class:`TrainConfig`, a
 :class:`Callbacks` object and a ``should_stop`` flag (checked every batch, every
 evaluation batch and every EM iteration). A stop is a pause: the run keeps its
-last epoch-end checkpoint and ``train(..., resume=run_id)`` continues it,
-deterministically (the random generator's state is saved too).
+last epoch-end checkpoint and a resume continues it, deterministically (the
+random generator's state is saved too). :mod:`core.training.run` starts runs.
 
 Each epoch: one pass over the training samples with flip and scale/rotation/
 translation jitter (labels moved with the image), then the method's
@@ -14,17 +14,21 @@ evaluation pass (eval mode, no augmentation) over the validation samples for the
 validation error. Every ``score_every`` epochs and at the end, every sample is
 scored from a full eval pass (flip test-time augmentation) and the scores
 written. The loop knows no method by name (:mod:`core.robust`).
+
+The data path keeps a device busy: batches come from a loader over the
+memory-mapped cache (:mod:`core.training.loader`), the method's targets and
+weights go to the device once per epoch (they change only between epochs),
+augmentation runs on the device, losses add up there, and nothing waits for
+the device per batch (progress reads the loss without waiting:
+:class:`~core.training.throughput.LossProbe`). In a distributed run
+(:mod:`core.training.distributed`) each rank trains on its share of every
+batch, evaluation passes are sharded and gathered, and rank 0 alone writes.
 """
 
 from __future__ import annotations
 
-import contextlib
-import errno
 import math
-import os
-import sqlite3
 import time
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,24 +36,24 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from core.models import build_model
-from core.project import Project, ProjectError
 from core.robust import make_method
 from core.robust.base import EStepInfo
 from core.scoring import sample_flagged, score_rows
-from core.training.augmentation import augment, unaugment_residuals
+from core.training.augmentation import apply_jitter, draw_jitter, unaugment_residuals
 from core.training.checkpoints import (
     CHECKPOINT_FORMAT,
     CHECKPOINT_VERSION,
     CheckpointError,
     check_states,
-    checkpoint_path,
     load_checkpoint,
     save_checkpoint,
 )
 from core.training.config import TrainConfig
-from core.training.data import StopFn, TrainData, TrainingStopped, load_data
+from core.training.data import StopFn, TrainData, TrainingStopped
+from core.training.distributed import SINGLE, Dist
 from core.training.events import (
     BatchProgress,
     Callbacks,
@@ -58,19 +62,13 @@ from core.training.events import (
     ScoresEvent,
     StatusEvent,
 )
-from core.training.predict import Predictions, forward, pick_device, predict, to_input
-from core.training.recorder import ProjectRecorder, Recorder
+from core.training.loader import Batches, auto_workers
+from core.training.predict import Predictions, eval_batch, pick_device, predict, to_input
+from core.training.recorder import Recorder
+from core.training.step import PassStats, TrainStep, lr_at
+from core.training.throughput import DeviceMonitor, LossProbe
 
 PROGRESS_INTERVAL_S = 0.1
-
-
-def lr_at(step: int, total: int, base: float) -> float:
-    """Linear warm-up over the first 3% of steps, then cosine decay to 1% of base."""
-    warm = max(1, int(0.03 * total))
-    if step < warm:
-        return base * (step + 1) / warm
-    t = (step - warm) / max(1, total - warm)
-    return base * (0.01 + 0.99 * 0.5 * (1.0 + math.cos(math.pi * min(t, 1.0))))
 
 
 def val_error(pred: np.ndarray, data: TrainData, index: np.ndarray) -> float | None:
@@ -106,7 +104,7 @@ class _Fit:
         return self.trainer.train_residuals(positions)
 
     def should_stop(self) -> bool:
-        return bool(self.trainer.should_stop())
+        return self.trainer.stop_requested()
 
 
 class Trainer:
@@ -115,14 +113,15 @@ class Trainer:
     def __init__(self, run_id: int, cfg: TrainConfig, data: TrainData, callbacks: Callbacks,
                  should_stop: StopFn, recorder: Recorder, ck_path: Path,
                  writer: bool = True, offset: int = 0, total: int | None = None,
-                 scores: bool = True) -> None:
+                 scores: bool = True, dist: Dist = SINGLE) -> None:
         self.run_id, self.cfg, self.data = run_id, cfg, data
         self.cb, self.should_stop, self.recorder = callbacks, should_stop, recorder
-        self.ck_path, self.writer = ck_path, writer
+        self.dist = dist
+        self.ck_path, self.writer = ck_path, writer and dist.writer
         # a run of several models (cross-fitting) numbers its epochs on from ``offset``
         # of ``total``; only a model that ``scores`` writes the run's scores
         self.offset, self.total, self.scores = offset, total or cfg.epochs, scores
-        self.device = pick_device(cfg.device)
+        self.device = dist.device(pick_device(cfg.device))
         torch.manual_seed(cfg.seed)
         self.gen = torch.Generator().manual_seed(cfg.seed)
         self.method = make_method(cfg.method, data.problem, cfg)
@@ -131,13 +130,29 @@ class Trainer:
                                  n_scales=n_scales, head=cfg.head_for(data.task))
         self.model.to(self.device).to(memory_format=torch.channels_last)
         self.method.to(self.device)
+        if dist.rank:  # dropout masks of their own (the weights come from rank 0)
+            torch.manual_seed(_rank_seed(cfg.seed, dist.rank, 0))
         self.optimizer = torch.optim.AdamW(
             [*self.model.parameters(), *self.method.parameters()], lr=cfg.lr,
             weight_decay=cfg.weight_decay)
+        self.step_module = TrainStep(self.model, self.method, data.n_dims, cfg.amp)
+        self.net: nn.Module = dist.wrap(self.step_module, self.device)
+        if cfg.compile:
+            self.net = torch.compile(self.net)  # type: ignore[assignment]
+        workers = cfg.workers if cfg.workers >= 0 else auto_workers(self.device, dist.local_world)
+        self.batches = Batches(data.images, self.device, workers)
+        self.eval_batch = eval_batch(self.device, cfg.image_size)
+        self.perm = (None if data.flip_perm is None
+                     else torch.as_tensor(data.flip_perm).to(self.device))
+        self.monitor = DeviceMonitor(self.device)
         self.epoch = 0
         self.pending_estep_s = 0.0  # the method's fit before the first epoch, counted with it
         # cross-fitting: the predictions the scores judge (out-of-fold), from those shown
         self.judged: Callable[[Predictions], Predictions] | None = None
+
+    def close(self) -> None:
+        """Stop the loader's workers."""
+        self.batches.close()
 
     def fit_context(self, done: int) -> _Fit:
         d = self.data
@@ -160,7 +175,9 @@ class Trainer:
         self.recorder.checkpoint(str(self.ck_path))
 
     def restore(self) -> None:
-        ck = load_checkpoint(self.ck_path, self.run_id, self.cfg.method, self.cfg.epochs)
+        """Load the checkpoint (rank 0 reads it; the other ranks get its contents)."""
+        ck = self.dist.run_on_writer(
+            lambda: load_checkpoint(self.ck_path, self.run_id, self.cfg.method, self.cfg.epochs))
         ids = self.data.ids[self.data.train]
         saved = ck["train_ids"].numpy()
         if not np.array_equal(saved, ids):
@@ -178,74 +195,138 @@ class Trainer:
             msg = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
             raise CheckpointError(f"{self.ck_path}: does not fit this model ({msg})") from None
         self.epoch = int(ck["epoch"])
+        if self.dist.rank:
+            torch.manual_seed(_rank_seed(self.cfg.seed, self.dist.rank, self.epoch))
 
     # ----------------------------------------------------------- steps
 
+    def stop_requested(self) -> bool:
+        """Whether to stop now: asked here, or on any rank of a distributed run (every
+        rank calls this at the same points)."""
+        return self.dist.any(bool(self.should_stop()))
+
     def check_stop(self) -> None:
-        if self.should_stop():
+        if self.stop_requested():
             raise TrainingStopped
 
-    def train_epoch(self) -> tuple[float, float]:
-        """One pass over the training samples: (mean loss, images per second)."""
-        cfg, data, dev = self.cfg, self.data, self.device
-        self.model.train()
+    def epoch_targets(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The method's targets and weights of every training sample, on the device
+        (they change only between epochs: one copy per epoch, none per batch)."""
+        data = self.data
+        pos = np.arange(len(data.train))
+        targets, mask = self.method.batch_targets(pos, data.targets[data.train],
+                                                  data.mask[data.train])
+        w = self.method.weights(pos) * mask
+        return (torch.from_numpy(np.ascontiguousarray(targets, np.float32)).to(self.device),
+                torch.from_numpy(np.ascontiguousarray(w, np.float32)).to(self.device))
+
+    def train_epoch(self) -> PassStats:
+        """One pass over the training samples. Each global batch of ``batch_size``
+        samples (the ragged last one dropped) is split between the ranks; the jitter
+        is drawn for the whole batch on every rank, each applying its rows."""
+        cfg, data, dev, dist = self.cfg, self.data, self.device, self.dist
+        self.net.train()
         order = torch.randperm(len(data.train), generator=self.gen).numpy()
-        bs = cfg.batch_size
-        n_batches = len(order) // bs if len(order) >= bs else 1  # drop the ragged last batch
+        bs = min(cfg.batch_size, len(order))
+        n_batches = len(order) // bs  # drop the ragged last batch
+        lo, hi = dist.bounds(bs)
+        plan = [(data.train[pos], pos) for pos in
+                (order[b * bs:(b + 1) * bs][lo:hi] for b in range(n_batches))]
+        y_all, w_all = self.epoch_targets()
         total_steps = cfg.epochs * n_batches
-        t0 = last = time.perf_counter()
+        # DDP averages the ranks' gradients: weigh each rank's mean loss by its share
+        share = (hi - lo) * dist.world / bs
+        want_res = self.method.wants_training_residuals()
+        kept: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]] = []
+        probe = LossProbe(dev)
+        self.monitor.start()
         loss_sum = torch.zeros((), device=dev)  # summed on the device: no host sync per batch
         seen = 0
-        want_res = self.method.wants_training_residuals()
+        wait = 0.0
+        t0 = last = time.perf_counter()
+        batches = self.batches(plan)
         for b in range(n_batches):
             self.check_stop()
-            pos = order[b * bs:(b + 1) * bs]
-            idx = data.train[pos]
-            targets, mask = self.method.batch_targets(pos, data.targets[idx], data.mask[idx])
-            w = self.method.weights(pos) * mask
-            x = to_input(torch.from_numpy(data.images[idx]), dev)
-            y = torch.from_numpy(targets).to(dev)
-            wt = torch.from_numpy(w.astype(np.float32)).to(dev)
-            x, y, wt, aug = augment(x, y, wt, cfg, data, self.gen)
+            t_wait = time.perf_counter()
+            images, keys = next(batches)
+            wait += time.perf_counter() - t_wait
+            x = to_input(images, dev)
+            pos = keys.to(dev, non_blocking=True)
+            jitter = draw_jitter(bs, cfg, data, self.gen).rows(lo, hi)
+            x, y, wt, aug = apply_jitter(x, y_all[pos], w_all[pos], jitter, data, self.perm)
             for g in self.optimizer.param_groups:
                 g["lr"] = lr_at(self.epoch * n_batches + b, total_steps, cfg.lr)
-            out = forward(self.model, x, data.n_dims, dev, cfg.amp)
-            loss = self.method.loss(out, y, wt)
+            loss, mean, log_scale = self.net(x, y, wt)
             self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            (loss * share if share != 1.0 else loss).backward()
             self.optimizer.step()
             loss_sum += loss.detach()
             if want_res:
-                r = unaugment_residuals((y - out.mean).detach(), aug, data)
-                ls = out.log_scale
-                if ls is not None and data.flip_perm is not None and bool(aug.flip.any()):
-                    perm = torch.as_tensor(data.flip_perm, device=ls.device)
-                    ls = torch.where(aug.flip.to(ls.device)[:, None], ls[:, perm], ls)
-                self.method.observe_batch(pos, r, ls)
-            seen += len(idx)
+                r = unaugment_residuals((y - mean).detach(), aug, data, self.perm)
+                ls = None if log_scale is None else log_scale.detach()
+                if ls is not None and self.perm is not None and bool(aug.flip.any()):
+                    assert aug.flip_device is not None
+                    ls = torch.where(aug.flip_device[:, None], ls[:, self.perm], ls)
+                kept.append((pos, r, ls))
+            seen += len(keys)
             now = time.perf_counter()
             if now - last >= PROGRESS_INTERVAL_S or b == n_batches - 1:
                 last = now
-                self.cb.on_batch(BatchProgress(self.run_id, self.offset + self.epoch, self.total, b + 1,
-                                               n_batches, float(loss.detach()),
-                                               seen / max(now - t0, 1e-9)))
-        mean_loss = float(loss_sum) / max(n_batches, 1)
-        return mean_loss, seen / max(time.perf_counter() - t0, 1e-9)
+                self.monitor.sample()
+                self.cb.on_batch(BatchProgress(
+                    self.run_id, self.offset + self.epoch, self.total, b + 1, n_batches,
+                    probe.read(loss), seen * dist.world / max(now - t0, 1e-9)))
+        loss_total = float(loss_sum)  # the one wait for the device in the pass
+        seconds = time.perf_counter() - t0
+        if want_res:
+            self.observe(kept)
+        total_loss, total_seen, wait_share = dist.sum([loss_total * share, seen,
+                                                       wait / max(seconds, 1e-9)])
+        return PassStats(total_loss / dist.world / max(n_batches, 1),
+                         total_seen / max(seconds, 1e-9), wait_share / dist.world,
+                         self.monitor.metrics())
+
+    def observe(self, kept: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]]) -> None:
+        """Hand the pass's training residuals to the method, every rank's (one copy
+        to the host per epoch)."""
+        if kept:
+            pos = torch.cat([k[0] for k in kept]).cpu().numpy()
+            res = torch.cat([k[1] for k in kept]).float().cpu().numpy()
+            ls = None if kept[0][2] is None else torch.cat([k[2] for k in kept]).float().cpu().numpy()  # type: ignore[misc]
+        else:
+            pos, res, ls = np.zeros(0, np.int64), np.zeros((0, self.data.n_dims), np.float32), None
+        pos, res, ls = self.dist.gather(pos), self.dist.gather(res), self.dist.gather(ls)
+        assert pos is not None and res is not None
+        self.method.observe_batch(pos, torch.from_numpy(res),
+                                  None if ls is None else torch.from_numpy(ls))
+
+    def evaluate(self, index: np.ndarray, tta: bool) -> Predictions:
+        """Predictions for the samples ``index`` (eval mode; sharded over the ranks of
+        a distributed run and gathered, from rank 0's batch-norm statistics)."""
+        dist = self.dist
+        if not dist.active:
+            return predict(self.model, self.data, index, self.device, tta,
+                           self.stop_requested, self.cfg.amp, self.eval_batch, self.batches)
+        dist.sync_buffers(self.model)
+        steps = math.ceil(math.ceil(len(index) / dist.world) / self.eval_batch)  # largest shard's
+        p = predict(self.model, self.data, dist.shard(index), self.device, tta,
+                    self.stop_requested, self.cfg.amp, self.eval_batch, self.batches, steps)
+        mean = dist.gather(p.mean)
+        assert mean is not None
+        return Predictions(mean, dist.gather(p.log_scale), dist.gather(p.spread))
 
     def train_residuals(self, positions: np.ndarray | None = None
                         ) -> tuple[np.ndarray, np.ndarray | None]:
         """Eval-mode residuals and log scales of the training samples at ``positions``."""
         data = self.data
         pos = np.arange(len(data.train)) if positions is None else positions
-        p = predict(self.model, data, data.train[pos], self.device, False, self.should_stop,
-                    self.cfg.amp)
+        p = self.evaluate(data.train[pos], False)
         return data.targets[data.train[pos]] - p.mean, p.log_scale
 
     def validate(self) -> tuple[float | None, float]:
         t0 = time.perf_counter()
         data = self.data
-        p = predict(self.model, data, data.val, self.device, False, self.should_stop,
-                    self.cfg.amp)
+        p = self.evaluate(data.val, False)
         return val_error(p.mean, data, data.val), time.perf_counter() - t0
 
     def announce_estep(self, info: EStepInfo | None, epoch: int, seconds: float) -> None:
@@ -265,28 +346,31 @@ class Trainer:
         """Predictions (flip test-time augmented where the config says) for the samples
         at ``index`` of the data (all when None)."""
         index = np.arange(len(self.data.ids)) if index is None else index
-        return predict(self.model, self.data, index, self.device, self.cfg.tta,
-                       self.should_stop, self.cfg.amp)
+        return self.evaluate(index, self.cfg.tta)
 
     def write_scores(self) -> None:
         if not self.scores:
             return
+        t0 = time.perf_counter()
         data = self.data
         shown = self.predict_all()
+        if not self.writer:  # the pass is shared; the scoring and the writing are rank 0's
+            return
         judged = self.judged(shown) if self.judged is not None else shown
         rows = score_rows(data, judged, self.method, shown)
         self.recorder.scores(rows)
         top = sorted(((r.sample_id, float(r.score)) for r in rows), key=lambda t: -t[1])[:20]
         n_flagged = sum(1 for r in rows if sample_flagged(r.score))
         self.cb.on_scores(ScoresEvent(self.run_id, self.offset + self.epoch, len(rows), n_flagged,
-                                      tuple(top)))
+                                      tuple(top), time.perf_counter() - t0))
 
     # ----------------------------------------------------------- run
 
     def run(self, resumed: bool, has_epochs: bool) -> None:
         cfg = self.cfg
         # a run paused before its first checkpoint (while caching images) starts afresh
-        if resumed and (self.ck_path.exists() or has_epochs):
+        has_checkpoint = self.dist.broadcast(self.ck_path.exists() if self.writer else None)
+        if resumed and (has_checkpoint or has_epochs):
             self.restore()
         else:
             d = self.data
@@ -303,7 +387,7 @@ class Trainer:
                                       f"epoch {self.offset + self.epoch + 1} of {self.total}"))
         while self.epoch < cfg.epochs:
             t0 = time.perf_counter()
-            loss, ips = self.train_epoch()
+            stats = self.train_epoch()
             t1 = time.perf_counter()
             info = self.method.after_epoch(self.fit_context(self.epoch + 1))
             fit_s = time.perf_counter() - t1
@@ -316,15 +400,20 @@ class Trainer:
             inlier = self.method.inlier_fraction()
             metrics: dict[str, Any] = {"eval_seconds": eval_s, "estep_seconds": estep_s,
                                        "train_images": int(len(self.data.train)),
-                                       **self.method.metrics()}
-            self.recorder.epoch(self.offset + self.epoch, train_loss=loss, val_error=verr,
-                                inlier_fraction=inlier, images_per_s=ips, seconds=seconds,
-                                metrics=metrics)
+                                       "data_wait_share": stats.data_wait_share,
+                                       "processes": self.dist.world,
+                                       "workers": self.batches.workers,
+                                       **stats.device, **self.method.metrics()}
+            self.recorder.epoch(self.offset + self.epoch, train_loss=stats.loss, val_error=verr,
+                                inlier_fraction=inlier, images_per_s=stats.images_per_s,
+                                seconds=seconds, metrics=metrics)
             summ = metrics.get("mixture", {})
             hist = self.method.histogram()
-            event = EpochEvent(self.run_id, self.offset + self.epoch, self.total, loss, verr, inlier, ips,
-                               seconds, eval_s, estep_s, hist, summ.get("pi_mean"),
-                               summ.get("std_median"))
+            event = EpochEvent(self.run_id, self.offset + self.epoch, self.total, stats.loss, verr,
+                               inlier, stats.images_per_s, seconds, eval_s, estep_s, hist,
+                               summ.get("pi_mean"), summ.get("std_median"),
+                               stats.data_wait_share, stats.device.get("gpu_util"),
+                               stats.device.get("gpu_memory_mb"), self.dist.world)
             self.epoch += 1
             last = self.epoch == cfg.epochs
             if last or (cfg.score_every > 0 and self.epoch % cfg.score_every == 0):
@@ -333,97 +422,6 @@ class Trainer:
             self.cb.on_epoch_end(event)
 
 
-def train(project_path: str | os.PathLike[str], config: TrainConfig | None = None,
-          callbacks: Callbacks | None = None, should_stop: StopFn | None = None, *,
-          resume: int | None = None, owner: str = "cli") -> int:
-    """Train on the project's current labels and write the run, its epochs and its
-    scores into the project file; returns the run id. ``resume`` continues a paused
-    run from its checkpoint (its stored config is used; ``config`` is ignored).
-    A stop (``should_stop()`` true) leaves the run 'paused' and resumable; a
-    ``should_stop()`` that returns ``"stop"`` ends it for good ('stopped').
-    The project's training lease is held throughout (``owner``: cli, gui or bench):
-    a second trainer is refused with :class:`core.project.LeaseHeldError`."""
-    cb = callbacks or Callbacks()
-    user_stop = should_stop or (lambda: False)
-    project = Project.open(project_path)
-    try:
-        with project.acquire_lease(resume, owner) as lease:
-            if resume is not None:
-                run = project.run(resume)
-                if run.status in ("finished", "stopped"):
-                    raise ProjectError(f"{project.path}: run {resume} is {run.status}; "
-                                       "nothing to resume")
-                cfg = TrainConfig.from_dict(run.params["config"])
-                run_id = resume
-            else:
-                cfg = config or TrainConfig()
-                run_id = project.create_run(cfg.method, {"config": cfg.to_dict()},
-                                            device=str(pick_device(cfg.device)))
-                lease.set_run(run_id)
-
-            def stop() -> Any:
-                lease.heartbeat()  # stop checks run every batch: the trainer's pulse
-                return user_stop()
-
-            return _train_run(project, run_id, cfg, cb, stop, resume is not None)
-    finally:
-        project.close()
-
-
-def left_out_message(project: Project, errors: dict[int, str]) -> str:
-    """One line on the samples a run leaves out because their image cannot be used."""
-    from core.image_cache import image_problems
-
-    kinds = Counter(p.kind for sid, p in image_problems(project.cache_dir).items()
-                    if sid in errors)
-    detail = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())) or "unreadable"
-    return (f"left out {len(errors)} images that cannot be used ({detail}); "
-            "`gumshoe info` lists them")
-
-
-def _train_run(project: Project, run_id: int, cfg: TrainConfig, cb: Callbacks, stop: StopFn,
-               resumed: bool) -> int:
-    if cfg.threads > 0:
-        torch.set_num_threads(cfg.threads)
-    recorder = ProjectRecorder(project, run_id)
-    recorder.status("running", "preparing", pid=os.getpid())
-    cb.on_status(StatusEvent(run_id, "preparing", "loading images"))
-    trainers: list[Trainer] = []
-    total = cfg.epochs * (cfg.folds + 1 if cfg.folds > 1 else 1)
-    try:
-        data = load_data(project, cfg.image_size,
-                         lambda done, total: cb.on_status(StatusEvent(
-                             run_id, "preparing", f"caching images {done}/{total}")), stop)
-        if data.errors:
-            cb.on_status(StatusEvent(run_id, "preparing", left_out_message(project, data.errors)))
-        ck = checkpoint_path(project, run_id)
-        if cfg.folds > 1:
-            from core.training.folds import run_cross_fitted
-
-            run_cross_fitted(run_id, cfg, data, cb, stop, recorder, ck, resumed,
-                             bool(project.epochs(run_id)), trainers)
-        else:
-            trainers.append(Trainer(run_id, cfg, data, cb, stop, recorder, ck))
-            trainers[-1].run(resumed, bool(project.epochs(run_id)))
-    except TrainingStopped:
-        epoch = trainers[-1].offset + trainers[-1].epoch if trainers else 0
-        if stop() == "stop":
-            status, msg = "stopped", f"stopped after epoch {epoch} of {total}"
-        else:
-            status = "paused"
-            msg = f"paused after epoch {epoch} of {total}; resume continues from there"
-        recorder.status(status, msg)
-        cb.on_status(StatusEvent(run_id, status, msg))
-        return run_id
-    except BaseException as exc:
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC and exc.strerror:
-            msg = exc.strerror  # "disk full: PATH"
-        # the disk may still be full: report the first failure, not this one
-        with contextlib.suppress(sqlite3.Error):
-            recorder.status("failed", msg)
-        cb.on_status(StatusEvent(run_id, "failed", msg))
-        raise
-    recorder.status("finished")
-    cb.on_status(StatusEvent(run_id, "finished", f"{total} epochs"))
-    return run_id
+def _rank_seed(seed: int, rank: int, epoch: int) -> int:
+    """The torch seed of rank > 0 (dropout): its own, and fresh after a resume."""
+    return int(np.random.SeedSequence([seed, rank, epoch]).generate_state(1)[0])

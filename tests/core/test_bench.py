@@ -14,8 +14,9 @@ from core.project import Project, ScoreRow
 from tests.core.synth import make_dots_project, write_dots_csv
 
 FIELDS = {"method", "noise", "seed", "auroc", "auprc", "precision", "recall", "ece",
-          "flagged_share", "issue_accuracy", "reliability", "test_nme", "failure_rate", "test_mae", "seconds",
-          "train_images_per_s", "estep_share", "eval_share"}
+          "flagged_share", "issue_accuracy", "reliability", "test_nme", "failure_rate",
+          "test_mae", "seconds", "train_images_per_s", "estep_share", "eval_share",
+          "data_wait_share", "gpu_util", "gpu_memory_mb"}
 
 
 def test_bench_on_a_csv_source(tmp_path: Path) -> None:
@@ -33,6 +34,7 @@ def test_bench_on_a_csv_source(tmp_path: Path) -> None:
         assert r["noise"] == "l-ugo:0.2" and r["seed"] == 0 and r["test_mae"] is None
         assert 0 <= r["auroc"] <= 1 and 0 < r["test_nme"] < 1 and r["train_images_per_s"] > 0
         assert 0 <= r["estep_share"] < 1 and 0 < r["eval_share"] < 1  # shares, not timings
+        assert 0 <= r["data_wait_share"] < 1 and r["gpu_util"] is None  # no GPU here
         assert 0 <= r["ece"] <= 1 and 0 <= r["flagged_share"] <= 1
         assert sum(b["count"] for b in r["reliability"]) == 120 * 7 // 10 * 4  # train landmarks
     assert {s["method"] for s in data["summary"]} == {"deepgum", "l2"}
