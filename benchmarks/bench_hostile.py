@@ -184,14 +184,14 @@ def kill_training(work: Path, n: int, rng: random.Random) -> dict[str, Any]:
         lost = sorted(set(ids) - have)
         run = runs[-1] if len(runs) > 1 else None
         resumed = None
-        if run is not None and run["status"] != "finished":
-            again = gumshoe("train", project, "--resume", run["id"], "--quiet")
+        if run is not None and run.status != "finished":
+            again = gumshoe("train", project, "--resume", run.id, "--quiet")
             with Project.open(project) as p:
-                resumed = {"rc": again.returncode, "status": p.run(run["id"])["status"],
+                resumed = {"rc": again.returncode, "status": p.run(run.id).status,
                            "stderr": again.stderr[-300:]}
         trials.append({"kill_after_s": round(delay, 3), "rc": rc, "state": state,
                        "edits_acked": len(ids), "edits_lost": len(lost),
-                       "run_status_after_kill": None if run is None else run["status"],
+                       "run_status_after_kill": None if run is None else run.status,
                        "resume": resumed, "survived": healthy(state) and not lost,
                        "completed": resumed is None or (resumed["rc"] == 0
                                                         and resumed["status"] == "finished")})
