@@ -263,6 +263,9 @@ def bench(n: int, workdir: Path, only: str | None = None) -> dict[str, Any]:
         if "export" in only:
             row["export_csv_s"] = export_figures(path, workdir)
             print(json.dumps(row["export_csv_s"]), flush=True)
+        if "writes" in only:
+            row.update(write_figures(path))
+            print(json.dumps({k: row[k] for k in ("write_scores_s", "edit_wait_ms")}), flush=True)
         path.unlink()
         return row
     with Project.open(path) as p:
@@ -333,7 +336,7 @@ def main() -> None:
     ap.add_argument("--workdir", type=Path, help="where the projects are built (default: a "
                     "temporary folder; 1 000 000 samples need about 4 GB)")
     ap.add_argument("--json", type=Path, required=True)
-    ap.add_argument("--only", help="build, then measure only these phases (queue,gui,export)")
+    ap.add_argument("--only", help="build, then measure only these phases (queue,gui,export,writes)")
     args = ap.parse_args()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="gumshoe-store-"))
     workdir.mkdir(parents=True, exist_ok=True)
