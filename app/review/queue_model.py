@@ -28,6 +28,7 @@ from app.review.rows import field
 from app.review.scores import doubt_level, doubt_text, score_for_level
 from app.workers import Worker, WorkerContext
 from core import flags as flag_rule
+from core.image_cache import image_problems
 from core.issues import ISSUE_TEXT
 from core.project import QueueRow
 
@@ -170,8 +171,9 @@ def _serve(ctx: WorkerContext, requests: queue.Queue) -> None:
             kw_gen, kw_log_odds = gen, log_odds
             rows = _fetch_rows(project, flt, run_id, 0, log_odds=log_odds)
             complete = len(rows) < PAGE
+            problems = {sid: p.kind for sid, p in image_problems(project.cache_dir).items()}
             ctx.emit(("reset", gen, run_id, method, len(rows), rows,
-                      _counts(project, run_id, log_odds), complete), force=True)
+                      _counts(project, run_id, log_odds), complete, problems), force=True)
             snapshot = None
             if not complete:
                 def newer(gen: int = gen) -> bool:
@@ -220,6 +222,8 @@ class QueueModel(QAbstractTableModel):
         self.run_method: str | None = None
         self.counts: dict[str, int] = {}
         self.path_prefix = ""  # the folder every path of the first page starts with
+        # {sample id: kind} of the images the cache found missing, changed or unreadable
+        self.image_problems: dict[int, str] = {}
 
     # ---------------------------------------------------------- lifecycle
     def set_project(self, path: str | Path | None, keypoints: tuple[str, ...] = (),
@@ -293,10 +297,11 @@ class QueueModel(QAbstractTableModel):
             self.counts_changed.emit(self.counts)
             return
         if kind == "reset":
-            _, gen, run_id, method, count, rows, counts, complete = msg
+            _, gen, run_id, method, count, rows, counts, complete, problems = msg
             if gen != self._gen:
                 return
             self._counted = complete
+            self.image_problems = problems
             self.beginResetModel()
             self.run_id, self.run_method = run_id, method
             self.path_prefix = common_folder([r.path for r in rows])
@@ -429,6 +434,9 @@ class QueueModel(QAbstractTableModel):
                 tip += f"\nlikely error: {ISSUE_TEXT.get(row.issue, row.issue)}"
             if row.conflict:
                 tip += "\nchanged in two copies that were merged: both versions are kept"
+            if row.sample_id in self.image_problems:
+                tip += (f"\nimage {self.image_problems[row.sample_id]} since import: "
+                        "left out of training (gumshoe info lists these)")
             return tip
         if role == Qt.ItemDataRole.UserRole:
             return row.sample_id
@@ -441,6 +449,8 @@ class QueueModel(QAbstractTableModel):
             return row.split
         if c == 3:
             text = STATUS_LABELS.get(row.review_status, row.review_status)
+            if row.sample_id in self.image_problems:
+                text = f"image {self.image_problems[row.sample_id]} · {text}"
             return "⚠ " + text if row.conflict else text
         if c == 4:
             return "" if row.score is None else _fmt_score(row.score)

@@ -100,3 +100,23 @@ def test_is_conflict_shows_the_samples_a_merge_found_changed_twice(qtbot, tmp_pa
         assert not win.queue.search_note.isVisibleTo(win.queue)
     finally:
         win.close()
+
+
+def test_queue_marks_samples_whose_image_cannot_be_used(qtbot, project_path):
+    """A sample whose image went missing or changed after import (recorded by the image
+    cache) says so in the status column and its tooltip."""
+    from core.image_cache import ImageProblem, record_problems
+    from tests.app.conftest import open_window
+
+    with Project.open(project_path) as p:
+        p.cache_dir.mkdir(parents=True, exist_ok=True)  # where the image cache records them
+        record_problems(p.cache_dir, [3, 4], {3: ImageProblem("changed", "bytes differ",
+                                                               "2026-12-02T10:00:00Z")})
+    win = open_window(qtbot, project_path)
+    m = win.queue.model
+    qtbot.waitUntil(lambda: 3 in _ids(m), timeout=5000)
+    rows = {m.row(r).sample_id: r for r in range(m.rowCount())}
+    assert m.data(m.index(rows[3], 3)).startswith("image changed")
+    assert "left out of training" in m.data(m.index(rows[3], 3), Qt.ItemDataRole.ToolTipRole)
+    assert not m.data(m.index(rows[4], 3)).startswith("image")
+    win.close()
