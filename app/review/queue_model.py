@@ -449,8 +449,8 @@ class QueueModel(QAbstractTableModel):
             return row.split
         if c == 3:
             text = STATUS_LABELS.get(row.review_status, row.review_status)
-            if row.sample_id in self.image_problems:
-                text = f"image {self.image_problems[row.sample_id]} · {text}"
+            if row.sample_id in self.image_problems:  # the column is narrow: a sign, the
+                text = "✖ " + text  # tooltip says which problem
             return "⚠ " + text if row.conflict else text
         if c == 4:
             return "" if row.score is None else _fmt_score(row.score)

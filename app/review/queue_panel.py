@@ -198,7 +198,7 @@ class QueuePanel(QWidget):
                        hfm.horizontalAdvance(texts[0])) + 18
 
         for col, w in ((0, fits("#", "000")), (2, fits("Split", "train")),
-                       (3, fits("Status", "to review")), (4, fits("Score", "-00.00")),
+                       (3, fits("Status", "⚠ to review")), (4, fits("Score", "-00.00")),
                        (5, fits("P(wrong)", "> 99 %")),
                        (ERROR_COLUMN, fits("Likely error", "mouth_inner_2"))):
             self.table.setColumnWidth(col, w)

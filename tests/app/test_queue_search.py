@@ -104,7 +104,7 @@ def test_is_conflict_shows_the_samples_a_merge_found_changed_twice(qtbot, tmp_pa
 
 def test_queue_marks_samples_whose_image_cannot_be_used(qtbot, project_path):
     """A sample whose image went missing or changed after import (recorded by the image
-    cache) says so in the status column and its tooltip."""
+    cache) is marked in the status column, and its tooltip says why."""
     from core.image_cache import ImageProblem, record_problems
     from tests.app.conftest import open_window
 
@@ -116,7 +116,8 @@ def test_queue_marks_samples_whose_image_cannot_be_used(qtbot, project_path):
     m = win.queue.model
     qtbot.waitUntil(lambda: 3 in _ids(m), timeout=5000)
     rows = {m.row(r).sample_id: r for r in range(m.rowCount())}
-    assert m.data(m.index(rows[3], 3)).startswith("image changed")
-    assert "left out of training" in m.data(m.index(rows[3], 3), Qt.ItemDataRole.ToolTipRole)
-    assert not m.data(m.index(rows[4], 3)).startswith("image")
+    assert m.data(m.index(rows[3], 3)) == "✖ to review"
+    tip = m.data(m.index(rows[3], 3), Qt.ItemDataRole.ToolTipRole)
+    assert "image changed since import" in tip and "left out of training" in tip
+    assert m.data(m.index(rows[4], 3)) == "to review"
     win.close()
