@@ -117,6 +117,12 @@ def _rows(path: Path) -> Iterator[tuple[int, list[str] | str]]:
         raise FormatError(f"{shown(path)}: not UTF-8 text") from None
     except ReadError as exc:
         raise FormatError(f"{shown(path)}: {exc}") from None
+    yield from text_rows(text)
+
+
+def text_rows(text: str) -> Iterator[tuple[int, list[str] | str]]:
+    """(line number, cells) per non-blank row of CSV ``text``, or (line, reason) where
+    csv gives up on a row (the rest is still read)."""
     reader = csv.reader(io.StringIO(text, newline=""))
     while True:
         try:

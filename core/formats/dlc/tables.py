@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import math
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,6 +11,7 @@ import numpy as np
 
 from core.formats.base import FormatError
 from core.formats.common import number
+from core.formats.csv_format import text_rows
 from core.formats.guard import (
     LABEL_FILE_LIMIT,
     check_regular,
@@ -51,7 +49,7 @@ def _cell_value(text: str, what: str) -> float:
 
 def parse_csv(path: Path, text: str) -> Table:
     """A CollectedData CSV; FormatError for a header DeepLabCut would not write."""
-    rows = list(_csv_rows(text))
+    rows = list(text_rows(text))
     header: dict[str, list[str]] = {}
     for key in ("scorer", "individuals", "bodyparts", "coords"):
         if rows and not isinstance(rows[0][1], str) and rows[0][1] and \
@@ -90,20 +88,6 @@ def parse_csv(path: Path, text: str) -> Table:
             continue
         table.rows.append((where, parts, values))
     return table
-
-
-def _csv_rows(text: str) -> Iterator[tuple[int, list[str] | str]]:
-    reader = csv.reader(io.StringIO(text, newline=""))
-    while True:
-        try:
-            row = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as exc:
-            yield reader.line_num, f"malformed CSV ({exc})"
-            continue
-        if any(c.strip() for c in row):
-            yield reader.line_num, row
 
 
 def parse_h5(path: Path) -> Table:
