@@ -5,7 +5,10 @@ The write lock: SQLite's own busy handler sleeps up to 100 ms between tries, so 
 waiting edit can miss every gap a bulk writer leaves between its chunks and wait
 for the whole write. :func:`begin_immediate` polls every millisecond instead, and
 bulk writers (:func:`yield_lock`) leave a gap of a few milliseconds between their
-short transactions: an edit waits for at most one chunk.
+short transactions: an edit waits for at most one chunk. A :class:`Pacer` sizes
+those chunks by the time each one held the lock (about :data:`HOLD_TARGET_S`),
+not by a row count, so a cold cache or a slow disk makes chunks smaller instead
+of making an annotator wait longer.
 """
 
 from __future__ import annotations
@@ -14,11 +17,16 @@ import contextlib
 import os
 import sqlite3
 import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
 
 BUSY_TIMEOUT_MS = 10_000
 LOCK_POLL_S = 0.001
 BULK_GAP_S = 0.003  # what a bulk writer leaves between two chunks
+HOLD_TARGET_S = 0.02  # how long one chunk of a bulk write should hold the write lock
 
 # file systems where SQLite's WAL (shared memory, POSIX locks) is unsafe
 NETWORK_FILESYSTEMS = frozenset({
@@ -64,6 +72,47 @@ def begin_immediate(conn: sqlite3.Connection, timeout_s: float = BUSY_TIMEOUT_MS
 def yield_lock() -> None:
     """Between two chunks of a bulk write: let a waiting edit take the lock."""
     time.sleep(BULK_GAP_S)
+
+
+class Pacer:
+    """The size of a bulk writer's next chunk, steered so that each transaction
+    holds the write lock about ``target_s``: after each chunk, :meth:`held` scales
+    the size by target / elapsed (at most halving or doubling it at once)."""
+
+    def __init__(self, size: int, *, target_s: float = HOLD_TARGET_S, least: int = 16,
+                 most: int = 100_000) -> None:
+        self.size = max(least, min(most, int(size)))
+        self.target_s = target_s
+        self.least = least
+        self.most = most
+        self.longest_s = 0.0  # the longest hold so far (benchmarks report it)
+
+    @contextlib.contextmanager
+    def chunk(self, conn: sqlite3.Connection) -> Iterator[None]:
+        """Time one chunk's transaction (``with pacer.chunk(conn), store.transaction():``),
+        then checkpoint the write-ahead log and leave the gap that lets a waiting
+        edit in. The writer checkpoints its own pages here, outside the lock: left
+        to SQLite's auto-checkpoint, the next commit to pass 1 000 log pages pays
+        for it, and that can be an annotator's edit (tens of milliseconds)."""
+        t0 = time.perf_counter()
+        yield
+        self.held(time.perf_counter() - t0)
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        yield_lock()
+
+    def held(self, seconds: float) -> None:
+        self.longest_s = max(self.longest_s, seconds)
+        factor = min(2.0, max(0.5, self.target_s / max(seconds, 1e-6)))
+        self.size = max(self.least, min(self.most, int(self.size * factor)))
+
+    def parts(self, items: Sequence[T]) -> Iterator[Sequence[T]]:
+        """``items`` in consecutive slices of the current size."""
+        i = 0
+        while i < len(items):
+            part = items[i:i + self.size]
+            i += len(part)
+            yield part
 
 
 # --------------------------------------------------------------------------- file systems

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from core.store import codec
+from core.store import codec, files
 from core.store.base import CHUNK, StoreBase, chunks, marks
 from core.store.label_table import LabelTable, table_of_rows
 from core.store.records import (
@@ -118,14 +118,16 @@ class SamplesMixin(StoreBase):
 
     def add_samples(self, source_id: int, samples: Sequence[NewSample],
                     author: str = "import") -> list[int]:
-        """Insert whole samples with their first label, in transactions of 500.
-        Samples whose key the source already holds are left alone."""
+        """Insert whole samples with their first label, in short transactions (paced
+        like every bulk write, see :class:`files.Pacer`). Samples whose key the source
+        already holds are left alone."""
         ids: list[int] = []
         t = now_iso()
-        for part in chunks(list(samples)):
+        pace = files.Pacer(CHUNK)
+        for part in pace.parts(list(samples)):
             enc = [(s, self._encode_label(s.points, s.visibility, s.age, "import"),
                     codec.encode_box(s.box)) for s in part]
-            with self.transaction():
+            with pace.chunk(self.conn), self.transaction():
                 have = set(self.sample_ids_by_key(source_id, [s.key for s in part]))
                 sid = self.conn.execute("SELECT coalesce(max(id), 0) FROM samples").fetchone()[0]
                 lid = self.conn.execute("SELECT coalesce(max(id), 0) FROM labels").fetchone()[0]
@@ -232,8 +234,9 @@ class SamplesMixin(StoreBase):
             if split not in SPLITS:
                 raise ValueError(f"unknown split {split!r}")
         items = list(assignment.items())
-        for part in chunks(items, 5000):
-            with self.transaction():
+        pace = files.Pacer(5000)
+        for part in pace.parts(items):
+            with pace.chunk(self.conn), self.transaction():
                 self.conn.executemany("UPDATE samples SET split = ? WHERE id = ?",
                                       [(v, k) for k, v in part])
 

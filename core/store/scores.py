@@ -1,11 +1,11 @@
 """Runs, their epochs and their scores.
 
-A run's scores are written as a new *score set* in short transactions (2 000
-sample rows, then the ranking in 20 000-row chunks), and published at the end by
-one tiny transaction that points the run at it; the set it replaces is then
-deleted in chunks. Readers never see half a run's scores, and no write holds the
-lock for more than a few tens of milliseconds, so an annotator's edit waits for
-one chunk at most. Rows go in key order (sample id; score for the ranking), so a
+A run's scores are written as a new *score set* in short transactions (sample
+rows, then the ranking), and published at the end by one tiny transaction that
+points the run at it; the set it replaces is then deleted in chunks. Readers
+never see half a run's scores. Each chunk is sized by a :class:`files.Pacer` to
+hold the write lock about 20 ms, so an annotator's edit waits for one short
+chunk at most, however cold the cache or slow the disk. Rows go in key order (sample id; score for the ranking), so a
 million of them are appended, not scattered through the b-trees.
 """
 
@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from core.store import codec, files
-from core.store.base import StoreBase, chunks
+from core.store.base import StoreBase
 from core.store.records import (
     RUN_STATUSES,
     Epoch,
@@ -32,9 +32,10 @@ from core.store.records import (
     now_iso,
 )
 
-SCORE_CHUNK = 2000
-RANK_CHUNK = 20000
-DELETE_CHUNK = 5000
+# first chunk sizes (rows); a Pacer then steers each by the time it held the lock
+SCORE_CHUNK = 1000
+RANK_CHUNK = 5000
+DELETE_CHUNK = 2000
 
 RUN_COLS = ("id, method, params, status, device, host, pid, started_at, updated_at, finished_at,"
             " checkpoint, state, message, score_set")
@@ -169,22 +170,22 @@ class RunsMixin(StoreBase):
             set_id = int(self.conn.execute(
                 "INSERT INTO score_sets(run_id, epoch, rows, prob_from_score, created_at)"
                 " VALUES (?,?,?,?,?)", (run_id, epoch, len(encoded), int(sig), now_iso())).lastrowid)
-        for part in chunks(encoded, SCORE_CHUNK):
+        pace = files.Pacer(SCORE_CHUNK)
+        for part in pace.parts(encoded):
             self._beat()
-            with self.transaction():
+            with pace.chunk(self.conn), self.transaction():
                 self.conn.executemany(
                     "INSERT INTO scores(set_id, sample_id, score, outlier_prob, statistic, issue,"
                     " worst_landmark, landmark_scores, landmark_probs, prediction, prediction_lo,"
                     " prediction_step, prediction_std) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     [(set_id, *r) for r in part])
-            files.yield_lock()
-        for part in chunks(ranks, RANK_CHUNK):
+        pace_ranks = files.Pacer(RANK_CHUNK)
+        for part in pace_ranks.parts(ranks):
             self._beat()
-            with self.transaction():
+            with pace_ranks.chunk(self.conn), self.transaction():
                 self.conn.executemany(
                     "INSERT INTO score_ranks(set_id, score, sample_id, outlier_prob, worst_landmark,"
                     " issue) VALUES (?,?,?,?,?,?)", [(set_id, *r) for r in part])
-            files.yield_lock()
         with self.transaction():  # publish: the one switch readers see
             t = now_iso()
             self.conn.execute("UPDATE score_sets SET status = 'retired' WHERE run_id = ? AND "
@@ -206,22 +207,23 @@ class RunsMixin(StoreBase):
         cond = "status = 'writing'" if unpublished_only else "status != 'published'"
         sets = [int(r[0]) for r in self.conn.execute(
             f"SELECT id FROM score_sets WHERE run_id = ? AND {cond}", (run_id,))]
+        pace = files.Pacer(DELETE_CHUNK)
         for sid in sets:
             if self.read_only:
                 return
             while True:
-                with self.transaction():
+                self._beat()
+                with pace.chunk(self.conn), self.transaction():
                     n = self.conn.execute(
                         "DELETE FROM scores WHERE set_id = ? AND sample_id IN (SELECT sample_id "
                         "FROM scores WHERE set_id = ? ORDER BY sample_id LIMIT ?)",
-                        (sid, sid, DELETE_CHUNK)).rowcount
+                        (sid, sid, pace.size)).rowcount
                     n += self.conn.execute(
                         "DELETE FROM score_ranks WHERE (set_id, score, sample_id) IN (SELECT "
                         "set_id, score, sample_id FROM score_ranks WHERE set_id = ? LIMIT ?)",
-                        (sid, DELETE_CHUNK * 4)).rowcount
+                        (sid, pace.size * 4)).rowcount
                     if n == 0:
                         self.conn.execute("DELETE FROM score_sets WHERE id = ?", (sid,))
-                files.yield_lock()
                 if n == 0:
                     break
 
