@@ -73,6 +73,7 @@ def main() -> None:
     p.add_argument("--nproc", type=int, default=2)
     p.add_argument("--tolerance", type=float, default=0.002, help="largest AUROC difference")
     p.add_argument("--json", type=Path, required=True)
+    p.add_argument("--keep", type=Path, help="copy both trained projects here (to compare them)")
     args = p.parse_args()
 
     from core.bench import assign_splits
@@ -133,6 +134,9 @@ def main() -> None:
                           "wall_seconds": seconds, **evaluate(copies[name], per_image)}
             print(f"{name}: AUROC {runs[name]['auroc']:.4f}  test NME "
                   f"{runs[name]['test_nme']}  {seconds:.0f} s", flush=True)
+        if args.keep:
+            for name, path in copies.items():
+                shutil.copytree(path.parent, args.keep / name, dirs_exist_ok=True)
         ranks = {int(d["rank"]): int(d["pid"]) for d in
                  (json.loads(f.read_text()) for f in pids.glob("rank-*.json"))}
     m = runs["many"]
