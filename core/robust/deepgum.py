@@ -59,6 +59,7 @@ if TYPE_CHECKING:
 
 SCORING_ITERATIONS = 3  # EM iterations refitting a copy of the mixture on the scoring residuals
 SWAP_PRIOR = (1e-3, 0.5)  # the share of swapped labels is fitted within these bounds
+SWAP_EXPLAINS = 0.75  # a swap is named only where the exchanged reading leaves this share inliers
 
 
 class DeepGUM(Method):
@@ -283,7 +284,7 @@ class DeepGUM(Method):
         if self.swap_dims is not None and targets is not None:
             res_sw = res + (targets[:, self.swap_dims] - targets)
             swap = swap_log_odds(mix, res, mask, res_sw, mask[:, self.swap_dims], scale,
-                                 self.swap_prior)
+                                 self.swap_prior, explains=SWAP_EXPLAINS)
         return UnitScores(log_odds, log_odds, swap, sample)
 
     # ------------------------------------------------------------------ state
@@ -327,18 +328,26 @@ def handedness(targets: np.ndarray, mask: np.ndarray,
 
 def swap_log_odds(mix: GaussianUniformMixture, res: np.ndarray, mask: np.ndarray,
                   res_sw: np.ndarray, mask_sw: np.ndarray, scale: np.ndarray | None,
-                  prior: float) -> np.ndarray:
+                  prior: float, explains: float = 0.0) -> np.ndarray:
     """Per sample, log P(pairs exchanged) / P(as stored): the prior odds times the
     ratio of the mixture likelihoods of the label read both ways (each unit an
-    inlier or an outlier); NaN where no unit is observed."""
-    def loglik(r: np.ndarray, m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    inlier or an outlier); NaN where no unit is observed. With ``explains`` > 0,
+    -inf where the exchanged reading leaves fewer than that share of the observed
+    units inliers: exchanging the pairs does not explain the label (a label with
+    every point off, e.g. on another image, reads a little better one way or the
+    other by chance, and is no swap)."""
+    def loglik(r: np.ndarray, m: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         log_in, log_out, observed = mix.log_joint(r, m, scale)
+        inlier_share = ((log_in > log_out) & observed).sum(axis=1) / np.maximum(
+            observed.sum(axis=1), 1)
         return np.where(observed, np.logaddexp(log_in, log_out), 0.0).sum(axis=1), \
-            observed.any(axis=1)
+            observed.any(axis=1), inlier_share
 
-    a, seen = loglik(res, mask)
-    b, _ = loglik(res_sw, mask_sw)
+    a, seen, _ = loglik(res, mask)
+    b, _, share_sw = loglik(res_sw, mask_sw)
     out = math.log(prior) - math.log1p(-prior) + b - a
+    if explains > 0:
+        out = np.where(share_sw >= explains, out, -np.inf)
     return np.where(seen, out, np.nan)
 
 

@@ -316,3 +316,27 @@ def test_handedness_reads_which_side_each_pair_is_on() -> None:
     mask[2, 4:] = False  # the third label lacks point 2: its pair is not judged
     out = handedness(targets, mask, ((0, 2),))
     assert out[0] == 1.0 and out[1] == 0.0 and np.isnan(out[2])
+
+
+def test_a_swap_is_named_only_where_the_exchanged_reading_explains_the_label() -> None:
+    """Four points, pairs (0,1) and (2,3); the network predicts the origin. A
+    swapped label reads as inliers when exchanged; a label with every point far off
+    reads a little better exchanged by chance, yet exchanging explains nothing."""
+    from core.robust.deepgum import swap_log_odds
+
+    mix = GaussianUniformMixture(unit_of_dim(8, "landmark"), 2.0)
+    mix.var = np.full(8, 0.01)
+    mix.pi = np.full(4, 0.9)
+    mask = np.ones((2, 8), bool)
+    swap_dims = np.array([2, 3, 0, 1, 6, 7, 4, 5])
+    # residuals (target - prediction) as stored; exchanged: the partner's target
+    far = np.array([0.9, 0.9, 0.8, 0.8, -0.9, 0.7, -0.8, 0.9])  # nowhere near the face
+    pred = np.array([0.5, 0, -0.5, 0, 0, 0.5, 0, -0.5])
+    targets = np.stack([pred[swap_dims], pred + far])  # swapped; far off
+    res = targets - pred
+    res_sw = targets[:, swap_dims] - pred
+    plain = swap_log_odds(mix, res, mask, res_sw, mask, None, 0.1)
+    judged = swap_log_odds(mix, res, mask, res_sw, mask, None, 0.1, explains=0.75)
+    assert plain[0] > 10 and judged[0] == plain[0]  # a swap stays a swap
+    assert judged[1] == -np.inf  # far off either way: no swap
+    assert np.isfinite(plain[1])
