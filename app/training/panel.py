@@ -334,7 +334,8 @@ class TrainingPanel(QWidget):
         names = {"loss": "loss", "val": "val error", "inlier": "inliers", "speed": "images/s"}
         self.progress.setToolTip("\n".join(f"{label}: {self.plots.value(k)}"
                                            for k, label in names.items() if self.plots.value(k)))
-        failure = self._refused or (run.message if status == "failed" else "")
+        # a failed run's error, or a finished run's warning (its model learnt nothing)
+        failure = self._refused or (run.message if status in ("failed", "finished") else "")
         if failure:
             self.failure.setText(f"<span style='color:{theme.colors().outlier}'>"
                                  f"{html.escape(str(failure))}</span>")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 from pathlib import Path
 
 from core.issues import ISSUE_TEXT
@@ -31,7 +32,10 @@ def run(args: argparse.Namespace) -> int:
         run_id = args.run if args.run is not None else project.scored_run()
         if run_id is None:
             raise ProjectError(f"{args.project}: no run has written scores yet (run `gumshoe train`)")
-        method = project.run(run_id).method
+        the_run = project.run(run_id)
+        method = the_run.method
+        # a finished run's message is a warning about its model (it has not learnt)
+        warning = the_run.message if the_run.status == "finished" and the_run.message else None
         rows = [r for r in project.queue(run_id=run_id, limit=args.top or None)
                 if r.score is not None]
         scores = project.scores(run_id, [r.sample_id for r in rows],
@@ -46,9 +50,11 @@ def run(args: argparse.Namespace) -> int:
                       "worst_landmarks": _worst_landmarks(sc, names),
                       "prediction": None if sc.prediction is None else
                       [v if math.isfinite(v) else None for v in sc.prediction]})
+    if warning:
+        print(f"gumshoe: warning: run {run_id}: {warning}", file=sys.stderr)
     if args.json:
         print(json.dumps({"project": str(args.project), "run": run_id, "method": method,
-                          "samples": items}))
+                          "warning": warning, "samples": items}))
         return 0
     print(f"run {run_id} ({method}), {len(items)} samples, highest outlier score first")
     for i, it in enumerate(items, 1):

@@ -98,7 +98,9 @@ class _Printer(Callbacks):
 
     def on_status(self, event: StatusEvent) -> None:
         self.status = event.status
-        if event.message.startswith("left out "):  # images changed, missing or unreadable
+        if event.message.startswith("left out ") or (
+                event.status == "finished" and event.message.startswith("the model has not")):
+            # images changed, missing or unreadable; a model that learnt nothing
             self.pbar.write(f"warning: {event.message}", file=sys.stderr)
             return
         self.pbar.set_description_str(event.message[:40] if event.status == "preparing" else "train")

@@ -69,6 +69,9 @@ from core.training.step import PassStats, TrainStep, lr_at
 from core.training.throughput import DeviceMonitor, LossProbe
 
 PROGRESS_INTERVAL_S = 0.1
+# a model whose validation error is above (1 - this) of the average label's has not
+# learnt the dataset: its residuals, so its flags, say little about the labels
+NOT_LEARNT_SKILL = 0.3
 
 
 def val_error(pred: np.ndarray, data: TrainData, index: np.ndarray) -> float | None:
@@ -85,6 +88,36 @@ def val_error(pred: np.ndarray, data: TrainData, index: np.ndarray) -> float | N
     assert data.age_range is not None
     lo, hi = data.age_range
     return float((np.abs(err[:, 0]) * (hi - lo) / 2.0)[m[:, 0]].mean())
+
+
+def average_label_error(data: TrainData, index: np.ndarray) -> float | None:
+    """The :func:`val_error` of predicting the average training label for every
+    sample at ``index``: what a model that learnt nothing from the images scores."""
+    if len(index) == 0 or len(data.train) == 0:
+        return None
+    m = data.mask[data.train]
+    mean = (data.targets[data.train] * m).sum(0) / np.maximum(m.sum(0), 1)
+    return val_error(np.broadcast_to(mean, (len(index), len(mean))), data, index)
+
+
+def skill(error: float | None, baseline: float | None) -> float | None:
+    """1 - error / baseline: 1 for a perfect model, 0 for one no better than the
+    average label (None where either is unknown)."""
+    if error is None or baseline is None or not baseline > 0:
+        return None
+    return 1.0 - error / baseline
+
+
+def not_learnt_message(value: float | None, task: str) -> str:
+    """The warning a finished run carries when its model has not learnt the data
+    ("" when it has, or when there was nothing to validate on)."""
+    if value is None or value >= NOT_LEARNT_SKILL:
+        return ""
+    what = "point error" if task == "landmarks" else "age error"
+    return (f"the model has not learnt this dataset: its validation {what} is "
+            f"{100 * (1 - value):.0f} % of the average label's, so its flags say little "
+            "about the labels (train longer, at a larger image size, or from a pretrained "
+            "backbone)")
 
 
 @dataclass
@@ -121,6 +154,8 @@ class Trainer:
         # a run of several models (cross-fitting) numbers its epochs on from ``offset``
         # of ``total``; only a model that ``scores`` writes the run's scores
         self.offset, self.total, self.scores = offset, total or cfg.epochs, scores
+        self.baseline_error = average_label_error(data, data.val)
+        self.skill: float | None = None  # of the last validated epoch (see :func:`skill`)
         self.device = dist.device(pick_device(cfg.device))
         torch.manual_seed(cfg.seed)
         self.gen = torch.Generator().manual_seed(cfg.seed)
@@ -398,7 +433,9 @@ class Trainer:
             seconds = time.perf_counter() - t0 + self.pending_estep_s
             self.pending_estep_s = 0.0
             inlier = self.method.inlier_fraction()
+            self.skill = skill(verr, self.baseline_error)
             metrics: dict[str, Any] = {"eval_seconds": eval_s, "estep_seconds": estep_s,
+                                       "skill": self.skill,
                                        "train_images": int(len(self.data.train)),
                                        "data_wait_share": stats.data_wait_share,
                                        "processes": self.dist.world,

@@ -31,7 +31,7 @@ from core.training.config import TrainConfig
 from core.training.data import StopFn, TrainData, TrainingStopped, load_data
 from core.training.distributed import Dist, PeerError
 from core.training.events import Callbacks, StatusEvent
-from core.training.loop import Trainer
+from core.training.loop import Trainer, not_learnt_message
 from core.training.predict import pick_device
 from core.training.recorder import ProjectRecorder, Recorder
 
@@ -187,8 +187,9 @@ def _train_run(project: Project, run_id: int, cfg: TrainConfig, cb: Callbacks, s
     finally:
         for t in trainers:
             t.close()
-    recorder.status("finished")
-    cb.on_status(StatusEvent(run_id, "finished", f"{total} epochs"))
+    warning = not_learnt_message(trainers[-1].skill if trainers else None, prepared.data.task)
+    recorder.status("finished", warning)
+    cb.on_status(StatusEvent(run_id, "finished", warning or f"{total} epochs"))
     return run_id
 
 

@@ -333,3 +333,13 @@ def test_the_lease_holder_is_followed_and_no_second_run_starts(demo_window, qtbo
     assert w.result == first
     with Project.open(path) as p:
         assert p.run(first).status == "stopped" and p.lease_holder() is None
+
+
+def test_a_finished_run_that_learnt_nothing_shows_its_warning(demo_window, qtbot):
+    win, path = demo_window
+    with Project.open(path) as p:
+        run = p.create_run("deepgum", {"config": {"epochs": 3}})
+        p.update_run(run, status="finished", message="the model has not learnt this dataset")
+    win.training.poll()
+    assert win.training.failure.isVisibleTo(win.training)
+    assert "has not learnt" in win.training.failure.text()

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +36,10 @@ from core.training import (
     train,
     unaugment_residuals,
 )
+from core.training.loop import not_learnt_message, skill
 from tests.core.synth import draw_dots, make_dots_project
+
+REPO = Path(__file__).resolve().parents[2]
 
 FAST = dict(image_size=32, batch_size=16, score_every=0, rotate_jitter=5.0)
 
@@ -123,8 +128,10 @@ def test_a_tiny_run_separates_injected_outliers(project_path: Path) -> None:
     with Project.open(project_path) as project:
         run = project.run(run_id)
         assert run.status == "finished" and run.params["config"]["epochs"] == 6
+        assert run.message == ""  # the model learnt the data: no warning
         epochs = project.epochs(run_id)
         assert [e.epoch for e in epochs] == list(range(6))
+        assert epochs[-1].metrics["skill"] > 0.5
         assert epochs[-1].metrics["train_images"] == 240 - 24 - 3  # val and excluded left out
         assert 0.6 < epochs[-1].inlier_fraction < 0.95
         assert len(epochs[-1].metrics["histogram"]) == 20
@@ -362,3 +369,40 @@ def test_augmentation_moves_labels_with_the_image() -> None:
             assert abs(float(cx[c] - label[0])) < 0.02 and abs(float(cy[c] - label[1])) < 0.02
             assert float(wa[i, 2 * k]) == (1.0 if c == 0 else 2.0)  # weights travel too
     assert 0 < flipped < b  # both mirrored and plain samples in the batch
+
+
+def test_a_model_that_learnt_nothing_says_so(tmp_path: Path) -> None:
+    """Labels shuffled between the images: nothing in an image predicts its label, so
+    the validation error stays near the average label's and every residual is large.
+    The run finishes with a warning (what LSP's 64 px run needed: 2 000 images
+    flagged at 1.0), and ``gumshoe rank`` repeats it."""
+    path = make_dots_project(tmp_path, n=120)
+    rng = np.random.default_rng(0)
+    with Project.open(path) as project:
+        samples = project.samples()
+        labels = [project.current_label(s.id) for s in samples]
+        for s, k in zip(samples, rng.permutation(len(samples)), strict=True):
+            project.add_label(s.id, points=labels[k].points, author="shuffle",
+                              replaces=project.current_label(s.id).id)
+    rec = Recorder()
+    run_id = train(path, TrainConfig(epochs=3, **FAST), rec)
+    with Project.open(path) as project:
+        run = project.run(run_id)
+        assert run.status == "finished"
+        assert run.message.startswith("the model has not learnt this dataset"), run.message
+        assert project.epochs(run_id)[-1].metrics["skill"] < 0.3
+    assert rec.of(StatusEvent)[-1].message == run.message
+    out = subprocess.run([sys.executable, "-m", "core", "rank", str(path), "--top", "2"],
+                         cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert f"warning: run {run_id}: the model has not learnt" in out.stderr
+
+
+def test_skill_compares_a_model_with_the_average_label() -> None:
+    assert skill(0.02, 0.08) == pytest.approx(0.75)
+    assert skill(0.1, 0.08) == pytest.approx(-0.25)
+    assert skill(None, 0.08) is None and skill(0.02, 0.0) is None
+    assert not_learnt_message(0.75, "landmarks") == ""
+    assert not_learnt_message(None, "age") == ""
+    msg = not_learnt_message(0.1, "age")
+    assert "age error is 90 % of the average label's" in msg
