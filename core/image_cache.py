@@ -56,7 +56,7 @@ from core.images import (
     letterbox_for,
     read_file,
 )
-from core.paths import MIB, disk_full, shown
+from core.paths import MIB, disk_full, shown, write_atomic
 from core.project import Project, Sample, now_iso
 
 PROGRESS_INTERVAL_S = 0.1
@@ -169,18 +169,11 @@ def _pwrite_all(fd: int, data: memoryview, offset: int, path: Path) -> None:
 
 
 def _write_json(path: Path, doc: object) -> None:
-    """Atomically replace ``path`` (a temporary file beside it, synced, renamed);
-    the temporary file is removed if anything fails (a full disk)."""
-    tmp = path.with_name(path.name + ".tmp")
+    """Atomically replace ``path`` (:func:`core.paths.write_atomic`); a full disk is
+    one line naming the file."""
     try:
-        with open(tmp, "w") as f:
-            json.dump(doc, f, separators=(",", ":"))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
+        write_atomic(path, json.dumps(doc, separators=(",", ":")).encode())
+    except OSError as exc:
         if disk_full(exc):
             raise DiskFullError(path) from None
         raise

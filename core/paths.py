@@ -18,6 +18,7 @@ Everything a reader or the importer opens on a dataset's behalf goes through her
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat
@@ -229,3 +230,20 @@ def is_valid_utf8(text: str) -> bool:
 def disk_full(exc: BaseException) -> bool:
     """True for 'no space left' (ENOSPC) and 'quota exceeded' (EDQUOT)."""
     return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", -1))
+
+
+def write_atomic(path: Path, data: bytes | memoryview) -> None:
+    """Replace ``path`` with ``data`` atomically: written to a temporary file beside
+    it, flushed and synced, then renamed over it. If anything fails (a full disk)
+    the temporary file is removed and the error raised; ``path`` is untouched."""
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise

@@ -9,15 +9,14 @@ as ``train_res`` and is converted on load.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import io
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from core.paths import disk_full, write_atomic
 from core.project import Project
 
 CHECKPOINT_FORMAT = "gumshoe-checkpoint"
@@ -44,27 +43,16 @@ def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
     unlinked temporary file open, so the space stayed used and the next write (the
     run's 'failed' status) found the disk still full."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
     buf = io.BytesIO()
     torch.save(payload, buf)
+    data = buf.getvalue()  # bytes: a view of the buffer, held by a traceback, would pin it
+    buf.close()
     try:
-        with open(tmp, "wb") as f:
-            f.write(buf.getbuffer())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        if _disk_full(exc):
+        write_atomic(path, data)
+    except OSError as exc:
+        if disk_full(exc):
             raise OSError(errno.ENOSPC, f"disk full: {path}") from None
         raise
-    finally:
-        buf.close()
-
-
-def _disk_full(exc: BaseException) -> bool:
-    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
 def load_checkpoint(path: Path, run_id: int, method: str, epochs: int) -> dict[str, Any]:
