@@ -142,12 +142,11 @@ def pack_project(path: str | os.PathLike[str], out: str | os.PathLike[str],
         out.mkdir(parents=True, exist_ok=True)
         dest = out / project.path.name
         try:
-            project.backup(dest)  # SQLite's online backup: annotators keep working
+            # SQLite's online backup (annotators keep working), without the lease: the
+            # copy trains on its own, not under a lease a trainer here holds
+            project.backup(dest)
             with Project.open(dest) as packed:
                 packed.set_meta(PACK_META, info.to_json())
-                # the copy trains on its own: not under a lease a trainer here holds
-                with packed.transaction():
-                    packed.conn.execute("DELETE FROM lease")
                 packed_cache = packed.cache_dir
             packed_cache.mkdir(exist_ok=True)
             for size in sizes:

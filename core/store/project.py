@@ -256,13 +256,16 @@ class Project(SamplesMixin, RunsMixin, QueueMixin, LeaseMixin, StoreBase):
 
     def backup(self, dest: str | os.PathLike[str]) -> Path:
         """A consistent copy of this project in one file (SQLite's online backup: others
-        may keep working meanwhile)."""
+        may keep working meanwhile), without the training lease: a trainer running
+        here holds no lease on the copy."""
         dest = Path(dest)
         if dest.exists():
             raise ProjectError(f"{dest}: already exists")
         if dest.resolve() == self.path.resolve():
             raise ProjectError(f"{dest}: is the project itself")
         files.backup(self.conn, dest)
+        with Project.open(dest) as copy, copy.transaction():
+            copy.conn.execute("DELETE FROM lease")
         return dest
 
     # ----------------------------------------------------------- sources

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from core.project import LeaseHeldError, Project, ProjectError
+from core.project import LabelSchema, LeaseHeldError, Project, ProjectError
 from core.training import TrainConfig, train
 from tests.core.synth import make_dots_project
 
@@ -148,3 +148,16 @@ def test_heartbeat_and_release(tmp_path: Path) -> None:
         with p.acquire_lease(None, "gui") as again:
             assert p.lease_holder().owner == "gui"
         assert again.released and p.lease_holder() is None
+
+
+def test_a_backup_copy_holds_no_lease(tmp_path: Path) -> None:
+    """A trainer here holds no lease on a copy (e.g. one taken to a GPU box, where the
+    holder's pid could not be checked and a trainer would be refused)."""
+    path = tmp_path / "p.gumshoe"
+    with Project.create(path, LabelSchema("landmarks", "tri", ("a", "b", "c"))) as p, \
+            p.acquire_lease(None, "cli"):
+        copy = p.backup(tmp_path / "copy.gumshoe")
+        assert p.lease_holder() is not None
+        with Project.open(copy) as c:  # while the original's holder lives
+            assert c.lease_holder() is None
+            assert c.conn.execute("SELECT count(*) FROM lease").fetchone()[0] == 0
