@@ -237,6 +237,8 @@ def run_bench(source: str | Path, fmt: str, task: str | None, noises: Sequence[s
                         per_sample, task_err = test_errors(project, run_id)
                         row = {"method": method, "noise": str(spec), "seed": seed, **det,
                                **task_err, "seconds": seconds,
+                               # the model's skill over the average label (its warning below 0.3)
+                               "skill": epochs[-1].metrics.get("skill") if epochs else None,
                                "train_images_per_s": float(np.median(ips)) if ips else None,
                                # shares of the epochs' time: EM maths, and the eval pass
                                "estep_share": sum(e.metrics.get("estep_seconds", 0.0)

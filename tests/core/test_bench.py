@@ -15,7 +15,7 @@ from tests.core.synth import make_dots_project, write_dots_csv
 
 FIELDS = {"method", "noise", "seed", "auroc", "auprc", "precision", "recall", "ece",
           "flagged_share", "issue_accuracy", "reliability", "test_nme", "failure_rate",
-          "test_mae", "seconds", "train_images_per_s", "estep_share", "eval_share",
+          "test_mae", "skill", "seconds", "train_images_per_s", "estep_share", "eval_share",
           "data_wait_share", "gpu_util", "gpu_memory_mb"}
 
 
