@@ -18,8 +18,7 @@ Files in the project's cache folder:
   stays valid while imports add images. A corrupt or missing index is rebuilt
   into a new data file (the old one stays alive for whoever maps it).
 - ``image-problems.json``: the samples whose image was missing, unreadable or
-  changed since import (content hash differs) when the cache last checked them:
-  :func:`image_problems` reads it for ``gumshoe info`` and the review queue.
+  changed since import when the cache last checked them (:mod:`core.image_problems`).
 
 Several :class:`ImageCache` objects (one per thread, or per process) may write the
 same cache at once; one object is safe to share between threads too.
@@ -29,7 +28,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import itertools
 import json
 import os
@@ -44,6 +42,8 @@ from pathlib import Path
 
 import numpy as np
 
+from core.cache_files import DiskFullError, cache_lock, write_json
+from core.image_problems import ImageProblem, record_problems
 from core.images import (
     MAX_IMAGE_SIZE,
     ImageError,
@@ -56,26 +56,14 @@ from core.images import (
     letterbox_for,
     read_file,
 )
-from core.paths import MIB, disk_full, shown, write_atomic
-from core.project import Project, Sample, now_iso
+from core.paths import MIB, disk_full, shown
+from core.project import Sample, now_iso
 
 PROGRESS_INTERVAL_S = 0.1
 COMMIT_INTERVAL_S = 2.0  # ensure() commits its new rows at least this often
 COMMIT_BYTES = 64 * MIB  # ... and whenever this many are pending
 TRAILER = struct.Struct("<q20s4s")  # sample id, source digest, magic
 MAGIC = b"GSR1"
-LOCK_NAME = "cache.lock"
-PROBLEMS_NAME = "image-problems.json"
-
-
-class DiskFullError(OSError):
-    """No space left for the cache: one line, ``disk full: PATH``."""
-
-    def __init__(self, path: Path) -> None:
-        super().__init__(errno.ENOSPC, "disk full", str(path))
-
-    def __str__(self) -> str:
-        return f"disk full: {shown(self.filename)}"
 
 
 class CacheMismatchError(KeyError):
@@ -84,16 +72,6 @@ class CacheMismatchError(KeyError):
 
     def __str__(self) -> str:
         return str(self.args[0])
-
-
-@dataclass(frozen=True)
-class ImageProblem:
-    """Why a sample's image cannot be used: ``kind`` is ``missing``, ``changed`` or
-    ``unreadable``; ``message`` one line naming the file."""
-
-    kind: str
-    message: str
-    checked_at: str
 
 
 @dataclass(frozen=True)
@@ -128,18 +106,6 @@ def row_dtype(size: int) -> np.dtype:
                      ("digest", np.uint8, (20,)), ("magic", np.uint8, (4,))])
 
 
-@contextlib.contextmanager
-def _file_lock(folder: Path) -> Iterator[None]:
-    """The cache folder's writers' lock (blocking; released if the process dies)."""
-    fd = os.open(folder / LOCK_NAME, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0),
-                 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # closing drops the lock
-
-
 def _allocate(fd: int, offset: int, length: int, path: Path) -> None:
     """Reserve disk blocks for ``[offset, offset + length)`` (grows the file, never
     shrinks it). Where the file system cannot preallocate, the file is extended and
@@ -162,17 +128,6 @@ def _pwrite_all(fd: int, data: memoryview, offset: int, path: Path) -> None:
         while data:
             n = os.pwrite(fd, data, offset)
             data, offset = data[n:], offset + n
-    except OSError as exc:
-        if disk_full(exc):
-            raise DiskFullError(path) from None
-        raise
-
-
-def _write_json(path: Path, doc: object) -> None:
-    """Atomically replace ``path`` (:func:`core.paths.write_atomic`); a full disk is
-    one line naming the file."""
-    try:
-        write_atomic(path, json.dumps(doc, separators=(",", ":")).encode())
     except OSError as exc:
         if disk_full(exc):
             raise DiskFullError(path) from None
@@ -224,7 +179,7 @@ class ImageCache:
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
-        with self._tlock, _file_lock(self.dir):
+        with self._tlock, cache_lock(self.dir):
             yield
 
     def _read_index(self) -> tuple[dict[int, _Entry], int]:
@@ -292,7 +247,7 @@ class ImageCache:
         d = {"format": self.INDEX_FORMAT, "size": self.size, "slots": self._used,
              "entries": {str(k): [e.slot, e.hash, e.file_size, e.mtime_ns, *e.lb]
                          for k, e in self._entries.items()}}
-        _write_json(self.index_path, d)
+        write_json(self.index_path, d)
         st = os.stat(self.index_path)
         self._index_key = (st.st_ino, st.st_mtime_ns, st.st_size)
 
@@ -604,51 +559,3 @@ class CachedImages:
         out = np.empty((len(slots), self.size, self.size, 3), np.uint8)
         out[order] = self._mm["image"][slots[order]]
         return out
-
-
-# --------------------------------------------------------------------------- problems
-
-
-def record_problems(cache_dir: str | os.PathLike[str], checked: Iterable[int],
-                    problems: dict[int, ImageProblem]) -> None:
-    """Update the record of image problems: each sample in ``checked`` now has the
-    problem in ``problems``, or none."""
-    checked = set(checked)
-    if not checked and not problems:
-        return
-    folder = Path(cache_dir)
-    with _file_lock(folder):
-        current = image_problems(folder)
-        for sid in checked:
-            current.pop(sid, None)
-        current.update(problems)
-        if not current and not (folder / PROBLEMS_NAME).exists():
-            return
-        _write_json(folder / PROBLEMS_NAME, {
-            "format": 1,
-            "problems": {str(k): [p.kind, p.message, p.checked_at]
-                         for k, p in sorted(current.items())}})
-
-
-def image_problems(cache_dir: str | os.PathLike[str]) -> dict[int, ImageProblem]:
-    """{sample id: problem} for the samples whose image was missing, unreadable or
-    changed since import when the cache last checked it (at import, training or an
-    explicit check); empty when none, or when nothing was checked yet."""
-    try:
-        d = json.loads((Path(cache_dir) / PROBLEMS_NAME).read_bytes())
-        return {int(k): ImageProblem(str(v[0]), str(v[1]), str(v[2]))
-                for k, v in d["problems"].items()}
-    except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError):
-        return {}
-
-
-def problem_rows(project: Project) -> list[dict[str, object]]:
-    """The recorded image problems of ``project`` as plain rows (sample_id, key, path,
-    kind, message, checked_at), in sample order; for ``gumshoe info`` and the queue."""
-    problems = image_problems(project.cache_dir)
-    if not problems:
-        return []
-    samples = {s.id: s for s in project.samples()}
-    return [{"sample_id": sid, "key": samples[sid].key, "path": samples[sid].path,
-             "kind": p.kind, "message": p.message, "checked_at": p.checked_at}
-            for sid, p in sorted(problems.items()) if sid in samples]

@@ -374,14 +374,16 @@ def letterbox(image: np.ndarray, lb: Letterbox, reduce: int = 1) -> np.ndarray:
                           borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
 
 
-# The cache lives in core.image_cache; its names stay importable from here (loaded on
-# first use: core.image_cache imports this module).
-_CACHE_NAMES = ("CachedImages", "DiskFullError", "ImageCache", "ImageProblem", "image_problems")
+# The cache lives in core.image_cache (its problems record in core.image_problems); its
+# names stay importable from here (loaded on first use: those modules import this one).
+_CACHE_NAMES = {"CachedImages": "image_cache", "DiskFullError": "cache_files",
+                "ImageCache": "image_cache", "ImageProblem": "image_problems",
+                "image_problems": "image_problems"}
 
 
 def __getattr__(name: str) -> object:
     if name in _CACHE_NAMES:
-        from core import image_cache
+        import importlib
 
-        return getattr(image_cache, name)
+        return getattr(importlib.import_module(f"core.{_CACHE_NAMES[name]}"), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -28,7 +28,7 @@ from app.review.rows import field
 from app.review.scores import doubt_level, doubt_text, score_for_level
 from app.workers import Worker, WorkerContext
 from core import flags as flag_rule
-from core.image_cache import image_problems
+from core.image_problems import image_problems
 from core.issues import ISSUE_TEXT
 from core.project import QueueRow
 

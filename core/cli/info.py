@@ -7,7 +7,7 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from core.image_cache import problem_rows
+from core.image_problems import problem_rows
 from core.pack import describe_runs, find_project_file, pack_info
 from core.paths import shown
 from core.project import Project

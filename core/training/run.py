@@ -126,7 +126,7 @@ def _train_writer(path: Path, config: TrainConfig | None, cb: Callbacks, user_st
 
 def left_out_message(project: Project, errors: dict[int, str]) -> str:
     """One line on the samples a run leaves out because their image cannot be used."""
-    from core.image_cache import image_problems
+    from core.image_problems import image_problems
 
     kinds = Counter(p.kind for sid, p in image_problems(project.cache_dir).items()
                     if sid in errors)

@@ -105,7 +105,7 @@ def test_is_conflict_shows_the_samples_a_merge_found_changed_twice(qtbot, tmp_pa
 def test_queue_marks_samples_whose_image_cannot_be_used(qtbot, project_path):
     """A sample whose image went missing or changed after import (recorded by the image
     cache) is marked in the status column, and its tooltip says why."""
-    from core.image_cache import ImageProblem, record_problems
+    from core.image_problems import ImageProblem, record_problems
     from tests.app.conftest import open_window
 
     with Project.open(project_path) as p:

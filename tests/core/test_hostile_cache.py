@@ -189,7 +189,7 @@ def test_changed_and_deleted_images_are_detected_and_listed(tmp_path: Path) -> N
     original = (src / "f1.png").read_bytes()
     hostile.png(src / "f1.png", 99)  # replaced by another picture after import
     (src / "f2.png").unlink()  # deleted
-    from core.image_cache import image_problems
+    from core.image_problems import image_problems
 
     with Project.open(project) as p:
         errors = ImageCache(p.cache_dir, 64).ensure(p.samples())
