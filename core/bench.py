@@ -235,6 +235,11 @@ def run_bench(source: str | Path, fmt: str, task: str | None, noises: Sequence[s
                         det = detection(project, run_id, per_image,
                                         kind=kinds[0] if len(kinds) == 1 else None)
                         per_sample, task_err = test_errors(project, run_id)
+                        if not per_image and not is_age:  # per landmark, and per image too
+                            img = detection(project, run_id, True)
+                            det.update(image_auroc=img["auroc"],
+                                       image_precision=img["precision"],
+                                       image_recall=img["recall"])
                         row = {"method": method, "noise": str(spec), "seed": seed, **det,
                                **task_err, "seconds": seconds,
                                # the model's skill over the average label (its warning below 0.3)

@@ -11,7 +11,9 @@ import numpy as np
 from core.metrics import paired_wilcoxon, summarise
 
 FIELDS = ("auroc", "auprc", "precision", "recall", "ece", "flagged_share", "issue_accuracy",
-          "test_nme", "failure_rate", "test_mae", "skill", "seconds", "train_images_per_s", "estep_share",
+          "image_auroc", "image_precision", "image_recall",
+          "test_nme", "failure_rate", "test_mae", "skill", "seconds", "train_images_per_s",
+          "estep_share",
           "eval_share", "data_wait_share", "gpu_util", "gpu_memory_mb")
 DEVICE_FIELDS = ("gpu_util", "gpu_memory_mb")  # printed only where measured (CUDA)
 

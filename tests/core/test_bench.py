@@ -16,7 +16,9 @@ from tests.core.synth import make_dots_project, write_dots_csv
 FIELDS = {"method", "noise", "seed", "auroc", "auprc", "precision", "recall", "ece",
           "flagged_share", "issue_accuracy", "reliability", "test_nme", "failure_rate",
           "test_mae", "skill", "seconds", "train_images_per_s", "estep_share", "eval_share",
-          "data_wait_share", "gpu_util", "gpu_memory_mb"}
+          "data_wait_share", "gpu_util", "gpu_memory_mb",
+          # a per-landmark protocol reports per image too
+          "image_auroc", "image_precision", "image_recall"}
 
 
 def test_bench_on_a_csv_source(tmp_path: Path) -> None:
@@ -36,6 +38,7 @@ def test_bench_on_a_csv_source(tmp_path: Path) -> None:
         assert 0 <= r["estep_share"] < 1 and 0 < r["eval_share"] < 1  # shares, not timings
         assert 0 <= r["data_wait_share"] < 1 and r["gpu_util"] is None  # no GPU here
         assert 0 <= r["ece"] <= 1 and 0 <= r["flagged_share"] <= 1
+        assert 0 <= r["image_auroc"] <= 1 and 0 <= r["image_recall"] <= 1
         assert sum(b["count"] for b in r["reliability"]) == 120 * 7 // 10 * 4  # train landmarks
     assert {s["method"] for s in data["summary"]} == {"deepgum", "l2"}
     assert data["settings"]["train"]["epochs"] == 2
