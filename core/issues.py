@@ -13,8 +13,11 @@ method judges them) its swap log-odds:
   the body;
 - ``many_points``: many landmarks off and no such transform explains them;
 - ``age``: an age label called wrong;
-- ``hard``: not flagged, but the model's uncertainty for the image is among the
-  widest (:data:`HARD_QUANTILE`) while nothing in the label is implausible.
+- ``hard``: the model's uncertainty for the image is among the widest
+  (:data:`HARD_QUANTILE`) while nothing in the label is implausible: not flagged,
+  or flagged as ``shifted`` (the label is a plausible shape the model placed
+  elsewhere; on FG-NET's own labels these were profiles, infants and blur, the
+  label right and the model wrong).
 
 Samples not flagged otherwise get no issue (None). Coordinates are the model's
 normalised units (the input square mapped to [-1, 1]).
@@ -115,9 +118,9 @@ def name_issues(targets: np.ndarray, pred: np.ndarray, mask: np.ndarray,
                 log_odds: np.ndarray, sample_log_odds: np.ndarray,
                 swap_log_odds: np.ndarray | None, log_scale: np.ndarray | None,
                 fit_rows: np.ndarray, task: str) -> list[str | None]:
-    """:func:`name_issue` for every sample (N rows), plus ``hard`` for unflagged
-    samples whose mean predicted log scale is above the :data:`HARD_QUANTILE` of
-    the ``fit_rows`` (training) samples'."""
+    """:func:`name_issue` for every sample (N rows), then ``hard`` for unflagged
+    samples, and samples named ``shifted``, whose mean predicted log scale is above
+    the :data:`HARD_QUANTILE` of the ``fit_rows`` (training) samples'."""
     n = len(targets)
     res = np.where(mask, targets - pred, np.nan)
     if task == "landmarks":
@@ -134,6 +137,6 @@ def name_issues(targets: np.ndarray, pred: np.ndarray, mask: np.ndarray,
         width = np.nanmean(np.where(np.isfinite(log_odds), log_scale, np.nan), axis=1)
         limit = np.nanquantile(width[fit_rows], HARD_QUANTILE)
         for i in range(n):
-            if out[i] is None and np.isfinite(width[i]) and width[i] > limit:
+            if out[i] in (None, "shifted") and np.isfinite(width[i]) and width[i] > limit:
                 out[i] = "hard"
     return out

@@ -47,7 +47,7 @@ def test_each_kind_of_error_is_named() -> None:
 
 
 def test_unflagged_samples_with_the_widest_uncertainty_are_hard() -> None:
-    n = 40
+    n = 100
     targets = np.repeat(FACE.reshape(1, -1), n, axis=0)
     log_odds = np.full((n, 12), GOOD)
     log_scale = np.full((n, 12), -3.0)
@@ -55,8 +55,13 @@ def test_unflagged_samples_with_the_widest_uncertainty_are_hard() -> None:
     log_odds[9] = BAD  # sample 9's label is wrong everywhere (random points)
     targets[9] = RNG.uniform(-1, 1, 24)
     log_scale[9] = -0.5  # wide, but flagged: its issue is what is wrong with it
+    log_odds[[12, 13]] = BAD  # two labels shifted as a whole
+    targets[[12, 13]] = (FACE + np.array([0.08, 0.05])).reshape(-1)
+    log_scale[12] = -0.5  # ... one on an image the model is unsure of: a plausible
+    # shape the model placed elsewhere (FG-NET's profiles and infants) reads as hard
     out = name_issues(targets, np.repeat(FACE.reshape(1, -1), n, axis=0),
                       np.ones_like(targets, bool), log_odds, log_odds.max(axis=1), None,
                       log_scale, np.arange(n), "landmarks")
     assert out[5] == "hard" and out[9] == "many_points"
-    assert {out[i] for i in range(n) if i not in (5, 9)} == {None}
+    assert out[12] == "hard" and out[13] == "shifted"
+    assert {out[i] for i in range(n) if i not in (5, 9, 12, 13)} == {None}
