@@ -168,9 +168,10 @@ def checkpoint(conn: sqlite3.Connection, wait_ms: int = 200) -> None:
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
 
 
-def backup(conn: sqlite3.Connection, dest: Path) -> None:
+def backup(conn: sqlite3.Connection, dest: Path, *, drop_lease: bool = False) -> None:
     """A consistent copy of the open database in one self-contained file (rollback
-    journal mode, no -wal beside it), written under a temporary name and renamed."""
+    journal mode, no -wal beside it), written under a temporary name and renamed;
+    with ``drop_lease``, without the training lease row."""
     dest = Path(dest)
     tmp = dest.with_name(f".{dest.name}.tmp-{os.getpid()}")
     tmp.unlink(missing_ok=True)
@@ -178,6 +179,10 @@ def backup(conn: sqlite3.Connection, dest: Path) -> None:
         out = sqlite3.connect(str(tmp), isolation_level=None)
         try:
             conn.backup(out)
+            if drop_lease and out.execute(
+                    "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'lease'"
+            ).fetchone():
+                out.execute("DELETE FROM lease")
             out.execute("PRAGMA journal_mode = DELETE")
             ok = out.execute("PRAGMA quick_check").fetchone()[0]
             if ok != "ok":

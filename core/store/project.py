@@ -263,9 +263,7 @@ class Project(SamplesMixin, RunsMixin, QueueMixin, LeaseMixin, StoreBase):
             raise ProjectError(f"{dest}: already exists")
         if dest.resolve() == self.path.resolve():
             raise ProjectError(f"{dest}: is the project itself")
-        files.backup(self.conn, dest)
-        with Project.open(dest) as copy, copy.transaction():
-            copy.conn.execute("DELETE FROM lease")
+        files.backup(self.conn, dest, drop_lease=True)
         return dest
 
     # ----------------------------------------------------------- sources
