@@ -37,6 +37,7 @@ from app.training.plots import TrainingPlots
 from app.widgets import scrolling
 from app.workers import Worker
 from core.project import Epoch, LeaseInfo, Run
+from core.skill import not_learnt_message
 
 METHOD_LABELS = {"deepgum": "DeepGUM (robust)", "l2": "L2 (baseline)",
                  "huber": "Huber", "tukey": "Tukey biweight", "barron": "Barron adaptive"}
@@ -74,6 +75,7 @@ class TrainingPanel(QWidget):
         self.run_id: int | None = None  # the run the plots show
         self._run_status = ""
         self._last_epoch = -1
+        self._last_skill: float | None = None  # of the followed run's last epoch
         self._em_step = 0
         self._seen_updated: str | None = None
         self._started_here: int | None = None
@@ -176,6 +178,7 @@ class TrainingPanel(QWidget):
         self.project = project
         self.run_id = None
         self._last_epoch = -1
+        self._last_skill = None
         self._seen_updated = None
         self._scores_seen = (None, None)
         self._runs_stamp: tuple = ()
@@ -259,6 +262,7 @@ class TrainingPanel(QWidget):
     def _follow(self, run_id: int) -> None:
         self.run_id = run_id
         self._last_epoch = -1
+        self._last_skill = None
         self._em_step = 0
         self._epoch_secs = []
         self._seen_updated = None
@@ -275,6 +279,8 @@ class TrainingPanel(QWidget):
         self.plots.val.append(x, row.val_error)
         self.plots.speed.append(x, row.images_per_s)
         metrics = row.metrics or {}
+        value = metrics.get("skill")
+        self._last_skill = float(value) if isinstance(value, (int, float)) else None
         if self._started_here != self.run_id:  # from the file only: one EM point per epoch
             if row.inlier_fraction is not None:
                 self._em_step += 1
@@ -334,8 +340,12 @@ class TrainingPanel(QWidget):
         names = {"loss": "loss", "val": "val error", "inlier": "inliers", "speed": "images/s"}
         self.progress.setToolTip("\n".join(f"{label}: {self.plots.value(k)}"
                                            for k, label in names.items() if self.plots.value(k)))
-        # a failed run's error, or a finished run's warning (its model learnt nothing)
-        failure = self._refused or (run.message if status in ("failed", "finished") else "")
+        # a failed run's error, or a finished run's warning: its model learnt nothing
+        # (from its last epoch: an imported run's message says where it came from)
+        task = self.project.schema.task if self.project.schema else "landmarks"
+        failure = self._refused or (run.message if status == "failed" else
+                                    not_learnt_message(self._last_skill, task)
+                                    if status == "finished" else "")
         if failure:
             self.failure.setText(f"<span style='color:{theme.colors().outlier}'>"
                                  f"{html.escape(str(failure))}</span>")

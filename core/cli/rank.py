@@ -10,6 +10,7 @@ from pathlib import Path
 
 from core.issues import ISSUE_TEXT
 from core.project import Project, ProjectError, ScoreRow
+from core.skill import run_warning
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -34,8 +35,7 @@ def run(args: argparse.Namespace) -> int:
             raise ProjectError(f"{args.project}: no run has written scores yet (run `gumshoe train`)")
         the_run = project.run(run_id)
         method = the_run.method
-        # a finished run's message is a warning about its model (it has not learnt)
-        warning = the_run.message if the_run.status == "finished" and the_run.message else None
+        warning = run_warning(project, the_run) or None  # a model that learnt nothing
         rows = [r for r in project.queue(run_id=run_id, limit=args.top or None)
                 if r.score is not None]
         scores = project.scores(run_id, [r.sample_id for r in rows],

@@ -42,6 +42,7 @@ from core.models import build_model
 from core.robust import make_method
 from core.robust.base import EStepInfo
 from core.scoring import sample_flagged, score_rows
+from core.skill import skill
 from core.training.augmentation import apply_jitter, draw_jitter, unaugment_residuals
 from core.training.checkpoints import (
     CHECKPOINT_FORMAT,
@@ -69,9 +70,6 @@ from core.training.step import PassStats, TrainStep, lr_at
 from core.training.throughput import DeviceMonitor, LossProbe
 
 PROGRESS_INTERVAL_S = 0.1
-# a model whose validation error is above (1 - this) of the average label's has not
-# learnt the dataset: its residuals, so its flags, say little about the labels
-NOT_LEARNT_SKILL = 0.3
 
 
 def val_error(pred: np.ndarray, data: TrainData, index: np.ndarray) -> float | None:
@@ -98,26 +96,6 @@ def average_label_error(data: TrainData, index: np.ndarray) -> float | None:
     m = data.mask[data.train]
     mean = (data.targets[data.train] * m).sum(0) / np.maximum(m.sum(0), 1)
     return val_error(np.broadcast_to(mean, (len(index), len(mean))), data, index)
-
-
-def skill(error: float | None, baseline: float | None) -> float | None:
-    """1 - error / baseline: 1 for a perfect model, 0 for one no better than the
-    average label (None where either is unknown)."""
-    if error is None or baseline is None or not baseline > 0:
-        return None
-    return 1.0 - error / baseline
-
-
-def not_learnt_message(value: float | None, task: str) -> str:
-    """The warning a finished run carries when its model has not learnt the data
-    ("" when it has, or when there was nothing to validate on)."""
-    if value is None or value >= NOT_LEARNT_SKILL:
-        return ""
-    what = "point error" if task == "landmarks" else "age error"
-    return (f"the model has not learnt this dataset: its validation {what} is "
-            f"{100 * (1 - value):.0f} % of the average label's, so its flags say little "
-            "about the labels (train longer, at a larger image size, or from a pretrained "
-            "backbone)")
 
 
 @dataclass

@@ -26,12 +26,13 @@ import numpy as np
 import torch
 
 from core.project import Lease, Project, ProjectError
+from core.skill import not_learnt_message
 from core.training.checkpoints import checkpoint_path
 from core.training.config import TrainConfig
 from core.training.data import StopFn, TrainData, TrainingStopped, load_data
 from core.training.distributed import Dist, PeerError
 from core.training.events import Callbacks, StatusEvent
-from core.training.loop import Trainer, not_learnt_message
+from core.training.loop import Trainer
 from core.training.predict import pick_device
 from core.training.recorder import ProjectRecorder, Recorder
 
@@ -187,7 +188,9 @@ def _train_run(project: Project, run_id: int, cfg: TrainConfig, cb: Callbacks, s
     finally:
         for t in trainers:
             t.close()
-    warning = not_learnt_message(trainers[-1].skill if trainers else None, prepared.data.task)
+    epochs = project.epochs(run_id)  # the last one stored: a resumed run's too
+    warning = not_learnt_message(epochs[-1].metrics.get("skill") if epochs else None,
+                                 prepared.data.task)
     recorder.status("finished", warning)
     cb.on_status(StatusEvent(run_id, "finished", warning or f"{total} epochs"))
     return run_id

@@ -338,8 +338,16 @@ def test_the_lease_holder_is_followed_and_no_second_run_starts(demo_window, qtbo
 def test_a_finished_run_that_learnt_nothing_shows_its_warning(demo_window, qtbot):
     win, path = demo_window
     with Project.open(path) as p:
-        run = p.create_run("deepgum", {"config": {"epochs": 3}})
-        p.update_run(run, status="finished", message="the model has not learnt this dataset")
+        run = p.create_run("deepgum", {"config": {"epochs": 1}})
+        p.add_epoch(run, 0, train_loss=1.0, val_error=0.3, metrics={"skill": 0.1})
+        p.update_run(run, status="finished", message="imported from pack (run 4 there)")
     win.training.poll()
     assert win.training.failure.isVisibleTo(win.training)
     assert "has not learnt" in win.training.failure.text()
+    with Project.open(path) as p:  # an imported run that learnt: its message is no warning
+        run = p.create_run("deepgum", {"config": {"epochs": 1}})
+        p.add_epoch(run, 0, train_loss=1.0, val_error=0.01, metrics={"skill": 0.8})
+        p.update_run(run, status="finished", message="imported from pack (run 5 there)")
+    win.training.poll()
+    assert win.training.run_id == run
+    assert not win.training.failure.isVisibleTo(win.training)

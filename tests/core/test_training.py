@@ -19,6 +19,7 @@ from core.metrics import auroc
 from core.models import build_model
 from core.noise import apply_noise
 from core.project import LabelSchema, NewSample, Project
+from core.skill import not_learnt_message, run_warning, skill
 from core.training import (
     BatchProgress,
     Callbacks,
@@ -36,7 +37,6 @@ from core.training import (
     train,
     unaugment_residuals,
 )
-from core.training.loop import not_learnt_message, skill
 from tests.core.synth import draw_dots, make_dots_project
 
 REPO = Path(__file__).resolve().parents[2]
@@ -406,3 +406,26 @@ def test_skill_compares_a_model_with_the_average_label() -> None:
     assert not_learnt_message(None, "age") == ""
     msg = not_learnt_message(0.1, "age")
     assert "age error is 90 % of the average label's" in msg
+
+
+def test_the_warning_comes_from_the_last_epoch_not_the_message(tmp_path: Path) -> None:
+    """An imported run (``gumshoe import-run``) carries "imported from ..." as its
+    message: no warning; a run whose last epoch learnt nothing warns whatever its
+    message says; a run still training never warns."""
+    path = make_dots_project(tmp_path, n=20)
+    with Project.open(path) as project:
+        runs = []
+        for skill_value, message in ((0.8, "imported from pack (run 1 there, finished)"),
+                                     (0.1, "imported from pack (run 2 there, finished)"),
+                                     (0.1, "")):
+            run = project.create_run("deepgum")
+            project.add_epoch(run, 0, train_loss=1.0, val_error=0.1, metrics={"skill": 0.9})
+            project.add_epoch(run, 1, train_loss=1.0, val_error=0.1,
+                              metrics={"skill": skill_value})
+            project.update_run(run, status="finished", message=message)
+            runs.append(project.run(run))
+        assert run_warning(project, runs[0]) == ""
+        assert run_warning(project, runs[1]).startswith("the model has not learnt")
+        assert run_warning(project, runs[2]).startswith("the model has not learnt")
+        project.update_run(runs[2].id, status="running")
+        assert run_warning(project, project.run(runs[2].id)) == ""
