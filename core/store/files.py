@@ -19,7 +19,7 @@ import sqlite3
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -85,20 +85,23 @@ class Pacer:
         self.target_s = target_s
         self.least = least
         self.most = most
-        self.longest_s = 0.0  # the longest hold so far (benchmarks report it)
+        self.longest_s = 0.0  # the longest hold so far
 
     @contextlib.contextmanager
-    def chunk(self, conn: sqlite3.Connection) -> Iterator[None]:
-        """Time one chunk's transaction (``with pacer.chunk(conn), store.transaction():``),
-        then checkpoint the write-ahead log and leave the gap that lets a waiting
-        edit in. The writer checkpoints its own pages here, outside the lock: left
-        to SQLite's auto-checkpoint, the next commit to pass 1 000 log pages pays
-        for it, and that can be an annotator's edit (tens of milliseconds)."""
-        t0 = time.perf_counter()
-        yield
+    def chunk(self, store: Any) -> Iterator[None]:
+        """One chunk's write transaction on ``store`` (a project store:
+        ``with pacer.chunk(self): ...``), timed from the moment it holds the write
+        lock to its commit; then the writer checkpoints the write-ahead log and
+        leaves the gap that lets a waiting edit in. The writer checkpoints its own
+        pages here, outside the lock: left to SQLite's auto-checkpoint, the next
+        commit to pass 1 000 log pages pays for it, and that can be an annotator's
+        edit (tens of milliseconds)."""
+        with store.transaction():
+            t0 = time.perf_counter()  # after BEGIN: waiting for the lock is not holding it
+            yield
         self.held(time.perf_counter() - t0)
         with contextlib.suppress(sqlite3.Error):
-            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            store.conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
         yield_lock()
 
     def held(self, seconds: float) -> None:

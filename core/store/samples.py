@@ -127,7 +127,7 @@ class SamplesMixin(StoreBase):
         for part in pace.parts(list(samples)):
             enc = [(s, self._encode_label(s.points, s.visibility, s.age, "import"),
                     codec.encode_box(s.box)) for s in part]
-            with pace.chunk(self.conn), self.transaction():
+            with pace.chunk(self):
                 have = set(self.sample_ids_by_key(source_id, [s.key for s in part]))
                 sid = self.conn.execute("SELECT coalesce(max(id), 0) FROM samples").fetchone()[0]
                 lid = self.conn.execute("SELECT coalesce(max(id), 0) FROM labels").fetchone()[0]
@@ -236,7 +236,7 @@ class SamplesMixin(StoreBase):
         items = list(assignment.items())
         pace = files.Pacer(5000)
         for part in pace.parts(items):
-            with pace.chunk(self.conn), self.transaction():
+            with pace.chunk(self):
                 self.conn.executemany("UPDATE samples SET split = ? WHERE id = ?",
                                       [(v, k) for k, v in part])
 

@@ -5,7 +5,8 @@ rows, then the ranking), and published at the end by one tiny transaction that
 points the run at it; the set it replaces is then deleted in chunks. Readers
 never see half a run's scores. Each chunk is sized by a :class:`files.Pacer` to
 hold the write lock about 20 ms, so an annotator's edit waits for one short
-chunk at most, however cold the cache or slow the disk. Rows go in key order (sample id; score for the ranking), so a
+chunk at most, however cold the cache or slow the disk. Rows go in key order
+(sample id; score for the ranking), so a
 million of them are appended, not scattered through the b-trees.
 """
 
@@ -173,7 +174,7 @@ class RunsMixin(StoreBase):
         pace = files.Pacer(SCORE_CHUNK)
         for part in pace.parts(encoded):
             self._beat()
-            with pace.chunk(self.conn), self.transaction():
+            with pace.chunk(self):
                 self.conn.executemany(
                     "INSERT INTO scores(set_id, sample_id, score, outlier_prob, statistic, issue,"
                     " worst_landmark, landmark_scores, landmark_probs, prediction, prediction_lo,"
@@ -182,7 +183,7 @@ class RunsMixin(StoreBase):
         pace_ranks = files.Pacer(RANK_CHUNK)
         for part in pace_ranks.parts(ranks):
             self._beat()
-            with pace_ranks.chunk(self.conn), self.transaction():
+            with pace_ranks.chunk(self):
                 self.conn.executemany(
                     "INSERT INTO score_ranks(set_id, score, sample_id, outlier_prob, worst_landmark,"
                     " issue) VALUES (?,?,?,?,?,?)", [(set_id, *r) for r in part])
@@ -213,7 +214,7 @@ class RunsMixin(StoreBase):
                 return
             while True:
                 self._beat()
-                with pace.chunk(self.conn), self.transaction():
+                with pace.chunk(self):
                     n = self.conn.execute(
                         "DELETE FROM scores WHERE set_id = ? AND sample_id IN (SELECT sample_id "
                         "FROM scores WHERE set_id = ? ORDER BY sample_id LIMIT ?)",
