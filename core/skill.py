@@ -13,6 +13,7 @@ from __future__ import annotations
 from core.project import Project, Run
 
 NOT_LEARNT_SKILL = 0.3
+NOT_LEARNT = "the model has not learnt this dataset"  # how the warning starts
 
 
 def skill(error: float | None, baseline: float | None) -> float | None:
@@ -28,7 +29,7 @@ def not_learnt_message(value: float | None, task: str) -> str:
     if value is None or value >= NOT_LEARNT_SKILL:
         return ""
     what = "point error" if task == "landmarks" else "age error"
-    return (f"the model has not learnt this dataset: its validation {what} is "
+    return (f"{NOT_LEARNT}: its validation {what} is "
             f"{100 * (1 - value):.0f} % of the average label's, so its flags say little "
             "about the labels (train longer, at a larger image size, or from a pretrained "
             "backbone)")

@@ -15,6 +15,7 @@ from core.pack import find_project_file
 from core.project import Project
 from core.robust import METHODS
 from core.robust.mixture import UNITS
+from core.skill import NOT_LEARNT
 from core.training import (
     BatchProgress,
     Callbacks,
@@ -99,7 +100,7 @@ class _Printer(Callbacks):
     def on_status(self, event: StatusEvent) -> None:
         self.status = event.status
         if event.message.startswith("left out ") or (
-                event.status == "finished" and event.message.startswith("the model has not")):
+                event.status == "finished" and event.message.startswith(NOT_LEARNT)):
             # images changed, missing or unreadable; a model that learnt nothing
             self.pbar.write(f"warning: {event.message}", file=sys.stderr)
             return

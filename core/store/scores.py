@@ -6,8 +6,8 @@ points the run at it; the set it replaces is then deleted in chunks. Readers
 never see half a run's scores. Each chunk is sized by a :class:`files.Pacer` to
 hold the write lock about 20 ms, so an annotator's edit waits for one short
 chunk at most, however cold the cache or slow the disk. Rows go in key order
-(sample id; score for the ranking), so a
-million of them are appended, not scattered through the b-trees.
+(sample id; score for the ranking), so a million of them are appended, not
+scattered through the b-trees.
 """
 
 from __future__ import annotations

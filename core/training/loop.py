@@ -88,13 +88,19 @@ def val_error(pred: np.ndarray, data: TrainData, index: np.ndarray) -> float | N
     return float((np.abs(err[:, 0]) * (hi - lo) / 2.0)[m[:, 0]].mean())
 
 
+def average_label(data: TrainData) -> np.ndarray:
+    """The mean training target per dimension (labelled values only): where the
+    model's output starts, and the baseline of its skill."""
+    m = data.mask[data.train]
+    return (data.targets[data.train] * m).sum(0) / np.maximum(m.sum(0), 1)
+
+
 def average_label_error(data: TrainData, index: np.ndarray) -> float | None:
     """The :func:`val_error` of predicting the average training label for every
     sample at ``index``: what a model that learnt nothing from the images scores."""
     if len(index) == 0 or len(data.train) == 0:
         return None
-    m = data.mask[data.train]
-    mean = (data.targets[data.train] * m).sum(0) / np.maximum(m.sum(0), 1)
+    mean = average_label(data)
     return val_error(np.broadcast_to(mean, (len(index), len(mean))), data, index)
 
 
@@ -133,7 +139,6 @@ class Trainer:
         # of ``total``; only a model that ``scores`` writes the run's scores
         self.offset, self.total, self.scores = offset, total or cfg.epochs, scores
         self.baseline_error = average_label_error(data, data.val)
-        self.skill: float | None = None  # of the last validated epoch (see :func:`skill`)
         self.device = dist.device(pick_device(cfg.device))
         torch.manual_seed(cfg.seed)
         self.gen = torch.Generator().manual_seed(cfg.seed)
@@ -387,8 +392,7 @@ class Trainer:
             self.restore()
         else:
             d = self.data
-            train_mean = (d.targets[d.train] * d.mask[d.train]).sum(0) \
-                / np.maximum(d.mask[d.train].sum(0), 1)
+            train_mean = average_label(d)
             self.model.init_output(torch.from_numpy(train_mean.astype(np.float32)))
             t0 = time.perf_counter()
             info = self.method.start(self.fit_context(0))
@@ -411,9 +415,8 @@ class Trainer:
             seconds = time.perf_counter() - t0 + self.pending_estep_s
             self.pending_estep_s = 0.0
             inlier = self.method.inlier_fraction()
-            self.skill = skill(verr, self.baseline_error)
             metrics: dict[str, Any] = {"eval_seconds": eval_s, "estep_seconds": estep_s,
-                                       "skill": self.skill,
+                                       "skill": skill(verr, self.baseline_error),
                                        "train_images": int(len(self.data.train)),
                                        "data_wait_share": stats.data_wait_share,
                                        "processes": self.dist.world,
