@@ -233,7 +233,10 @@ def test_a_run_in_another_process_blocks_train_now_and_reranks_on_every_write(
         demo_window, qtbot):
     """`gumshoe train` in a second process: while it trains, this window offers no second
     run (Train now and Start disabled), names who trains and offers to show it; each
-    scores write (epochs 5, 10, 15 and 20) re-ranks the queue, not only the last one."""
+    scores write (every 5 epochs) re-ranks the queue, not only the last one. The run
+    is long enough (40 epochs of 64 px) that the panel's 1 s poll falls between two
+    writes on a fast machine too: at 20 epochs of 32 px a quiet machine finished the
+    whole run between two polls and the test failed on unchanged code."""
     import os
     import subprocess
     import sys
@@ -248,8 +251,8 @@ def test_a_run_in_another_process_blocks_train_now_and_reranks_on_every_write(
             seen.append((rid, p.run(rid).status if rid is not None else ""))
 
     queue.model.reset_done.connect(on_reset)
-    proc = subprocess.Popen([sys.executable, "-m", "core", "train", str(path), "--epochs", "20",
-                             "--image-size", "32", "--quiet"],
+    proc = subprocess.Popen([sys.executable, "-m", "core", "train", str(path), "--epochs", "40",
+                             "--image-size", "64", "--quiet"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         qtbot.waitUntil(lambda: panel._run_status == "running", timeout=60_000)
