@@ -236,19 +236,24 @@ def test_a_run_in_another_process_blocks_train_now_and_reranks_on_every_write(
     scores write (every 5 epochs) re-ranks the queue, not only the last one. The run
     is long enough (40 epochs of 64 px) that the panel's 1 s poll falls between two
     writes on a fast machine too: at 20 epochs of 32 px a quiet machine finished the
-    whole run between two polls and the test failed on unchanged code."""
+    whole run between two polls and the test failed on unchanged code. The last write
+    is checked by its score set, not by the run reading 'finished' when the queue
+    lands: the trainer marks the run finished just after its last write, and a poll
+    between the two re-ranks (rightly) while the run still reads 'running'."""
     import os
     import subprocess
     import sys
 
     win, path = demo_window
     queue, panel = win.queue, win.training
-    seen: list[tuple[int | None, str]] = []  # (queue's run, that run's status) per re-rank
+    # (queue's run, that run's status, its published score set) per re-rank
+    seen: list[tuple[int | None, str, int | None]] = []
 
     def on_reset() -> None:
         rid = queue.model.run_id
         with Project.open(path) as p:
-            seen.append((rid, p.run(rid).status if rid is not None else ""))
+            r = p.run(rid) if rid is not None else None
+            seen.append((rid, r.status if r else "", r.score_set if r else None))
 
     queue.model.reset_done.connect(on_reset)
     proc = subprocess.Popen([sys.executable, "-m", "core", "train", str(path), "--epochs", "40",
@@ -265,8 +270,13 @@ def test_a_run_in_another_process_blocks_train_now_and_reranks_on_every_write(
         _out, err = proc.communicate(timeout=180)
     assert proc.returncode == 0, err.decode()[-2000:]
     run_id = panel.run_id
-    qtbot.waitUntil(lambda: (run_id, "finished") in seen, timeout=10_000)
-    assert (run_id, "running") in seen  # the mid-run write re-ranked too
+    with Project.open(path) as p:
+        final = p.run(run_id).score_set
+    assert final is not None
+    # the last write re-ranked: a reset saw the run's final score set
+    qtbot.waitUntil(lambda: any(s[0] == run_id and s[2] == final for s in seen), timeout=10_000)
+    # a mid-run write re-ranked too: an earlier set, while the run still trained
+    assert any(s[0] == run_id and s[1] == "running" and s[2] != final for s in seen), seen
     # the trainer lets go of the lease after it marks the run finished: the next poll
     qtbot.waitUntil(lambda: queue.train_btn.isEnabled() and panel.start_btn.isEnabled(),
                     timeout=5000)
