@@ -11,9 +11,12 @@ on the device (forward, backward, step: nothing else). The two alternate
 on a shared machine hits both. The ratio reported is that of the best passes
 (``ratio``: the fastest trainer pass against the fastest pure one, the usual
 estimate of a timing under load that only ever adds time), with the ratio of
-the medians beside it (``ratio_median``), the trainer's data-wait share and, on
-CUDA, GPU utilisation (with pynvml) and peak memory. The pure steps leave the
-model and optimiser as they found them (they would otherwise train it on noise).
+the medians beside it (``ratio_median``), the median of the per-pair ratios
+(``ratio_paired``: each trainer pass against the pure pass timed right after
+it, so a slow spell of the machine hits both sides of a pair), the trainer's
+data-wait share and, on CUDA, GPU utilisation (with pynvml) and peak memory.
+The pure steps leave the model and optimiser as they found them (they would
+otherwise train it on noise).
 
 Usage (CPU figures on a shared machine: run it under the lock):
   flock /tmp/gumshoe-heavy.lock python benchmarks/bench_throughput.py \\
@@ -116,6 +119,9 @@ def measure(project: Path, size: int, workers: int, args: argparse.Namespace) ->
         "trainer_images_per_s": trainer_rate, "pure_images_per_s": pure_rate,
         "ratio": trainer_rate / pure_rate,
         "ratio_median": statistics.median(pure_s) / statistics.median(trainer_s),
+        # each trainer pass against the pure pass timed right after it (the same load)
+        "ratio_paired": statistics.median(
+            [p / t for p, t in zip(pure_s, trainer_s, strict=True)]),
         "trainer_seconds": trainer_s, "pure_seconds": pure_s,
         "data_wait_share": float(np.median(wait)),
         "device": str(t.device), "torch_threads": torch.get_num_threads()}
@@ -181,7 +187,7 @@ def main() -> None:
                 print(f"{size:4d} px  workers {row['workers']}  trainer "
                       f"{row['trainer_images_per_s']:7.1f} img/s  pure "
                       f"{row['pure_images_per_s']:7.1f} img/s  ratio {row['ratio']:.3f} "
-                      f"(medians {row['ratio_median']:.3f})  "
+                      f"(medians {row['ratio_median']:.3f}, pairs {row['ratio_paired']:.3f})  "
                       f"data wait {100 * row['data_wait_share']:.1f}%", flush=True)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(out, indent=1))
