@@ -167,7 +167,8 @@ class TrainingPanel(QWidget):
         self.failure.hide()
         sv.addWidget(self.failure)
         sv.addStretch(1)
-        root.addWidget(scrolling(side))
+        self._side_area = scrolling(side)
+        root.addWidget(self._side_area)
 
         self.plots = TrainingPlots()
         root.addWidget(self.plots, 1)
@@ -347,14 +348,22 @@ class TrainingPanel(QWidget):
                                     not_learnt_message(self._last_skill, task)
                                     if status == "finished" else "")
         if failure:
-            self.failure.setText(f"<span style='color:{theme.colors().outlier}'>"
-                                 f"{html.escape(str(failure))}</span>")
-            self.failure.show()
+            text = f"<span style='color:{theme.colors().outlier}'>{html.escape(str(failure))}</span>"
+            if text != self.failure.text() or self.failure.isHidden():
+                self.failure.setText(text)
+                self.failure.setToolTip(str(failure))
+                self.failure.show()
+                # a short dock shows the card's top: scroll the new message into view
+                # (once laid out), or it sits below the fold where nobody reads it
+                QTimer.singleShot(0, self, self._scroll_to_failure)
         else:
             self.failure.hide()
         self._update_buttons()
         self.run_state_changed.emit(f"run {run.id} {run.method}: {status}, "
                                     f"epoch {done}/{total or '?'}")
+
+    def _scroll_to_failure(self) -> None:
+        self._side_area.ensureWidgetVisible(self.failure)
 
     def _holder_phrase(self, since: bool = True) -> str:
         """Who holds the project's training lease, in a phrase ("this window",

@@ -229,6 +229,30 @@ def test_a_failed_run_shows_its_message(demo_window, qtbot):
     assert win.training.pause_btn.text() == "Resume" and win.training.start_btn.text() == "Start"
 
 
+def test_a_long_failure_is_scrolled_into_view_in_a_short_dock(demo_window, qtbot):
+    """At 1280x800 the training card is taller than its dock: a new failure (or the
+    not-learnt warning) below the fold was cut after its first line and read by nobody
+    (seen on a screenshot). It is scrolled into view, and its tooltip holds all of it."""
+    win, path = demo_window
+    win.resize(1280, 800)
+    win.show()
+    win.training_dock.show()
+    win.training_dock.raise_()
+    qtbot.waitExposed(win)
+    message = ("The model learnt almost nothing (skill 0.15 in its last epoch): its scores "
+               "rank hard images, not wrong labels. Train longer, at a larger image size, "
+               "or with a pretrained backbone.")
+    with Project.open(path) as p:
+        run = p.create_run("deepgum", {"config": {"epochs": 3}})
+        p.update_run(run, status="failed", message=message)
+    win.training.poll()
+    label = win.training.failure
+    area = win.training._side_area
+    qtbot.waitUntil(lambda: label.isVisible() and area.viewport().rect().contains(
+        label.mapTo(area.viewport(), label.rect().bottomLeft())), timeout=2000)
+    assert label.toolTip() == message
+
+
 def test_a_run_in_another_process_blocks_train_now_and_reranks_on_every_write(
         demo_window, qtbot):
     """`gumshoe train` in a second process: while it trains, this window offers no second
