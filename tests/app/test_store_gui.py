@@ -14,7 +14,7 @@ import numpy as np
 from PySide6.QtCore import QPoint, Qt
 from PySide6.QtTest import QTest
 
-from app.review import queue_model
+from app.review import queue_worker
 from core.project import Project
 
 REPO = Path(__file__).resolve().parents[2]
@@ -27,12 +27,12 @@ def test_a_queue_page_costs_at_most_three_statements(project_path):
         run = p.scored_run()
         seen: list[str] = []
         p.conn.set_trace_callback(seen.append)
-        flt = queue_model.QueueFilter()
-        rows = queue_model._fetch_rows(p, flt, run, 0)
+        flt = queue_worker.QueueFilter()
+        rows = queue_worker._fetch_rows(p, flt, run, 0)
         first = len(seen)
         ids = p.queue_ids(run_id=run)
         seen.clear()
-        later = queue_model._fetch_rows(p, flt, run, 0, snapshot=ids[::-1].copy())
+        later = queue_worker._fetch_rows(p, flt, run, 0, snapshot=ids[::-1].copy())
         p.conn.set_trace_callback(None)
     assert len(rows) == 40 and first <= 3, first
     assert [r.sample_id for r in later] == ids[::-1].tolist() and len(seen) == 1
