@@ -43,7 +43,12 @@ from core.robust import make_method
 from core.robust.base import EStepInfo
 from core.scoring import sample_flagged, score_rows
 from core.skill import skill
-from core.training.augmentation import apply_jitter, draw_jitter, unaugment_residuals
+from core.training.augmentation import (
+    apply_jitter,
+    draw_jitter,
+    unaugment_residuals,
+    warp_rows,
+)
 from core.training.checkpoints import (
     CHECKPOINT_FORMAT,
     CHECKPOINT_VERSION,
@@ -268,10 +273,15 @@ class Trainer:
             t_wait = time.perf_counter()
             images, keys = next(batches)
             wait += time.perf_counter() - t_wait
-            x = to_input(images, dev)
             pos = keys.to(dev, non_blocking=True)
             jitter = draw_jitter(bs, cfg, data, self.gen).rows(lo, hi)
-            x, y, wt, aug = apply_jitter(x, y_all[pos], w_all[pos], jitter, data, self.perm)
+            if dev.type == "cpu":  # warp the uint8 rows (OpenCV): cheaper than grid_sample
+                images, y, wt, aug = warp_rows(images, y_all[pos], w_all[pos], jitter, data,
+                                               self.perm)
+                x = to_input(images, dev)
+            else:  # on the accelerator, beside the model
+                x, y, wt, aug = apply_jitter(to_input(images, dev), y_all[pos], w_all[pos],
+                                             jitter, data, self.perm)
             for g in self.optimizer.param_groups:
                 g["lr"] = lr_at(self.epoch * n_batches + b, total_steps, cfg.lr)
             loss, mean, log_scale = self.net(x, y, wt)

@@ -371,6 +371,34 @@ def test_augmentation_moves_labels_with_the_image() -> None:
     assert 0 < flipped < b  # both mirrored and plain samples in the batch
 
 
+def test_the_host_warp_is_the_device_warp() -> None:
+    """On a CPU the trainer warps the uint8 rows with OpenCV (``warp_rows``) instead of
+    ``grid_sample`` on the float input: the same jitter must give the same image (up
+    to uint8 rounding, borders included) and exactly the same labels and map."""
+    from core.training.augmentation import apply_jitter, draw_jitter, warp_rows
+    from core.training.predict import to_input
+
+    size, b = 64, 12
+    rng = np.random.default_rng(1)
+    images = torch.from_numpy(rng.integers(0, 256, (b, size, size, 3), dtype=np.uint8))
+    y = torch.from_numpy(rng.uniform(-0.8, 0.8, (b, 4)).astype(np.float32))
+    w = torch.ones(b, 4)
+    data = dataclasses.replace(
+        TrainData(np.zeros(1, np.int64), [], torch.zeros(1), np.zeros((1, 4), np.float32),
+                  np.ones((1, 4), bool), [], np.zeros(1, np.int64), np.zeros(0, np.int64),
+                  "landmarks", np.array([1, 0]), None))
+    cfg = TrainConfig(scale_jitter=0.1, rotate_jitter=15.0, shift_jitter=0.1)
+    jitter = draw_jitter(b, cfg, data, torch.Generator().manual_seed(3))
+    assert 0 < int(jitter.flip.sum()) < b
+    xf, yf, wf, af = apply_jitter(to_input(images, torch.device("cpu")), y, w, jitter, data)
+    warped, yh, wh, ah = warp_rows(images, y, w, jitter, data)
+    xh = to_input(warped, torch.device("cpu"))
+    assert float((xh - xf).abs().max()) <= 1.01 / 255
+    assert float((xh - xf).abs().mean()) < 0.3 / 255
+    assert torch.equal(yh, yf) and torch.equal(wh, wf)
+    assert torch.equal(ah.a, af.a) and torch.equal(ah.flip, af.flip)
+
+
 def test_a_model_that_learnt_nothing_says_so(tmp_path: Path) -> None:
     """Labels shuffled between the images: nothing in an image predicts its label, so
     the validation error stays near the average label's and every residual is large.
