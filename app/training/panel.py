@@ -351,7 +351,7 @@ class TrainingPanel(QWidget):
             text = f"<span style='color:{theme.colors().outlier}'>{html.escape(str(failure))}</span>"
             if text != self.failure.text() or self.failure.isHidden():
                 self.failure.setText(text)
-                self.failure.setToolTip(str(failure))
+                self.failure.setToolTip(f"<p>{html.escape(str(failure))}</p>")  # wraps; no markup
                 self.failure.show()
                 # a short dock shows the card's top: scroll the new message into view
                 # (once laid out), or it sits below the fold where nobody reads it

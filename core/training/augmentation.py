@@ -141,7 +141,11 @@ def warp_rows(images: torch.Tensor, y: torch.Tensor, w: torch.Tensor, jitter: Ji
     ``images`` (B, S, S, 3) uint8 on the CPU, each warped by OpenCV with the same
     bilinear map (a quarter of ``grid_sample``'s time on a CPU at 128 px, where the
     jitter was the trainer's largest cost beside the model). The labels move exactly
-    as there; the image differs from the float warp by uint8 rounding only."""
+    as there; the image differs from the float warp by OpenCV's interpolation
+    rounding only (under 1/255 with OpenCV 5; OpenCV 4 rounds positions to 1/32 px)."""
+    if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[-1] != 3:
+        raise ValueError(f"warp_rows takes (B, S, S, 3) uint8 rows, not {tuple(images.shape)} "
+                         f"{images.dtype}")
     b, side = images.shape[0], images.shape[1]
     packed = _host_maps(jitter)
     a, t = packed[:, 0:4].view(b, 2, 2).double().numpy(), packed[:, 4:6].double().numpy()

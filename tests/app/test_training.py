@@ -238,7 +238,13 @@ def test_a_long_failure_is_scrolled_into_view_in_a_short_dock(demo_window, qtbot
     win.show()
     win.training_dock.show()
     win.training_dock.raise_()
+    from PySide6.QtCore import Qt
+    from PySide6.QtWidgets import QScrollArea
+
+    win.resizeDocks([win.training_dock], [150], Qt.Orientation.Vertical)  # a short dock
     qtbot.waitExposed(win)
+    area = win.training.findChild(QScrollArea)  # the settings card's
+    qtbot.waitUntil(lambda: area.verticalScrollBar().maximum() > 60, timeout=2000)
     message = ("The model learnt almost nothing (skill 0.15 in its last epoch): its scores "
                "rank hard images, not wrong labels. Train longer, at a larger image size, "
                "or with a pretrained backbone.")
@@ -247,10 +253,10 @@ def test_a_long_failure_is_scrolled_into_view_in_a_short_dock(demo_window, qtbot
         p.update_run(run, status="failed", message=message)
     win.training.poll()
     label = win.training.failure
-    area = win.training._side_area
     qtbot.waitUntil(lambda: label.isVisible() and area.viewport().rect().contains(
         label.mapTo(area.viewport(), label.rect().bottomLeft())), timeout=2000)
-    assert label.toolTip() == message
+    assert area.verticalScrollBar().value() > 0  # it was below the fold: scrolled to
+    assert message in label.toolTip()
 
 
 def test_a_run_in_another_process_blocks_train_now_and_reranks_on_every_write(

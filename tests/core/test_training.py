@@ -374,7 +374,8 @@ def test_augmentation_moves_labels_with_the_image() -> None:
 def test_the_host_warp_is_the_device_warp() -> None:
     """On a CPU the trainer warps the uint8 rows with OpenCV (``warp_rows``) instead of
     ``grid_sample`` on the float input: the same jitter must give the same image (up
-    to uint8 rounding, borders included) and exactly the same labels and map."""
+    to OpenCV's interpolation rounding, borders included) and exactly the same labels
+    and map."""
     from core.training.augmentation import apply_jitter, draw_jitter, warp_rows
     from core.training.predict import to_input
 
@@ -393,8 +394,11 @@ def test_the_host_warp_is_the_device_warp() -> None:
     xf, yf, wf, af = apply_jitter(to_input(images, torch.device("cpu")), y, w, jitter, data)
     warped, yh, wh, ah = warp_rows(images, y, w, jitter, data)
     xh = to_input(warped, torch.device("cpu"))
-    assert float((xh - xf).abs().max()) <= 1.01 / 255
-    assert float((xh - xf).abs().mean()) < 0.3 / 255
+    # OpenCV 5 interpolates in float (seen: max 0.99/255, mean 0.28/255); OpenCV 4
+    # rounds positions to 1/32 px and its weights to fixed point (max 6.5/255 on noise,
+    # mean 0.83/255); a map off by half a pixel is tens of levels off on noise
+    assert float((xh - xf).abs().max()) <= 8 / 255
+    assert float((xh - xf).abs().mean()) < 1.5 / 255
     assert torch.equal(yh, yf) and torch.equal(wh, wf)
     assert torch.equal(ah.a, af.a) and torch.equal(ah.flip, af.flip)
 
