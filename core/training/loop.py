@@ -75,6 +75,7 @@ from core.training.step import PassStats, TrainStep, lr_at
 from core.training.throughput import DeviceMonitor, LossProbe
 
 PROGRESS_INTERVAL_S = 0.1
+HOST_WARP = True  # on a CPU, jitter the uint8 rows with OpenCV (see warp_rows)
 
 
 def val_error(pred: np.ndarray, data: TrainData, index: np.ndarray) -> float | None:
@@ -275,7 +276,7 @@ class Trainer:
             wait += time.perf_counter() - t_wait
             pos = keys.to(dev, non_blocking=True)
             jitter = draw_jitter(bs, cfg, data, self.gen).rows(lo, hi)
-            if dev.type == "cpu":  # warp the uint8 rows (OpenCV): cheaper than grid_sample
+            if dev.type == "cpu" and HOST_WARP:  # the uint8 rows (OpenCV): cheaper than grid_sample
                 images, y, wt, aug = warp_rows(images, y_all[pos], w_all[pos], jitter, data,
                                                self.perm)
                 x = to_input(images, dev)
