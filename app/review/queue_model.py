@@ -23,7 +23,8 @@ from PySide6.QtCore import QAbstractTableModel, QModelIndex, QObject, Qt, Signal
 from PySide6.QtGui import QBrush, QColor
 
 from app import theme
-from app.review.queue_worker import PAGE, QueueFilter, serve
+from app.review import queue_worker
+from app.review.queue_worker import QueueFilter, serve
 from app.review.scores import doubt_level, doubt_text
 from app.workers import Worker
 from core.issues import ISSUE_TEXT
@@ -185,7 +186,7 @@ class QueueModel(QAbstractTableModel):
         self._pages[page] = rows
         while len(self._pages) > MAX_PAGES:
             self._pages.popitem(last=False)
-        first = page * PAGE
+        first = page * queue_worker.PAGE
         last = min(first + len(rows), self._count) - 1
         if last >= first:
             self.dataChanged.emit(self.index(first, 0), self.index(last, len(COLUMNS) - 1))
@@ -196,13 +197,13 @@ class QueueModel(QAbstractTableModel):
         """The row if loaded; otherwise requests its page and returns None."""
         if not 0 <= r < self._count:
             return None
-        page, i = divmod(r, PAGE)
+        page, i = divmod(r, queue_worker.PAGE)
         rows = self._pages.get(page)
         if rows is None:
             self.request_page(page)
             return None
         self._pages.move_to_end(page)
-        if i >= PAGE // 2 and (page + 1) * PAGE < self._count:
+        if i >= queue_worker.PAGE // 2 and (page + 1) * queue_worker.PAGE < self._count:
             self.request_page(page + 1)  # scrolling down: have the next page ready
         return rows[i] if i < len(rows) else None
 
@@ -221,7 +222,7 @@ class QueueModel(QAbstractTableModel):
         for page, rows in self._pages.items():
             for i, row in enumerate(rows):
                 if row.sample_id == sample_id:
-                    return page * PAGE + i
+                    return page * queue_worker.PAGE + i
         return None
 
     def set_status(self, sample_id: int, status: str) -> None:
@@ -230,7 +231,7 @@ class QueueModel(QAbstractTableModel):
             for i, row in enumerate(rows):
                 if row.sample_id == sample_id:
                     rows[i] = replace(row, review_status=status)
-                    r = page * PAGE + i
+                    r = page * queue_worker.PAGE + i
                     self.dataChanged.emit(self.index(r, 0), self.index(r, len(COLUMNS) - 1))
         self.refresh_counts()
 

@@ -2,7 +2,8 @@
 model's requests on the worker's own project connection (see
 :mod:`app.review.queue_model` for the protocol: a reset answers with the first
 page, the counts and then the whole ordering as a snapshot of sample ids; later
-pages are cut from the snapshot). No Qt here but the worker's context."""
+pages are cut from the snapshot). It touches no widget: it runs in the worker
+thread and answers with plain values."""
 
 from __future__ import annotations
 

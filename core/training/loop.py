@@ -43,12 +43,7 @@ from core.robust import make_method
 from core.robust.base import EStepInfo
 from core.scoring import sample_flagged, score_rows
 from core.skill import skill
-from core.training.augmentation import (
-    apply_jitter,
-    draw_jitter,
-    unaugment_residuals,
-    warp_rows,
-)
+from core.training.augmentation import apply_jitter, draw_jitter, unaugment_residuals, warp_rows
 from core.training.checkpoints import (
     CHECKPOINT_FORMAT,
     CHECKPOINT_VERSION,

@@ -204,8 +204,7 @@ def test_age_project(qtbot, tmp_path):
 def test_pages_cut_from_the_snapshot_show_fresh_status(qtbot, project_path, monkeypatch):
     from app.review import queue_model, queue_worker
 
-    # 40 rows: five pages, four from the snapshot (the model and its worker cut alike)
-    monkeypatch.setattr(queue_model, "PAGE", 8)
+    # 40 rows: five pages, four from the snapshot (one page size: the model reads the worker's)
     monkeypatch.setattr(queue_worker, "PAGE", 8)
     m = queue_model.QueueModel()
     with qtbot.waitSignal(m.reset_done, timeout=5000):
