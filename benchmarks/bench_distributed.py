@@ -70,6 +70,7 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--image-size", type=int, default=64)
+    p.add_argument("--head", default="auto", help="the model's head (auto | fc | heatmap)")
     p.add_argument("--nproc", type=int, default=2)
     p.add_argument("--tolerance", type=float, default=0.002, help="largest AUROC difference")
     p.add_argument("--json", type=Path, required=True)
@@ -85,14 +86,14 @@ def main() -> None:
     spec = parse_spec(args.noise)
     per_image = all(k in IMAGE_KINDS or k == "age-u" for k, _ in spec.terms)
     train_args = ["--epochs", str(args.epochs), "--image-size", str(args.image_size),
-                  "--seed", str(args.seed), "--quiet"]
+                  "--seed", str(args.seed), "--head", args.head, "--quiet"]
     out: dict[str, Any] = {
         "benchmark": f"{args.nproc} processes (torchrun, gloo) vs 1, same seed and settings",
         "command": "python " + " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
                     "python": platform.python_version()},
         "settings": {"source": str(args.source), "noise": args.noise, "seed": args.seed,
-                     "epochs": args.epochs, "image_size": args.image_size,
+                     "epochs": args.epochs, "image_size": args.image_size, "head": args.head,
                      "nproc": args.nproc, "tolerance": args.tolerance}}
     with tempfile.TemporaryDirectory(prefix="gumshoe-dist-") as tmp:
         root = Path(tmp)

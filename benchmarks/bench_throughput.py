@@ -100,13 +100,14 @@ def measure(project: Path, size: int, workers: int, args: argparse.Namespace) ->
             images = steps * cfg.batch_size
             t.train_epoch()  # warm-up: workers start, allocator and kernels settle
             pure_steps(t, steps)
-            trainer_s, pure_s, wait, device = [], [], [], []
+            trainer_s, pure_s, wait, device, phases = [], [], [], [], []
             for _ in range(args.repeats):
                 t0 = time.perf_counter()
                 stats = t.train_epoch()
                 _sync(t.device)
                 trainer_s.append(time.perf_counter() - t0)
                 wait.append(stats.data_wait_share)
+                phases.append(stats.phases)
                 device.append(stats.device)
                 pure_s.append(pure_steps(t, steps))
         finally:
@@ -124,6 +125,14 @@ def measure(project: Path, size: int, workers: int, args: argparse.Namespace) ->
             [p / t for p, t in zip(pure_s, trainer_s, strict=True)]),
         "trainer_seconds": trainer_s, "pure_seconds": pure_s,
         "data_wait_share": float(np.median(wait)),
+        # inside the trainer's own passes: the share of each phase (the same pass,
+        # so a slow spell of the machine moves both sides alike), and the model's
+        # step in the pass against the pure step timed right after (about 1 when
+        # the step is the same work on real and on random tensors)
+        "phase_shares": {k: float(np.median([ph[k] for ph in phases])) for k in phases[0]},
+        "step_share": float(np.median([ph["step"] for ph in phases])),
+        "step_vs_pure": float(np.median(
+            [ph["step"] * t / p for ph, t, p in zip(phases, trainer_s, pure_s, strict=True)])),
         "device": str(t.device), "torch_threads": torch.get_num_threads()}
     for key in ("gpu_util", "gpu_memory_mb", "gpu_memory_reserved_mb"):
         vals = [d[key] for d in device if key in d]
@@ -188,7 +197,8 @@ def main() -> None:
                       f"{row['trainer_images_per_s']:7.1f} img/s  pure "
                       f"{row['pure_images_per_s']:7.1f} img/s  ratio {row['ratio']:.3f} "
                       f"(medians {row['ratio_median']:.3f}, pairs {row['ratio_paired']:.3f})  "
-                      f"data wait {100 * row['data_wait_share']:.1f}%", flush=True)
+                      f"data wait {100 * row['data_wait_share']:.1f}%  step share {row['step_share']:.3f} "
+                      f"(in-pass step / pure {row['step_vs_pure']:.3f})", flush=True)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(out, indent=1))
     print(f"results in {args.json}")

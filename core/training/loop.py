@@ -67,7 +67,7 @@ from core.training.loader import Batches, auto_workers
 from core.training.predict import Predictions, eval_batch, pick_device, predict, to_input
 from core.training.recorder import Recorder
 from core.training.step import PassStats, TrainStep, lr_at
-from core.training.throughput import DeviceMonitor, LossProbe
+from core.training.throughput import DeviceMonitor, LossProbe, PhaseClock
 
 PROGRESS_INTERVAL_S = 0.1
 HOST_WARP = True  # on a CPU, jitter the uint8 rows with OpenCV (see warp_rows)
@@ -261,14 +261,14 @@ class Trainer:
         self.monitor.start()
         loss_sum = torch.zeros((), device=dev)  # summed on the device: no host sync per batch
         seen = 0
-        wait = 0.0
         t0 = last = time.perf_counter()
+        clock = PhaseClock()
         batches = self.batches(plan)
         for b in range(n_batches):
             self.check_stop()
-            t_wait = time.perf_counter()
+            clock.mark("other")
             images, keys = next(batches)
-            wait += time.perf_counter() - t_wait
+            clock.mark("wait")
             pos = keys.to(dev, non_blocking=True)
             jitter = draw_jitter(bs, cfg, data, self.gen).rows(lo, hi)
             if dev.type == "cpu" and HOST_WARP:  # the uint8 rows (OpenCV): cheaper than grid_sample
@@ -280,11 +280,13 @@ class Trainer:
                                              jitter, data, self.perm)
             for g in self.optimizer.param_groups:
                 g["lr"] = lr_at(self.epoch * n_batches + b, total_steps, cfg.lr)
+            clock.mark("prepare")
             loss, mean, log_scale = self.net(x, y, wt)
             self.optimizer.zero_grad(set_to_none=True)
             (loss * share if share != 1.0 else loss).backward()
             self.optimizer.step()
             loss_sum += loss.detach()
+            clock.mark("step")
             if want_res:
                 r = unaugment_residuals((y - mean).detach(), aug, data, self.perm)
                 ls = None if log_scale is None else log_scale.detach()
@@ -301,14 +303,16 @@ class Trainer:
                     self.run_id, self.offset + self.epoch, self.total, b + 1, n_batches,
                     probe.read(loss), seen * dist.world / max(now - t0, 1e-9)))
         loss_total = float(loss_sum)  # the one wait for the device in the pass
+        clock.mark("step")
         seconds = time.perf_counter() - t0
+        wait = clock.seconds["wait"]
         if want_res:
             self.observe(kept)
         total_loss, total_seen, wait_share = dist.sum([loss_total * share, seen,
                                                        wait / max(seconds, 1e-9)])
         return PassStats(total_loss / dist.world / max(n_batches, 1),
                          total_seen / max(seconds, 1e-9), wait_share / dist.world,
-                         self.monitor.metrics())
+                         self.monitor.metrics(), clock.shares())
 
     def observe(self, kept: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]]) -> None:
         """Hand the pass's training residuals to the method, every rank's (one copy

@@ -5,7 +5,7 @@ schedule, and what a training pass reports."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -44,11 +44,13 @@ class TrainStep(nn.Module):
 @dataclass
 class PassStats:
     """One training pass: mean loss, images per second (all ranks), the share of the
-    pass spent waiting for batches, and the device's figures."""
+    pass spent waiting for batches, the device's figures, and this rank's share
+    of the pass in each phase (:class:`~core.training.throughput.PhaseClock`)."""
 
     loss: float
     images_per_s: float
     data_wait_share: float
     device: dict[str, float]
+    phases: dict[str, float] = field(default_factory=dict)
 
 

@@ -16,11 +16,40 @@ from __future__ import annotations
 
 import contextlib
 import math
+import time
 from typing import Any
 
 import torch
 
 MIB = 2**20
+
+
+class PhaseClock:
+    """Wall time of each phase of a training pass, from marks the loop sets
+    between phases (a ``perf_counter`` call each: nothing measurable). On a CPU
+    every phase runs to its end before the next starts, so the times are exact:
+    the ``step`` share is the share of the pass the model's own forward,
+    backward and optimiser step take, measured in the same pass as the rest, so
+    a slow spell of a shared machine moves both sides alike. On a GPU they are
+    the host's times (the device runs behind), which tell whether the host keeps
+    ahead, not what the device does."""
+
+    PHASES = ("wait", "prepare", "step", "other")
+
+    def __init__(self) -> None:
+        self.seconds = dict.fromkeys(self.PHASES, 0.0)
+        self._last = time.perf_counter()
+
+    def mark(self, phase: str) -> None:
+        """The time since the last mark went to ``phase``."""
+        now = time.perf_counter()
+        self.seconds[phase] += now - self._last
+        self._last = now
+
+    def shares(self) -> dict[str, float]:
+        """Each phase's share of the marked time."""
+        total = sum(self.seconds.values())
+        return {k: v / total if total > 0 else 0.0 for k, v in self.seconds.items()}
 
 
 class LossProbe:
