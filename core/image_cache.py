@@ -27,11 +27,9 @@ same cache at once; one object is safe to share between threads too.
 from __future__ import annotations
 
 import contextlib
-import errno
 import itertools
 import json
 import os
-import struct
 import threading
 import time
 from collections import deque
@@ -42,7 +40,8 @@ from pathlib import Path
 
 import numpy as np
 
-from core.cache_files import DiskFullError, cache_lock, write_json
+from core.cache_files import DiskFullError, allocate, cache_lock, inode, pwrite_all, write_json
+from core.cache_rows import MAGIC, CachedImages, row_dtype
 from core.image_problems import ImageProblem, record_problems
 from core.images import (
     MAX_IMAGE_SIZE,
@@ -62,8 +61,6 @@ from core.project import Sample, now_iso
 PROGRESS_INTERVAL_S = 0.1
 COMMIT_INTERVAL_S = 2.0  # ensure() commits its new rows at least this often
 COMMIT_BYTES = 64 * MIB  # ... and whenever this many are pending
-TRAILER = struct.Struct("<q20s4s")  # sample id, source digest, magic
-MAGIC = b"GSR1"
 
 
 class CacheMismatchError(KeyError):
@@ -99,39 +96,6 @@ def _digest(hex_hash: str) -> bytes:
     if len(hex_hash) != 40:
         raise ValueError(f"content hash {hex_hash!r} is not 40 hex digits")
     return bytes.fromhex(hex_hash)
-
-
-def row_dtype(size: int) -> np.dtype:
-    return np.dtype([("image", np.uint8, (size, size, 3)), ("sample", "<i8"),
-                     ("digest", np.uint8, (20,)), ("magic", np.uint8, (4,))])
-
-
-def _allocate(fd: int, offset: int, length: int, path: Path) -> None:
-    """Reserve disk blocks for ``[offset, offset + length)`` (grows the file, never
-    shrinks it). Where the file system cannot preallocate, the file is extended and
-    ``pwrite`` reports a full disk instead."""
-    try:
-        if hasattr(os, "posix_fallocate"):
-            os.posix_fallocate(fd, offset, length)
-            return
-    except OSError as exc:
-        if disk_full(exc):
-            raise DiskFullError(path) from None
-        if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, getattr(errno, "ENOTSUP", -1)):
-            raise
-    if os.fstat(fd).st_size < offset + length:
-        os.ftruncate(fd, offset + length)
-
-
-def _pwrite_all(fd: int, data: memoryview, offset: int, path: Path) -> None:
-    try:
-        while data:
-            n = os.pwrite(fd, data, offset)
-            data, offset = data[n:], offset + n
-    except OSError as exc:
-        if disk_full(exc):
-            raise DiskFullError(path) from None
-        raise
 
 
 class ImageCache:
@@ -211,7 +175,7 @@ class ImageCache:
             key: tuple[int, int, int] | None = (st.st_ino, st.st_mtime_ns, st.st_size)
         except FileNotFoundError:
             key = None
-        data_ino = _ino(self.data_path)
+        data_ino = inode(self.data_path)
         if key is not None and key == self._index_key and self._fd is not None \
                 and data_ino == self._fd_ino:
             return
@@ -261,14 +225,14 @@ class ImageCache:
         size = os.fstat(self._fd).st_size
         if need > size:
             extra = min(size // 4, 256 * MIB) // self._row * self._row  # amortised growth
-            _allocate(self._fd, size, need + extra - size, self.data_path)
+            allocate(self._fd, size, need + extra - size, self.data_path)
         buf = np.zeros(n, self.dtype)
         for i, (sid, h, crop, _lb, _st) in enumerate(self._pending):
             buf[i]["image"] = crop
             buf[i]["sample"] = sid
             buf[i]["digest"] = np.frombuffer(_digest(h), np.uint8)
             buf[i]["magic"] = np.frombuffer(MAGIC, np.uint8)
-        _pwrite_all(self._fd, memoryview(buf).cast("B"), start * self._row, self.data_path)
+        pwrite_all(self._fd, memoryview(buf).cast("B"), start * self._row, self.data_path)
         try:
             os.fdatasync(self._fd) if hasattr(os, "fdatasync") else os.fsync(self._fd)
         except OSError as exc:
@@ -511,51 +475,3 @@ class ImageCache:
             return np.zeros((0, self.size, self.size, 3), np.uint8)
         view = self.reader(sample_ids)
         return view[np.arange(len(sample_ids))]
-
-
-def _ino(path: Path) -> int:
-    try:
-        return os.stat(path).st_ino
-    except FileNotFoundError:
-        return -1
-
-
-class CachedImages:
-    """Rows of an image cache's data file, read through a read-only memory map:
-    ``images[index]`` is a (len(index), S, S, 3) uint8 array (a copy), ``len`` the
-    number of rows. The file only ever grows, so a map of its older length stays
-    valid while an import adds images."""
-
-    def __init__(self, data_path: Path, size: int, slots: np.ndarray, capacity: int) -> None:
-        self.path = data_path
-        self.size = size
-        self.slots = slots
-        self._mm = (np.memmap(data_path, row_dtype(size), "r", shape=(capacity,))
-                    if capacity and len(slots) else None)
-
-    def __len__(self) -> int:
-        return len(self.slots)
-
-    def __reduce__(self) -> tuple[type[CachedImages], tuple[Path, int, np.ndarray, int]]:
-        # another process (a data-loader worker) maps the file itself: never a pickled
-        # copy of the rows
-        capacity = 0 if self._mm is None else int(self._mm.shape[0])
-        return (CachedImages, (self.path, self.size, self.slots, capacity))
-
-    @property
-    def shape(self) -> tuple[int, int, int, int]:
-        return (len(self.slots), self.size, self.size, 3)
-
-    @property
-    def nbytes(self) -> int:
-        return len(self.slots) * self.size * self.size * 3
-
-    def __getitem__(self, index: np.ndarray | Sequence[int] | slice) -> np.ndarray:
-        slots = self.slots[index]
-        if self._mm is None or len(slots) == 0:
-            return np.zeros((len(slots), self.size, self.size, 3), np.uint8)
-        # sorted reads walk the file forwards; the rows come back in the asked order
-        order = np.argsort(slots, kind="stable")
-        out = np.empty((len(slots), self.size, self.size, 3), np.uint8)
-        out[order] = self._mm["image"][slots[order]]
-        return out

@@ -376,7 +376,7 @@ def letterbox(image: np.ndarray, lb: Letterbox, reduce: int = 1) -> np.ndarray:
 
 # The cache lives in core.image_cache (its problems record in core.image_problems); its
 # names stay importable from here (loaded on first use: those modules import this one).
-_CACHE_NAMES = {"CachedImages": "image_cache", "DiskFullError": "cache_files",
+_CACHE_NAMES = {"CachedImages": "cache_rows", "DiskFullError": "cache_files",
                 "ImageCache": "image_cache", "ImageProblem": "image_problems",
                 "image_problems": "image_problems"}
 
