@@ -11,52 +11,29 @@ responsibility histogram).
 from __future__ import annotations
 
 import html
-import math
-import os
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtCore import QTimer, Signal
 from PySide6.QtWidgets import (
-    QComboBox,
-    QFormLayout,
-    QFrame,
     QHBoxLayout,
-    QLabel,
-    QProgressBar,
-    QPushButton,
-    QSpinBox,
-    QVBoxLayout,
     QWidget,
 )
 
 from app import theme
-from app.settings import DEVICES, settings
+from app.settings import settings
 from app.training import runner
+from app.training.card import RunCard, clock_time, holder_phrase, who_trained
 from app.training.plots import TrainingPlots
 from app.widgets import scrolling
 from app.workers import Worker
 from core.project import Epoch, LeaseInfo, Run
 from core.skill import not_learnt_message
 
-METHOD_LABELS = {"deepgum": "DeepGUM (robust)", "l2": "L2 (baseline)",
-                 "huber": "Huber", "tukey": "Tukey biweight", "barron": "Barron adaptive"}
 ACTIVE = ("running",)
 # a run ended by Stop is 'stopped' (not resumable); one paused (Pause, closing the app,
 # Ctrl-C) or cut short (failed, its process killed) continues from its checkpoint
 RESUMABLE = ("paused", "failed", "interrupted")
-OWNERS = {"cli": "gumshoe train", "gui": "the app", "bench": "gumshoe bench"}  # lease owners
-
-
-def _total_epochs(run: Run) -> int:
-    return run.epochs_planned
-
-
-def _fmt_time(s: float | None) -> str:
-    if s is None or not math.isfinite(s):
-        return "–"
-    s = int(round(s))
-    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
 
 
 class TrainingPanel(QWidget):
@@ -99,75 +76,16 @@ class TrainingPanel(QWidget):
         root = QHBoxLayout(self)
         root.setContentsMargins(8, 8, 8, 8)
         root.setSpacing(10)
-
-        side = QFrame()
-        side.setProperty("role", "card")
-        side.setFixedWidth(284)
-        sv = QVBoxLayout(side)
-        sv.setContentsMargins(10, 8, 10, 8)
-        sv.setSpacing(6)
-        form = QFormLayout()
-        form.setVerticalSpacing(2)
-        st = settings()
-        self.method = QComboBox()
-        for m in runner.methods():
-            self.method.addItem(METHOD_LABELS.get(m, m), m)
-        i = self.method.findData(st.method)
-        self.method.setCurrentIndex(max(i, 0))
-        self.epochs = QSpinBox()
-        self.epochs.setRange(1, 1000)
-        self.epochs.setValue(st.epochs)
-        self.image_size = QSpinBox()
-        self.image_size.setRange(32, 512)
-        self.image_size.setSingleStep(32)
-        self.image_size.setSuffix(" px")
-        self.image_size.setValue(st.image_size)
-        self.device = QComboBox()
-        for d in DEVICES:
-            self.device.addItem({"auto": "Auto", "cpu": "CPU", "cuda": "CUDA (GPU)"}[d], d)
-        self.device.setCurrentIndex(max(self.device.findData(st.device), 0))
-        form.addRow("Method", self.method)
-        form.addRow("Epochs", self.epochs)
-        form.addRow("Image size", self.image_size)
-        form.addRow("Device", self.device)
-        sv.addLayout(form)
-
-        buttons = QHBoxLayout()
-        buttons.setSpacing(6)
-        self.start_btn = theme.bind_icon(QPushButton("Start"), "play")
-        self.start_btn.setProperty("primary", True)
-        self.start_btn.setToolTip("Start a new training run with these settings")
+        self.card = card = RunCard()
+        # the card's widgets under the panel's names (tests and the window use them)
+        self.method, self.epochs = card.method, card.epochs
+        self.image_size, self.device = card.image_size, card.device
+        self.start_btn, self.pause_btn, self.stop_btn = card.start_btn, card.pause_btn, card.stop_btn
+        self.progress, self.run_label, self.failure = card.progress, card.run_label, card.failure
         self.start_btn.clicked.connect(lambda: self.start())
-        self.pause_btn = theme.bind_icon(QPushButton("Pause"), "pause")
         self.pause_btn.clicked.connect(self.toggle_pause)
-        self.stop_btn = theme.bind_icon(QPushButton("Stop"), "stop")
-        self.stop_btn.setToolTip("End the run (its scores so far stay; it cannot be resumed)")
         self.stop_btn.clicked.connect(self.stop)
-        # Pause becomes Resume: it is as wide as its longest text, so no label is clipped
-        probe = QPushButton(theme.icon("play"), "Resume")
-        self.pause_btn.setMinimumWidth(probe.sizeHint().width())
-        for b in (self.start_btn, self.pause_btn, self.stop_btn):
-            buttons.addWidget(b)
-        sv.addLayout(buttons)
-
-        self.progress = QProgressBar()
-        self.progress.setRange(0, 1)
-        self.progress.setValue(0)
-        self.progress.setFormat("no run")
-        sv.addWidget(self.progress)
-        self.run_label = QLabel("No run yet")
-        self.run_label.setWordWrap(True)
-        self.run_label.setProperty("role", "muted")
-        sv.addWidget(self.run_label)
-        # the latest loss / val error / inliers / images/s sit in the plots' titles and
-        # the time left in the progress bar, so the card stays short enough for 1280x800
-        self.failure = QLabel("")
-        self.failure.setWordWrap(True)
-        self.failure.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.failure.hide()
-        sv.addWidget(self.failure)
-        sv.addStretch(1)
-        self._side_area = scrolling(side)
+        self._side_area = scrolling(card)
         root.addWidget(self._side_area)
 
         self.plots = TrainingPlots()
@@ -311,7 +229,7 @@ class TrainingPanel(QWidget):
         if status == "running" and not held and not self.training_here:
             status = "interrupted"  # nobody holds its lease: its trainer ended unsaid (killed)
         self._run_status = status
-        total = _total_epochs(run)
+        total = run.epochs_planned
         done = self._last_epoch + 1
         where = self._holder_phrase(since=False) if held else self._who(run)
         self.run_label.setText(f"Run {run.id} · {run.method} · {status}"
@@ -331,7 +249,7 @@ class TrainingPanel(QWidget):
         self.progress.setRange(0, max(total, 1))
         self.progress.setValue(min(done, max(total, 1)))
         self.progress.setFormat(f"epoch {done}/{total or '?'}"
-                                + (f" · {_fmt_time(left)} left" if left is not None else ""))
+                                + (f" · {clock_time(left)} left" if left is not None else ""))
         last = {k: (s.y[-1] if s.y else None) for k, s in self.plots.series.items()}
         self.plots.set_value("loss", "" if last["loss"] is None else f"{last['loss']:.3g}")
         self.plots.set_value("val", "" if last["val"] is None else
@@ -366,26 +284,11 @@ class TrainingPanel(QWidget):
         self._side_area.ensureWidgetVisible(self.failure)
 
     def _holder_phrase(self, since: bool = True) -> str:
-        """Who holds the project's training lease, in a phrase ("this window",
-        "gumshoe train, pid 812 on lab-2, since 14:02")."""
-        h = self.holder
-        if h is None:
-            return "this window" if self.training_here else ""
-        if h.pid == os.getpid() and h.host == os.uname().nodename:
-            return "this window" if self.training_here else "another window of this app"
-        who = f"{OWNERS.get(h.owner, h.owner)}, pid {h.pid} on {h.host}"
-        if not since:
-            return who
-        return f"{who}, since {h.since[11:16] if len(h.since) >= 16 else h.since}"
+        return holder_phrase(self.holder, self.training_here, since)
 
     def _who(self, run: Run) -> str:
-        """Who trains (or trained) ``run``, in a phrase."""
-        if self._started_here == run.id or (self.training_here and self.run_id == run.id):
-            return "this window"
-        here = run.host == os.uname().nodename
-        if run.pid == os.getpid() and here:
-            return "another window of this app"
-        return f"pid {run.pid} on {run.host or '?'}"
+        here = self._started_here == run.id or (self.training_here and self.run_id == run.id)
+        return who_trained(run, here)
 
     def _set_busy(self, busy: bool, who: str) -> None:
         if (busy, who) != self._busy:
@@ -401,7 +304,7 @@ class TrainingPanel(QWidget):
         """(epochs done, total or '?') of the followed run."""
         total: int | str = "?"
         if self.project is not None and self.run_id is not None:
-            total = _total_epochs(self.project.run(self.run_id)) or "?"
+            total = self.project.run(self.run_id).epochs_planned or "?"
         return self._last_epoch + 1, total
 
     def _mean_epoch_seconds(self) -> float | None:
@@ -438,24 +341,12 @@ class TrainingPanel(QWidget):
             "Continue the paused run" if paused_here else "Pause the run (Resume continues it)")
         theme.bind_icon(self.pause_btn, "play" if resume else "pause")
         self.stop_btn.setEnabled(here)
-        for w in (self.method, self.epochs, self.image_size, self.device):
+        for w in self.card.settings_widgets:
             w.setEnabled(has and not here)
 
     # ------------------------------------------------------------------ training here
     def params(self) -> dict[str, Any]:
-        size = max(32, round(self.image_size.value() / 32) * 32)  # the network wants x32
-        return {"method": self.method.currentData(), "epochs": self.epochs.value(),
-                "image_size": size, "device": self.device.currentData()}
-
-    def _show_params(self, p: dict[str, Any]) -> None:
-        i = self.method.findData(p["method"])
-        if i >= 0:
-            self.method.setCurrentIndex(i)
-        self.epochs.setValue(int(p["epochs"]))
-        self.image_size.setValue(int(p["image_size"]))
-        i = self.device.findData(p["device"])
-        if i >= 0:
-            self.device.setCurrentIndex(i)
+        return self.card.params()
 
     def resume_followed(self) -> Worker | None:
         """Continue the followed paused run from its checkpoint."""
@@ -471,7 +362,7 @@ class TrainingPanel(QWidget):
             return None
         self._refused = ""
         p = {**self.params(), **overrides}
-        self._show_params(p)  # the panel shows what runs (e.g. the demo's first run)
+        self.card.show_params(p)  # the panel shows what runs (e.g. the demo's first run)
         st = settings()
         st.method, st.epochs, st.image_size, st.device = (p["method"], p["epochs"],
                                                           p["image_size"], p["device"])
