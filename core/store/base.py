@@ -63,7 +63,10 @@ class StoreBase:
         try:
             yield self.conn
         except BaseException:
-            self.conn.execute("ROLLBACK")
+            # SQLite may have rolled back already (a full disk, an I/O error): then
+            # there is nothing to undo, and the error that says why must stay the one
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
             raise
         try:
             self.conn.execute("COMMIT")

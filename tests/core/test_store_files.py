@@ -284,3 +284,22 @@ def test_network_file_systems_are_named() -> None:
     assert "network file system (nfs4)" in warning and "gumshoe backup" in warning
     assert files.network_warning(Path("/home/lab/local/p.gumshoe"), MOUNTINFO) is None
     assert files.filesystem_type(Path("/"), "garbage\nlines - \n") is None
+
+
+def test_a_write_that_fills_the_file_reports_the_full_disk_not_the_rollback(
+        tmp_path: Path) -> None:
+    """SQLite rolls a transaction back by itself when the disk (here: the file's page
+    limit) is full; the store's own ROLLBACK then has nothing to undo and must not
+    replace the error that says why."""
+    with Project.create(tmp_path / "p.gumshoe") as project:
+        pages = project.conn.execute("PRAGMA page_count").fetchone()[0]
+        project.conn.execute(f"PRAGMA max_page_count = {pages + 2}")
+        with pytest.raises(sqlite3.OperationalError, match="disk is full"), \
+                project.transaction() as conn:
+            conn.execute("CREATE TABLE filler (x BLOB)")
+            for _ in range(100):
+                conn.execute("INSERT INTO filler VALUES (?)", (b"x" * 4000,))
+        assert not project.conn.in_transaction
+        project.conn.execute(f"PRAGMA max_page_count = {10 * pages}")
+        assert project.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert project.count_samples() == 0  # and it still answers
