@@ -2,8 +2,9 @@
 export, preferences, the keys and log dialogs, and the built-in demo project
 (made in a worker, then trained for a first ranking). A mixin of
 :class:`app.main_window.MainWindow`, which provides ``open_project``,
-``train_now``, ``project``, ``recent_menu``, ``st_project`` and
-``_refresh_annotator``."""
+``train_now``, ``project``, ``recent_menu``, ``st_project``,
+``_refresh_annotator`` and, as a QMainWindow, ``statusBar`` (and is the dialogs'
+parent)."""
 
 from __future__ import annotations
 

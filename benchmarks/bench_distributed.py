@@ -70,7 +70,8 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--image-size", type=int, default=64)
-    p.add_argument("--head", default="auto", help="the model's head (auto | fc | heatmap)")
+    p.add_argument("--head", choices=("auto", "fc", "heatmap"), default="auto",
+                   help="the model's head")
     p.add_argument("--nproc", type=int, default=2)
     p.add_argument("--tolerance", type=float, default=0.002, help="largest AUROC difference")
     p.add_argument("--json", type=Path, required=True)

@@ -70,6 +70,8 @@ def main() -> None:
                 apply_noise(project, args.noise, seed=0)
         with Project.open(path) as project:
             data = load_data(project, args.size)
+        from core.training.loop import average_label
+
         trainers = {}
         for m in methods:
             cfg = TrainConfig(method=m, image_size=args.size, workers=0, seed=0, device="cpu",
@@ -79,10 +81,13 @@ def main() -> None:
         passes: dict[str, list[float]] = {m: [] for m in methods}
         fits: dict[str, list[float]] = {m: [] for m in methods}
         try:
-            for t in trainers.values():
+            for t in trainers.values():  # as a run starts (Trainer.run)
+                t.model.init_output(torch.from_numpy(average_label(data).astype("float32")))
                 t.method.start(t.fit_context(0))
             for k in range(args.pairs + 1):  # the first round warms up, untimed
-                for m, t in trainers.items():
+                # each method goes first in every other round (no order effect)
+                for m in (methods if k % 2 == 0 else methods[::-1]):
+                    t = trainers[m]
                     t0 = time.perf_counter()
                     t.train_epoch()
                     t1 = time.perf_counter()
@@ -95,7 +100,8 @@ def main() -> None:
         finally:
             for t in trainers.values():
                 t.close()
-    images = len(data.train) // 32 * 32
+    bs = min(TrainConfig().batch_size, len(data.train))
+    images = len(data.train) // bs * bs
     ref = methods[0]
     epochs = {m: [a + b for a, b in zip(passes[m], fits[m], strict=True)] for m in methods}
     rows = []

@@ -15,6 +15,11 @@ the medians beside it (``ratio_median``), the median of the per-pair ratios
 (``ratio_paired``: each trainer pass against the pure pass timed right after
 it, so a slow spell of the machine hits both sides of a pair), the trainer's
 data-wait share and, on CUDA, GPU utilisation (with pynvml) and peak memory.
+From inside the trainer's passes (the phase clock): ``phase_shares`` (the median
+share of each phase), ``step_share`` (the model's forward, backward and step as
+a share of the pass: measured within one pass, so the machine's noise moves
+both sides alike) and ``step_vs_pure`` (that step's seconds against the pure
+pass timed right after it: about 1 when it is the same work).
 The pure steps leave the model and optimiser as they found them (they would
 otherwise train it on noise).
 
@@ -100,7 +105,7 @@ def measure(project: Path, size: int, workers: int, args: argparse.Namespace) ->
             images = steps * cfg.batch_size
             t.train_epoch()  # warm-up: workers start, allocator and kernels settle
             pure_steps(t, steps)
-            trainer_s, pure_s, wait, device, phases = [], [], [], [], []
+            trainer_s, pure_s, wait, device, phases, step_seconds = [], [], [], [], [], []
             for _ in range(args.repeats):
                 t0 = time.perf_counter()
                 stats = t.train_epoch()
@@ -108,6 +113,7 @@ def measure(project: Path, size: int, workers: int, args: argparse.Namespace) ->
                 trainer_s.append(time.perf_counter() - t0)
                 wait.append(stats.data_wait_share)
                 phases.append(stats.phases)
+                step_seconds.append(stats.phase_seconds)
                 device.append(stats.device)
                 pure_s.append(pure_steps(t, steps))
         finally:
@@ -132,7 +138,7 @@ def measure(project: Path, size: int, workers: int, args: argparse.Namespace) ->
         "phase_shares": {k: float(np.median([ph[k] for ph in phases])) for k in phases[0]},
         "step_share": float(np.median([ph["step"] for ph in phases])),
         "step_vs_pure": float(np.median(
-            [ph["step"] * t / p for ph, t, p in zip(phases, trainer_s, pure_s, strict=True)])),
+            [s["step"] / p for s, p in zip(step_seconds, pure_s, strict=True)])),
         "device": str(t.device), "torch_threads": torch.get_num_threads()}
     for key in ("gpu_util", "gpu_memory_mb", "gpu_memory_reserved_mb"):
         vals = [d[key] for d in device if key in d]

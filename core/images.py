@@ -374,7 +374,8 @@ def letterbox(image: np.ndarray, lb: Letterbox, reduce: int = 1) -> np.ndarray:
                           borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
 
 
-# The cache lives in core.image_cache (its problems record in core.image_problems); its
+# The cache lives in core.image_cache (its rows' reader in core.cache_rows, its problems
+# record in core.image_problems); its
 # names stay importable from here (loaded on first use: those modules import this one).
 _CACHE_NAMES = {"CachedImages": "cache_rows", "DiskFullError": "cache_files",
                 "ImageCache": "image_cache", "ImageProblem": "image_problems",

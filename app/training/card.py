@@ -1,7 +1,8 @@
 """The training dock's card: the run's settings (method, epochs, image size,
 device), its Start / Pause / Stop buttons, its progress, who runs it, and the
-line that says why it failed or learnt nothing. Widgets only: the panel
-(:mod:`app.training.panel`) wires the buttons and fills the texts."""
+line that says why it failed or learnt nothing, with the phrases those labels
+use (who holds the lease, who trained a run, the time left). The panel
+(:mod:`app.training.panel`) wires the buttons and decides what the texts say."""
 
 from __future__ import annotations
 

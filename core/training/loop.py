@@ -302,8 +302,9 @@ class Trainer:
                 self.cb.on_batch(BatchProgress(
                     self.run_id, self.offset + self.epoch, self.total, b + 1, n_batches,
                     probe.read(loss), seen * dist.world / max(now - t0, 1e-9)))
+        clock.mark("other")  # the last batch's bookkeeping
         loss_total = float(loss_sum)  # the one wait for the device in the pass
-        clock.mark("step")
+        clock.mark("step")  # on a GPU: the device finishing the pass's queued steps
         seconds = time.perf_counter() - t0
         wait = clock.seconds["wait"]
         if want_res:
@@ -312,7 +313,7 @@ class Trainer:
                                                        wait / max(seconds, 1e-9)])
         return PassStats(total_loss / dist.world / max(n_batches, 1),
                          total_seen / max(seconds, 1e-9), wait_share / dist.world,
-                         self.monitor.metrics(), clock.shares())
+                         self.monitor.metrics(), clock.shares(), dict(clock.seconds))
 
     def observe(self, kept: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]]) -> None:
         """Hand the pass's training residuals to the method, every rank's (one copy

@@ -45,12 +45,14 @@ class TrainStep(nn.Module):
 class PassStats:
     """One training pass: mean loss, images per second (all ranks), the share of the
     pass spent waiting for batches, the device's figures, and this rank's share
-    of the pass in each phase (:class:`~core.training.throughput.PhaseClock`)."""
+    of the pass in each phase and its seconds
+    (:class:`~core.training.throughput.PhaseClock`)."""
 
     loss: float
     images_per_s: float
     data_wait_share: float
     device: dict[str, float]
     phases: dict[str, float] = field(default_factory=dict)
+    phase_seconds: dict[str, float] = field(default_factory=dict)
 
 

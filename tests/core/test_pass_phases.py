@@ -27,9 +27,11 @@ def test_the_clock_gives_each_phase_the_time_since_the_last_mark() -> None:
     clock.mark("other")  # nothing since the last mark
     shares = clock.shares()
     assert set(shares) == set(PhaseClock.PHASES)
-    assert shares["step"] == pytest.approx(0.75, abs=0.1)
-    assert shares["wait"] == pytest.approx(0.25, abs=0.1)
-    assert shares["other"] < 0.01 and shares["prepare"] == 0.0
+    # a sleep may run long on a busy machine, never short
+    assert clock.seconds["wait"] >= 0.02 and clock.seconds["step"] >= 0.06
+    assert clock.seconds["prepare"] == 0.0 and clock.seconds["other"] < clock.seconds["wait"]
+    assert shares["step"] == pytest.approx(
+        clock.seconds["step"] / sum(clock.seconds.values()))
     assert sum(shares.values()) == pytest.approx(1.0)
 
 
@@ -45,7 +47,7 @@ def test_a_training_pass_reports_its_phases(tmp_path: Path) -> None:
         stats = t.train_epoch()
     finally:
         t.close()
-    assert set(stats.phases) == set(PhaseClock.PHASES)
+    assert set(stats.phases) == set(PhaseClock.PHASES) == set(stats.phase_seconds)
     assert sum(stats.phases.values()) == pytest.approx(1.0)
     # the model's forward, backward and step are most of a pass; the jitter runs
     assert stats.phases["step"] > 0.3 and stats.phases["prepare"] > 0.0
