@@ -1,7 +1,8 @@
 """The image cache's data file, row by row: the layout of a row (the letterboxed
 ``S x S`` uint8 image and its 32-byte trailer: the sample id, the digest of the
 source file, a magic number) and :class:`CachedImages`, the read-only view of
-rows a trainer and its loader workers map (:mod:`core.image_cache` writes them)."""
+rows a trainer and its loader workers map, and the check that a row carries
+the sample it should (:mod:`core.image_cache` writes them)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,35 @@ from pathlib import Path
 import numpy as np
 
 MAGIC = b"GSR1"
+
+
+def digest_bytes(hex_hash: str) -> bytes:
+    """A content hash (40 hex digits) as the 20 bytes a row's trailer holds."""
+    if len(hex_hash) != 40:
+        raise ValueError(f"content hash {hex_hash!r} is not 40 hex digits")
+    return bytes.fromhex(hex_hash)
+
+
+def rows_hold(data_path: Path, size: int, rows: int, slots: np.ndarray,
+              sample_ids: np.ndarray, hashes: Sequence[str]) -> np.ndarray:
+    """Per slot: does that row of the data file (``rows`` rows long) exist and carry
+    the sample id, the content digest and the magic number it should?"""
+    ok = slots < rows
+    if not len(slots) or not rows:
+        return ok
+    mm = np.memmap(data_path, row_dtype(size), "r", shape=(rows,))
+    try:
+        idx = np.where(ok, slots, 0)
+        sids = np.asarray(mm["sample"][idx])
+        digests = np.asarray(mm["digest"][idx])
+        magic = np.asarray(mm["magic"][idx])
+    finally:
+        del mm
+    want = np.frombuffer(b"".join(digest_bytes(h) for h in hashes), np.uint8)
+    ok &= sids == sample_ids
+    ok &= (digests == want.reshape(-1, 20)).all(axis=1)
+    ok &= (magic == np.frombuffer(MAGIC, np.uint8)).all(axis=1)
+    return ok
 
 
 def row_dtype(size: int) -> np.dtype:

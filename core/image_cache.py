@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from core.cache_files import DiskFullError, allocate, cache_lock, inode, pwrite_all, write_json
-from core.cache_rows import MAGIC, CachedImages, row_dtype
+from core.cache_rows import MAGIC, CachedImages, digest_bytes, row_dtype, rows_hold
 from core.image_problems import ImageProblem, record_problems
 from core.images import (
     MAX_IMAGE_SIZE,
@@ -90,12 +90,6 @@ def _stat(path: Path) -> tuple[int, int]:
 
 def _lb_key(lb: Letterbox) -> tuple[float, float, float]:
     return (lb.scale, lb.dx, lb.dy)
-
-
-def _digest(hex_hash: str) -> bytes:
-    if len(hex_hash) != 40:
-        raise ValueError(f"content hash {hex_hash!r} is not 40 hex digits")
-    return bytes.fromhex(hex_hash)
 
 
 class ImageCache:
@@ -158,7 +152,7 @@ class ImageCache:
                        for k, v in d["entries"].items()}
             used = int(d["slots"])
             for e in entries.values():
-                _digest(e.hash)
+                digest_bytes(e.hash)
         except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError,
                 RecursionError) as exc:
             raise ValueError(str(exc)) from None
@@ -230,7 +224,7 @@ class ImageCache:
         for i, (sid, h, crop, _lb, _st) in enumerate(self._pending):
             buf[i]["image"] = crop
             buf[i]["sample"] = sid
-            buf[i]["digest"] = np.frombuffer(_digest(h), np.uint8)
+            buf[i]["digest"] = np.frombuffer(digest_bytes(h), np.uint8)
             buf[i]["magic"] = np.frombuffer(MAGIC, np.uint8)
         pwrite_all(self._fd, memoryview(buf).cast("B"), start * self._row, self.data_path)
         try:
@@ -309,33 +303,18 @@ class ImageCache:
         if crop.shape != (self.size, self.size, 3) or crop.dtype != np.uint8:
             raise ValueError(f"{self.data_path}: crop of shape {crop.shape} {crop.dtype}, "
                              f"expected ({self.size}, {self.size}, 3) uint8")
-        _digest(content_hash)
+        digest_bytes(content_hash)
         stat = _stat(Path(path)) if path is not None else (-1, -1)
         self._queue(sample_id, content_hash, crop, lb, stat)
 
     def _rows_hold(self, items: Sequence[tuple[int, _Entry]]) -> np.ndarray:
         """Per (sample id, entry): does the row the entry points at carry that sample's
-        id and content digest? (Read from a map of the data file, lock held.)"""
-        if not items:
-            return np.zeros(0, bool)
+        id and content digest? (Lock held.)"""
         rows = os.fstat(self._fd).st_size // self._row if self._fd is not None else 0
-        slots = np.array([e.slot for _, e in items], np.int64)
-        ok = slots < rows
-        if not rows:
-            return ok
-        mm = np.memmap(self.data_path, self.dtype, "r", shape=(rows,))
-        try:
-            idx = np.where(ok, slots, 0)
-            sids = np.asarray(mm["sample"][idx])
-            digests = np.asarray(mm["digest"][idx])
-            magic = np.asarray(mm["magic"][idx])
-        finally:
-            del mm
-        want = np.frombuffer(b"".join(_digest(e.hash) for _, e in items), np.uint8)
-        ok &= sids == np.array([sid for sid, _ in items], np.int64)
-        ok &= (digests == want.reshape(-1, 20)).all(axis=1)
-        ok &= (magic == np.frombuffer(MAGIC, np.uint8)).all(axis=1)
-        return ok
+        return rows_hold(self.data_path, self.size, rows,
+                         np.array([e.slot for _, e in items], np.int64),
+                         np.array([sid for sid, _ in items], np.int64),
+                         [e.hash for _, e in items])
 
     def _fresh_ids(self, samples: Sequence[Sample],
                    lbs: Sequence[Letterbox]) -> tuple[set[int], set[int]]:
