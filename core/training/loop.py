@@ -306,14 +306,13 @@ class Trainer:
         loss_total = float(loss_sum)  # the one wait for the device in the pass
         clock.mark("step")  # on a GPU: the device finishing the pass's queued steps
         seconds = time.perf_counter() - t0
-        wait = clock.seconds["wait"]
         if want_res:
             self.observe(kept)
         total_loss, total_seen, wait_share = dist.sum([loss_total * share, seen,
-                                                       wait / max(seconds, 1e-9)])
+                                                       clock.seconds["wait"] / max(seconds, 1e-9)])
         return PassStats(total_loss / dist.world / max(n_batches, 1),
                          total_seen / max(seconds, 1e-9), wait_share / dist.world,
-                         self.monitor.metrics(), clock.shares(), dict(clock.seconds))
+                         self.monitor.metrics(), dict(clock.seconds))
 
     def observe(self, kept: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]]) -> None:
         """Hand the pass's training residuals to the method, every rank's (one copy

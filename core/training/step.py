@@ -52,7 +52,12 @@ class PassStats:
     images_per_s: float
     data_wait_share: float
     device: dict[str, float]
-    phases: dict[str, float] = field(default_factory=dict)
     phase_seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def phases(self) -> dict[str, float]:
+        """Each phase's share of the pass."""
+        total = sum(self.phase_seconds.values())
+        return {k: v / total if total > 0 else 0.0 for k, v in self.phase_seconds.items()}
 
 

@@ -46,10 +46,6 @@ class PhaseClock:
         self.seconds[phase] += now - self._last
         self._last = now
 
-    def shares(self) -> dict[str, float]:
-        """Each phase's share of the marked time."""
-        total = sum(self.seconds.values())
-        return {k: v / total if total > 0 else 0.0 for k, v in self.seconds.items()}
 
 
 class LossProbe:
