@@ -101,10 +101,15 @@ class Dataset:
         here = self.yaml.parent
         if path is None or path == "":
             return here
-        p = Path(str(path))
-        if p.is_absolute():
-            return p if p.is_dir() else here
-        return here / p if (here / p).is_dir() else here
+        if not isinstance(path, str):
+            raise FormatError(f"{self.yaml}: path must be a folder name")
+        p = Path(path)
+        folder = p if p.is_absolute() else here / p
+        try:
+            return folder if folder.is_dir() else here
+        except (OSError, ValueError) as exc:  # too long, a NUL byte
+            why = getattr(exc, "strerror", None) or str(exc)
+            raise FormatError(f"{self.yaml}: path cannot be a folder ({why})") from None
 
     def schema(self) -> LabelSchema:
         k, doc = self.k, self.doc

@@ -228,3 +228,17 @@ def test_dataset_yaml_fuzz_reads_or_raises_one_format_error(tmp_path, doc):
             assert isinstance(o, RawItem | Skip)
             if isinstance(o, RawItem):
                 assert o.points.shape == (schema.n_keypoints, 2)
+
+
+@pytest.mark.parametrize("path", ["x" * 5000, {"a": [1, 2]}])
+def test_a_dataset_path_too_long_or_not_a_name_is_one_format_error_or_ignored(tmp_path, path):
+    """Found by the fuzz test: a ``path`` longer than the system allows (or a mapping,
+    whose text is that long) made ``is_dir`` raise OSError (ENAMETOOLONG)."""
+    root = tmp_path / "ds"
+    build(root)
+    (root / "data.yaml").write_text(yaml.safe_dump({"path": path, "train": "images/train",
+                                                    "kpt_shape": [3, 3]}))
+    try:
+        READERS["yolo-pose"].schema(root, "landmarks")
+    except FormatError as exc:
+        assert "path" in str(exc) and "\n" not in str(exc).strip()
