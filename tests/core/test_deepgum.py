@@ -158,6 +158,19 @@ def test_sample_scales_match_hand_computation() -> None:
     capped = landmark_mixture().fit_sample_scales(res, mask, np.array([0, 1]), iterations=1,
                                                   prior=4.0)
     assert capped[0] == 1.0 and capped[1] == pytest.approx(h[1])
+    # on top of a scale the sample already has (``base``): h multiplies it, exactly as
+    # if the shared variances were that much wider; the refitted ones stay in base units
+    base = np.array([[2.0, 2.0, 0.5, 0.5], [3.0, 3.0, 1.0, 1.0]])
+    on_base = landmark_mixture()
+    h_base = on_base.fit_sample_scales(res, mask, np.array([0, 1]), iterations=1, prior=4.0,
+                                       max_scale=np.inf, base=base)
+    r_b, _ = landmark_mixture().e_step(res, mask, base)
+    w_b = r_b[:, mix.groups] * mask
+    for n in range(2):
+        z = (w_b[n] * res[n] ** 2 / (var0 * base[n])).sum()
+        assert h_base[n] == pytest.approx((4.0 + z) / (4.0 + w_b[n].sum()), rel=1e-9)
+    num_b = (w_b * res**2 / (base * h_base[:, None])).sum(axis=0)
+    np.testing.assert_allclose(on_base.var, np.maximum(num_b / w_b.sum(0), 1e-10))
     # with a scale, the E-step uses h_n S: the same as a mixture whose variances are scaled
     scaled = landmark_mixture()
     scaled.var = mix.var * 0.4
@@ -341,3 +354,38 @@ def test_a_swap_is_named_only_where_the_exchanged_reading_explains_the_label() -
     assert plain[0] > 10 and judged[0] == plain[0]  # a swap stays a swap
     assert plain[1] > 0  # read alone, the likelihood ratio says swap ...
     assert judged[1] == -np.inf  # ... but exchanging explains one point of four
+
+
+def test_a_hard_image_widens_its_own_gaussian_and_one_displaced_point_still_shows() -> None:
+    """The network's predicted scale is right on most faces but too narrow by half
+    on every point of some (hard, correctly labelled) faces; on others, easy ones,
+    one point is displaced by ten predicted sigmas. Scored with the predicted scale
+    alone, a hard face's widest points read as errors (most such faces were flagged,
+    many at over 0.99); with a scale per image fitted on its own residuals, the
+    hard faces stay quiet and every displaced point is still found."""
+    rng = np.random.default_rng(7)
+    n, k = 800, 20
+    problem = Problem("landmarks", 2 * k, k)
+    method = make_method("deepgum", problem, TrainConfig())
+    log_scale = np.log(0.02 * rng.uniform(0.7, 1.4, (n, k)))  # predicted, per point
+    sigma = np.exp(log_scale)[:, np.repeat(np.arange(k), 2)]
+    hard = np.zeros(n, bool)
+    hard[:80] = True  # the network is twice as far off as it says, on every point
+    res = rng.normal(0.0, 1.0, (n, 2 * k)) * sigma * np.where(hard, 2.0, 1.0)[:, None]
+    displaced = np.zeros(n, bool)
+    displaced[80:120] = True
+    point = rng.integers(0, k, n)
+    angle = rng.uniform(0, 2 * np.pi, n)
+    for i in np.flatnonzero(displaced):
+        res[i, 2 * point[i]:2 * point[i] + 2] += 10 * sigma[i, 2 * point[i]] * np.array(
+            [np.cos(angle[i]), np.sin(angle[i])])
+    mask = np.ones_like(res, bool)
+    units = method.unit_log_odds(res, log_scale, mask, np.arange(n))
+    assert units.sample_log_odds is not None
+    p = 1.0 / (1.0 + np.exp(-units.sample_log_odds))
+    assert (p[hard] > 0.5).mean() < 0.02 and not (p[hard] > 0.99).any()
+    assert (p[displaced] > 0.5).all()
+    # and the displaced point is the one named: the highest point of its face
+    top = np.nanargmax(units.log_odds[displaced], axis=1)
+    assert (top == point[displaced]).all()
+    assert (p[~hard & ~displaced] > 0.5).mean() < 0.01
