@@ -230,8 +230,9 @@ class GaussianUniformMixture:
         res = np.asarray(res, dtype=np.float64)
         m = np.asarray(mask, dtype=bool) & np.isfinite(res)
         d2 = np.where(m, res, 0.0) ** 2
-        if base is not None:
-            d2 = d2 / _per_dim(base)
+        if base is not None:  # a missing point's scale may be anything, NaN too
+            with np.errstate(all="ignore"):
+                d2 = np.where(m, d2 / _per_dim(base), 0.0)
         h = np.ones(len(res))
         for _ in range(iterations):
             r, _ = self.e_step(res, mask, h if base is None else _per_dim(base) * h[:, None])
@@ -304,6 +305,22 @@ def _per_dim(scale: np.ndarray) -> np.ndarray:
     """A variance multiplier as (N, D) or (N, 1): one per sample becomes a column."""
     s = np.asarray(scale, dtype=np.float64)
     return s[:, None] if s.ndim == 1 else s
+
+
+def centred(res: np.ndarray, mask: np.ndarray, dims_per_point: int = 2) -> np.ndarray:
+    """Residuals (N, D) less each sample's mean residual along each axis (x, y)
+    over its observed points: what is left once the whole label's offset from the
+    prediction is taken out. Missing entries stay as they were."""
+    r = np.asarray(res, dtype=np.float64)
+    m = np.asarray(mask, dtype=bool) & np.isfinite(r)
+    out = r.copy()
+    for axis in range(dims_per_point):
+        cols = slice(axis, None, dims_per_point)
+        count = m[:, cols].sum(axis=1, keepdims=True)
+        mean = np.where(m[:, cols], r[:, cols], 0.0).sum(axis=1, keepdims=True) \
+            / np.maximum(count, 1)
+        out[:, cols] = np.where(m[:, cols], r[:, cols] - mean, r[:, cols])
+    return out
 
 
 def landmark_log_odds(mix: GaussianUniformMixture, res: np.ndarray, mask: np.ndarray,

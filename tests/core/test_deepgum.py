@@ -362,7 +362,9 @@ def test_a_hard_image_widens_its_own_gaussian_and_one_displaced_point_still_show
     one point is displaced by ten predicted sigmas. Scored with the predicted scale
     alone, a hard face's widest points read as errors (most such faces were flagged,
     many at over 0.99); with a scale per image fitted on its own residuals, the
-    hard faces stay quiet and every displaced point is still found."""
+    hard faces stay quiet and every displaced point is still found, and so is
+    every label shifted as a whole (fitted on the raw residuals, the multiplier
+    widened to take in the shift: none of them was flagged)."""
     rng = np.random.default_rng(7)
     n, k = 800, 20
     problem = Problem("landmarks", 2 * k, k)
@@ -379,13 +381,23 @@ def test_a_hard_image_widens_its_own_gaussian_and_one_displaced_point_still_show
     for i in np.flatnonzero(displaced):
         res[i, 2 * point[i]:2 * point[i] + 2] += 10 * sigma[i, 2 * point[i]] * np.array(
             [np.cos(angle[i]), np.sin(angle[i])])
+    # a whole label moved by five predicted sigmas (a box mistake): every point a
+    # little off, the same way; it must not widen its own Gaussian and hide
+    shifted = np.zeros(n, bool)
+    shifted[120:160] = True
+    res[shifted] += 5 * 0.02 * np.tile([0.6, 0.8], k)
     mask = np.ones_like(res, bool)
+    # a missing point: its residual is anything, NaN too
+    mask[200, :2], res[200, :2] = False, np.nan
     units = method.unit_log_odds(res, log_scale, mask, np.arange(n))
     assert units.sample_log_odds is not None
     p = 1.0 / (1.0 + np.exp(-units.sample_log_odds))
     assert (p[hard] > 0.5).mean() < 0.02 and not (p[hard] > 0.99).any()
-    assert (p[displaced] > 0.5).all()
+    assert (p[displaced] > 0.5).all() and (p[shifted] > 0.5).all()
     # and the displaced point is the one named: the highest point of its face
     top = np.nanargmax(units.log_odds[displaced], axis=1)
     assert (top == point[displaced]).all()
-    assert (p[~hard & ~displaced] > 0.5).mean() < 0.01
+    others = ~hard & ~displaced & ~shifted
+    assert (p[others] > 0.5).mean() < 0.01
+    assert np.isfinite(p[200]) and np.isnan(units.log_odds[200, 0])
+    assert np.isfinite(units.log_odds[200, 1:]).all()

@@ -104,6 +104,7 @@ def test_two_processes_train_one_run_like_one_process_and_only_rank_0_writes(
     # transport thread, still closing its connections, aborted a rank in 5 of 61
     # runs (SIGABRT after a finished run, so torchrun reported it failed)
     assert not list((tmp_path / "pids").glob("teardown-*"))
+    assert "run 1 finished: scores in" in done.stdout  # its output flushed first
     with Project.open(two) as project, Project.open(one) as reference:
         (run,) = project.runs()
         assert run.status == "finished" and run.pid == pids[0] != pids[1]
