@@ -97,8 +97,8 @@ def end_worker(code: int) -> NoReturn:
     results are committed by rank 0 and the process group is destroyed; but gloo's
     transport thread may still be closing the connections, and the C++ runtime's
     exit-time destructors then met it running and aborted the process ("terminate
-    called without an active exception", SIGABRT: 5 of 61 two-process runs on the
-    busy 2-core test machine, none of 70 since), so torchrun reported a finished
+    called without an active exception", SIGABRT: 6 of 105 two-process runs on the
+    busy 2-core test machine, none of 110 since), so torchrun reported a finished
     run as failed."""
     logging.shutdown()
     for stream in (sys.stdout, sys.stderr):

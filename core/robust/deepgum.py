@@ -60,12 +60,12 @@ if TYPE_CHECKING:
 SCORING_ITERATIONS = 3  # EM iterations refitting a copy of the mixture on the scoring residuals
 # Strength of the prior pulling a face's variance multiplier (on top of its predicted
 # scale) towards 1, in output dimensions: 64 = 32 landmarks of evidence, half of a
-# 68-point face's own. On FG-NET (3 seeds, 30 epochs, offline on the same runs' scoring
-# inputs) it left no clean face flagged (5 before, each at over 0.99) and raised the
-# point precision at the default flag on ngo:0.0016 from 0.50 to 1.00 at the same
-# recall; 32 did as well, 128 or a cap at 4 left one clean face flagged. Fitted on the
-# centred residuals, the one-point image AUROC is 0.941 (0.950 on the raw ones, which
-# hid whole-label shifts).
+# 68-point face's own. On FG-NET (3 seeds, 30 epochs;
+# benchmarks/results/2026-12-03-engine/fgnet-image-scale-3seeds.json) 0, 0 and 1 clean
+# faces were flagged (5, 7 and 3 before; 14 of those 15 over 0.99), and the point precision at
+# the default flag on ngo:0.0016 rose to 1.00 / 1.00 / 0.80 from 0.50 / 0.76 / 0.34.
+# A sweep on those runs' scoring inputs found 32 as good, 128 or a cap at 4 a little
+# worse (one clean face flagged).
 IMAGE_SCALE_PRIOR = 64.0
 SWAP_PRIOR = (1e-3, 0.5)  # the share of swapped labels is fitted within these bounds
 SWAP_EXPLAINS = 0.75  # a swap is named only where the exchanged reading leaves this share inliers
