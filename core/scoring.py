@@ -4,7 +4,7 @@ Every method gives, per point (a landmark or the one age), the outlier log-odds 
 the stored label (``Method.unit_log_odds``: a Gaussian-uniform mixture fitted on
 the training samples' residuals, normalised by the predicted uncertainty where
 the method has one, with an image-level layer for landmarks:
-``core.robust.mixture.image_mixture``), and per sample the log-odds that its label
+``core.robust.image_mixture.image_mixture``), and per sample the log-odds that its label
 is wrong. ``landmark_scores`` are the points' log-odds, ``landmark_probs`` their
 probability; a sample's ``score`` (the queue's ranking key, finite and free of
 ties where probabilities would round to 1) is its log-odds and ``outlier_prob``

@@ -32,12 +32,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from core.robust.mixture import (
-    GaussianUniformMixture,
-    image_mixture,
-    landmark_log_odds,
-    unit_of_dim,
-)
+from core.robust.image_mixture import image_mixture
+from core.robust.mixture import GaussianUniformMixture, landmark_log_odds, unit_of_dim
 
 if TYPE_CHECKING:
     from core.training.config import TrainConfig

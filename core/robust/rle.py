@@ -26,7 +26,7 @@ import torch
 import zuko
 
 from core.robust.base import Method, Output, Problem, UnitScores
-from core.robust.mixture import image_mixture
+from core.robust.image_mixture import image_mixture
 
 if TYPE_CHECKING:
     from core.training.config import TrainConfig

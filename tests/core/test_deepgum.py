@@ -288,7 +288,7 @@ def test_image_level_mixture_recovers_clustered_errors_and_stays_calibrated() ->
     """200 samples of 20 units: 10 % of samples have most units wrong (a swap-like
     error), the others none. Per unit: inlier N(0, 1), outlier uniform over 40."""
     from core.metrics import ece
-    from core.robust.mixture import image_mixture
+    from core.robust.image_mixture import image_mixture
 
     rng = np.random.default_rng(0)
     n, k = 400, 20
