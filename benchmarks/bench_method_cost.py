@@ -70,7 +70,7 @@ def main() -> None:
                 apply_noise(project, args.noise, seed=0)
         with Project.open(path) as project:
             data = load_data(project, args.size)
-        from core.training.loop import average_label
+        from core.training.errors import average_label
 
         trainers = {}
         for m in methods:

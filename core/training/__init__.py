@@ -23,6 +23,7 @@ from core.training.data import (
     load_data,
     normalise_points,
 )
+from core.training.errors import val_error
 from core.training.events import (
     BatchProgress,
     Callbacks,
@@ -31,7 +32,7 @@ from core.training.events import (
     ScoresEvent,
     StatusEvent,
 )
-from core.training.loop import Trainer, val_error
+from core.training.loop import Trainer
 from core.training.predict import Predictions, pick_device, predict, to_input
 from core.training.recorder import ProjectRecorder, Recorder
 from core.training.run import PeerError, train

@@ -55,6 +55,7 @@ from core.training.checkpoints import (
 from core.training.config import TrainConfig
 from core.training.data import StopFn, TrainData, TrainingStopped
 from core.training.distributed import SINGLE, Dist
+from core.training.errors import average_label, average_label_error, val_error
 from core.training.events import (
     BatchProgress,
     Callbacks,
@@ -71,38 +72,6 @@ from core.training.throughput import DeviceMonitor, LossProbe, PhaseClock
 
 PROGRESS_INTERVAL_S = 0.1
 HOST_WARP = True  # on a CPU, jitter the uint8 rows with OpenCV (see warp_rows)
-
-
-def val_error(pred: np.ndarray, data: TrainData, index: np.ndarray) -> float | None:
-    """Landmarks: mean point error as a share of the input square (the image or box
-    size); age: mean absolute error in years."""
-    if len(index) == 0:
-        return None
-    err = pred - data.targets[index]
-    m = data.mask[index]
-    if data.task == "landmarks":
-        e = np.sqrt((err.reshape(len(index), -1, 2) ** 2).sum(-1)) / 2.0
-        mk = m.reshape(len(index), -1, 2)[..., 0]
-        return float(e[mk].mean()) if mk.any() else None
-    assert data.age_range is not None
-    lo, hi = data.age_range
-    return float((np.abs(err[:, 0]) * (hi - lo) / 2.0)[m[:, 0]].mean())
-
-
-def average_label(data: TrainData) -> np.ndarray:
-    """The mean training target per dimension (labelled values only): where the
-    model's output starts, and the baseline of its skill."""
-    m = data.mask[data.train]
-    return (data.targets[data.train] * m).sum(0) / np.maximum(m.sum(0), 1)
-
-
-def average_label_error(data: TrainData, index: np.ndarray) -> float | None:
-    """The :func:`val_error` of predicting the average training label for every
-    sample at ``index``: what a model that learnt nothing from the images scores."""
-    if len(index) == 0 or len(data.train) == 0:
-        return None
-    mean = average_label(data)
-    return val_error(np.broadcast_to(mean, (len(index), len(mean))), data, index)
 
 
 @dataclass
