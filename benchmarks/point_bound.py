@@ -10,8 +10,8 @@ network's own residuals on clean points, no threshold on the residual tells them
 apart and recall 0.9 costs precision, whatever turns the residual into a
 probability.
 
-Statistics (training samples, observed points): ``score`` (the stored point
-log-odds), ``z`` (the residual over the point's predicted standard deviation).
+Statistics (training samples, observed points): ``score`` (the point log-odds
+stored by the engine that scored the run), ``z`` (the residual over the point's predicted standard deviation).
 For each: AUROC, precision and recall at the default flag (``score`` only:
 probability over one half), the best precision at recall >= 0.9 and the best
 recall at precision >= 0.9 over all thresholds.
@@ -43,10 +43,11 @@ def frontier(y: np.ndarray, s: np.ndarray) -> dict[str, float | None]:
     """Over every threshold on ``s``: the best precision with recall >= TARGET and
     the best recall with precision >= TARGET (None where none reaches it), and AUROC."""
     order = np.argsort(-s, kind="stable")
-    ys = y[order]
+    ys, ss = y[order], s[order]
     tp = np.cumsum(ys)
     flagged = np.arange(1, len(ys) + 1)
-    precision, recall = tp / flagged, tp / max(int(y.sum()), 1)
+    cut = np.r_[ss[1:] != ss[:-1], True]  # a threshold cannot split tied scores
+    precision, recall = (tp / flagged)[cut], (tp / max(int(y.sum()), 1))[cut]
     at_recall = precision[recall >= TARGET]
     at_precision = recall[precision >= TARGET]
     from core.metrics import auroc
@@ -62,11 +63,11 @@ def analyse(path: Path) -> dict[str, Any]:
         run = p.runs()[-1]
         scores, truth, labels = p.scores(run.id), p.contamination(), p.current_labels()
         y, score, prob, z, moved_sigmas, moved_share = [], [], [], [], [], []
-        for s in p.samples(split="train"):
+        for s in p.samples(split="train", include_excluded=False):
             r = scores.get(s.id)
             if r is None or r.prediction is None or r.prediction_std is None \
-                    or r.landmark_scores is None:
-                continue
+                    or r.landmark_scores is None or len(r.prediction_std) != len(r.landmark_scores):
+                continue  # a method without a scale head keeps a spread per dimension
             label = labels[s.id].points
             std = np.asarray(r.prediction_std, np.float64)
             zz = np.linalg.norm(label - np.asarray(r.prediction).reshape(-1, 2), axis=1) / std
