@@ -7,7 +7,7 @@ samples are scored again with the outlier uniform
 - ``engine``: as Gumshoe scores (the uniform spans the whole label range);
 - ``floor-K``: fitted to the outliers' spread on the scoring residuals, but no
   narrower than K inlier standard deviations (the mixture's, times the median
-  predicted scale);
+  predicted scale), the floor held in every EM iteration;
 - ``fitted``: fitted to the outliers' spread (DeepGUM's training step).
 
 Everything else is :meth:`core.robust.deepgum.DeepGUM.unit_log_odds` (the image
@@ -54,6 +54,9 @@ def predictions(path: Path) -> dict[str, Any]:
     with Project.open(path) as p:
         run = p.runs()[-1]
         cfg = TrainConfig.from_dict(run.params["config"])
+        if cfg.method != "deepgum" or cfg.folds != 1:
+            raise SystemExit(f"{path}: a DeepGUM run scored in-sample is needed "
+                             f"(this one: {cfg.method}, {cfg.folds} folds)")
         data = load_data(p, cfg.image_size)
         trainer = Trainer(run.id, cfg, data, Callbacks(), lambda: False, Recorder(),
                           checkpoint_path(p, run.id))
@@ -82,10 +85,15 @@ def rescore(d: dict[str, Any], floor: float | None) -> tuple[np.ndarray, np.ndar
     method, res, mask, rows, held = d["method"], d["res"], d["mask"], d["train"], d["reviewed"]
     mix = copy.deepcopy(method.mixture)
     mix.full_width = False
+    mix.width = mix.label_range.copy()  # from the full range, as the engine starts
     scale = method.dim_variance(d["log_scale"])
-    mix.fit(res[rows], mask[rows], SCORING_ITERATIONS, None, scale[rows], held[rows])
-    sd = np.sqrt(mix.var * np.median(scale[rows], axis=0))
-    mix.width = np.clip(mix.width, np.minimum(floor * sd, mix.label_range), mix.label_range)
+    seen = np.where(mask[rows], scale[rows], np.nan)
+    typical = np.nan_to_num(np.nanmedian(seen, axis=0), nan=1.0)
+    for _ in range(SCORING_ITERATIONS):  # the floor holds in every M-step
+        mix.fit(res[rows], mask[rows], 1, None, scale[rows], held[rows])
+        sd = np.sqrt(mix.var * typical)
+        mix.width = np.clip(mix.width, np.minimum(floor * sd, mix.label_range), mix.label_range)
+    mix.r, _ = mix.e_step(res[rows], mask[rows], scale[rows], held[rows])
     h = copy.deepcopy(mix).fit_sample_scales(centred(res, mask, 2), mask, rows,
                                              prior=IMAGE_SCALE_PRIOR, max_scale=np.inf, base=scale)
     return method._mixture_log_odds(mix, res, mask, rows, scale * h[:, None], held)
