@@ -19,16 +19,12 @@ Usage:
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from workdir_analysis import imported_points, run  # also puts the repository on the path
 
 
 def auroc(y: np.ndarray, s: np.ndarray) -> float:
@@ -63,7 +59,7 @@ def analyse(path: Path) -> dict[str, Any]:
             stats["max_z_over_median"].append(float(np.nanmax(z) / np.nanmedian(z)))
             stats["max_z_minus_median"].append(float(np.nanmax(z) - np.nanmedian(z)))
             if corrupted:
-                original = next(v for v in p.label_history(s.id) if v.origin == "import").points
+                original = imported_points(p, s.id)
                 moved = truth[s.id][1]
                 displacement.append(float(np.max(np.linalg.norm(label[moved] - original[moved],
                                                                 axis=1))))
@@ -80,20 +76,10 @@ def analyse(path: Path) -> dict[str, Any]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("projects", type=Path, nargs="+")
-    ap.add_argument("--json", type=Path, required=True)
-    args = ap.parse_args()
-    rows = [analyse(p) for p in args.projects]
-    for r in rows:
-        print(r["project"], json.dumps(r["auroc"]), "displaced below the clean worst:",
-              r["displaced_below_that"], "of", r["corrupted"],
-              f"reference {r['auroc_true_displacement_vs_clean_worst_residual']:.3f}")
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({
-        "benchmark": "per-image statistics of one-point errors",
-        "command": "python " + " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
-        "results": rows}, indent=1))
+    run(__doc__, "per-image statistics of one-point errors", analyse, lambda r: " ".join([
+        r["project"], json.dumps(r["auroc"]), "displaced below the clean worst:",
+        str(r["displaced_below_that"]), "of", str(r["corrupted"]),
+        f"reference {r['auroc_true_displacement_vs_clean_worst_residual']:.3f}"]))
 
 
 if __name__ == "__main__":

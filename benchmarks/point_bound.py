@@ -24,16 +24,12 @@ Usage:
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from workdir_analysis import imported_points, run  # also puts the repository on the path
 
 TARGET = 0.9
 SIGMAS = (2.0, 3.0, 4.0)
@@ -73,7 +69,7 @@ def analyse(path: Path) -> dict[str, Any]:
             zz = np.linalg.norm(label - np.asarray(r.prediction).reshape(-1, 2), axis=1) / std
             bad = set(truth.get(s.id, (False, []))[1])
             if bad:
-                original = next(v for v in p.label_history(s.id) if v.origin == "import").points
+                original = imported_points(p, s.id)
                 size = float(max(s.width, s.height))
                 for k in bad:
                     d = float(np.linalg.norm(label[k] - original[k]))
@@ -102,19 +98,10 @@ def analyse(path: Path) -> dict[str, Any]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("projects", type=Path, nargs="+")
-    ap.add_argument("--json", type=Path, required=True)
-    args = ap.parse_args()
-    rows = [analyse(p) for p in args.projects]
-    for r in rows:
-        print(r["project"], "default", json.dumps(r["default_flag"]), "score", json.dumps(r["score"]),
-              "z", json.dumps(r["z"]), "moved below", json.dumps(r["displaced_moved_below_sigmas"]))
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({
-        "benchmark": "per-landmark detection bound on Gaussian displacements",
-        "command": "python " + " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
-        "results": rows}, indent=1))
+    run(__doc__, "per-landmark detection bound on Gaussian displacements", analyse,
+        lambda r: " ".join([r["project"], "default", json.dumps(r["default_flag"]), "score",
+                            json.dumps(r["score"]), "z", json.dumps(r["z"]), "moved below",
+                            json.dumps(r["displaced_moved_below_sigmas"])]))
 
 
 if __name__ == "__main__":

@@ -24,19 +24,15 @@ Usage:
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import math
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from workdir_analysis import run  # also puts the repository on the path
 
 FLOORS = (15.0, 20.0, 30.0, 40.0)
 
@@ -118,28 +114,22 @@ def metrics(d: dict[str, Any], point: np.ndarray, sample: np.ndarray) -> dict[st
     return out
 
 
+VARIANTS: dict[str, Callable[[dict[str, Any]], tuple[np.ndarray, np.ndarray]]] = {
+    "engine": lambda d: (lambda u: (u.log_odds, u.sample_log_odds))(
+        d["method"].unit_log_odds(d["res"], d["log_scale"], d["mask"], d["train"],
+                                  d["reviewed"], d["targets"])),
+    **{f"floor-{k:g}": (lambda d, k=k: rescore(d, k)) for k in FLOORS},
+    "fitted": lambda d: rescore(d, 0.0)}
+
+
+def analyse(path: Path) -> dict[str, Any]:
+    d = predictions(path)
+    return {"project": path.name, **{name: metrics(d, *fn(d)) for name, fn in VARIANTS.items()}}
+
+
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("projects", type=Path, nargs="+")
-    ap.add_argument("--json", type=Path, required=True)
-    args = ap.parse_args()
-    variants: dict[str, Callable[[dict[str, Any]], tuple[np.ndarray, np.ndarray]]] = {
-        "engine": lambda d: (lambda u: (u.log_odds, u.sample_log_odds))(
-            d["method"].unit_log_odds(d["res"], d["log_scale"], d["mask"], d["train"],
-                                      d["reviewed"], d["targets"])),
-        **{f"floor-{k:g}": (lambda d, k=k: rescore(d, k)) for k in FLOORS},
-        "fitted": lambda d: rescore(d, 0.0)}
-    results = []
-    for path in args.projects:
-        d = predictions(path)
-        row = {"project": path.name, **{name: metrics(d, *fn(d)) for name, fn in variants.items()}}
-        results.append(row)
-        print(path.name, " ".join(f"{n}: {json.dumps(row[n])}" for n in variants), flush=True)
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({
-        "benchmark": "scoring uniform width: clean faces flagged vs displaced points found",
-        "command": "python " + " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
-        "results": results}, indent=1))
+    run(__doc__, "scoring uniform width: clean faces flagged vs displaced points found", analyse,
+        lambda r: " ".join([r["project"], *(f"{n}: {json.dumps(r[n])}" for n in VARIANTS)]))
 
 
 if __name__ == "__main__":
