@@ -134,7 +134,9 @@ class Settings:
 
     @property
     def epochs(self) -> int:
-        return max(1, self._int("training/epochs", 20))
+        """Epochs of the next run; 0 = automatic (the trainer picks them from the task
+        and the number of training samples)."""
+        return max(0, self._int("training/epochs", 0))
 
     @epochs.setter
     def epochs(self, value: int) -> None:

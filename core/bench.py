@@ -242,6 +242,7 @@ def run_bench(source: str | Path, fmt: str, task: str | None, noises: Sequence[s
                                        image_recall=img["recall"])
                         row = {"method": method, "noise": str(spec), "seed": seed, **det,
                                **task_err, "seconds": seconds,
+                               "epochs": project.run(run_id).epochs_planned,  # auto: fixed here
                                # the model's skill over the average label (its warning below 0.3)
                                "skill": epochs[-1].metrics.get("skill") if epochs else None,
                                "train_images_per_s": float(np.median(ips)) if ips else None,

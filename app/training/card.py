@@ -84,7 +84,10 @@ class RunCard(QFrame):
         i = self.method.findData(st.method)
         self.method.setCurrentIndex(max(i, 0))
         self.epochs = QSpinBox()
-        self.epochs.setRange(1, 1000)
+        self.epochs.setRange(0, 1000)
+        self.epochs.setSpecialValueText("Auto")  # 0
+        self.epochs.setToolTip("Auto: enough epochs for about 2,100 training steps on "
+                               "landmarks (30 to 100), 30 on ages")
         self.epochs.setValue(st.epochs)
         self.image_size = QSpinBox()
         self.image_size.setRange(32, 512)

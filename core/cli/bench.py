@@ -13,7 +13,7 @@ from types import FrameType
 
 from core.bench import BenchSettings, run_bench
 from core.bench_report import reliability_png
-from core.cli.arguments import image_size
+from core.cli.arguments import EPOCHS_HELP, epochs, image_size
 from core.cli.train import add_estep_arguments
 from core.models import HEADS
 from core.robust import METHODS
@@ -32,7 +32,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, default=3, help="default: %(default)s")
     p.add_argument("--first-seed", type=int, default=0,
                    help="run seeds first-seed .. first-seed + seeds - 1 (default: %(default)s)")
-    p.add_argument("--epochs", type=int, default=d.epochs, help="default: %(default)s")
+    p.add_argument("--epochs", type=epochs, default=d.epochs, help=EPOCHS_HELP)
     p.add_argument("--image-size", type=image_size, default=d.image_size, help="default: %(default)s")
     p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default=d.device)
     add_estep_arguments(p)

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from types import FrameType
 
-from core.cli.arguments import image_size
+from core.cli.arguments import EPOCHS_HELP, epochs, image_size
 from core.cli.progress import bar
 from core.models import HEADS
 from core.pack import find_project_file
@@ -46,7 +46,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train on the project's labels and score every sample")
     p.add_argument("project", type=Path, help="a project file, or a pack folder (gumshoe pack)")
     p.add_argument("--method", choices=METHODS, default=d.method, help="default: %(default)s")
-    p.add_argument("--epochs", type=int, default=d.epochs, help="default: %(default)s")
+    p.add_argument("--epochs", type=epochs, default=d.epochs, help=EPOCHS_HELP)
     p.add_argument("--image-size", type=image_size, default=d.image_size,
                    help="input side in pixels, a multiple of 32 (default: %(default)s)")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="default: %(default)s")

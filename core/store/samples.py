@@ -229,6 +229,13 @@ class SamplesMixin(StoreBase):
     def count_samples(self) -> int:
         return int(self.conn.execute("SELECT count(*) FROM samples").fetchone()[0])
 
+    def count_training_samples(self) -> int:
+        """Samples a run would train on, before their images are read: of the train
+        split, labelled and not excluded."""
+        return int(self.conn.execute(
+            "SELECT count(*) FROM samples WHERE split = 'train' AND label_id IS NOT NULL "
+            "AND review_status != 'excluded'").fetchone()[0])
+
     def set_splits(self, assignment: dict[int, str]) -> None:
         for split in assignment.values():
             if split not in SPLITS:

@@ -101,6 +101,7 @@ class Trainer:
                  should_stop: StopFn, recorder: Recorder, ck_path: Path,
                  writer: bool = True, offset: int = 0, total: int | None = None,
                  scores: bool = True, dist: Dist = SINGLE) -> None:
+        cfg = cfg.with_epochs_for(data.task, len(data.train))  # train() has fixed them
         self.run_id, self.cfg, self.data = run_id, cfg, data
         self.cb, self.should_stop, self.recorder = callbacks, should_stop, recorder
         self.dist = dist

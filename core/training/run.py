@@ -91,6 +91,8 @@ def _resolve(project: Project, config: TrainConfig | None, resume: int | None,
                                "nothing to resume")
         return _Resolved(resume, TrainConfig.from_dict(run.params["config"]), True)
     cfg = config or TrainConfig()
+    if project.schema is not None:  # automatic epochs are fixed for the run's life
+        cfg = cfg.with_epochs_for(project.schema.task, project.count_training_samples())
     device = str(pick_device(cfg.device)) + (f" x{dist.world}" if dist.active else "")
     run_id = project.create_run(cfg.method, {"config": cfg.to_dict()}, device=device)
     return _Resolved(run_id, cfg, False)

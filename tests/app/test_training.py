@@ -6,6 +6,7 @@ import threading
 
 import pytest
 
+from app.settings import settings
 from core.project import Project, ScoreRow
 
 
@@ -394,3 +395,22 @@ def test_a_finished_run_that_learnt_nothing_shows_its_warning(demo_window, qtbot
     win.training.poll()
     assert win.training.run_id == run
     assert not win.training.failure.isVisibleTo(win.training)
+
+
+def test_the_card_starts_on_automatic_epochs_and_the_run_shows_its_number(demo_window, qtbot):
+    """A fresh card reads Auto; the run it starts fixes its epochs from the project
+    (auto_epochs) and the panel counts against that number, not 0."""
+    from core.training.config import auto_epochs
+
+    win, path = demo_window
+    panel = win.training
+    assert panel.epochs.value() == 0 and panel.epochs.text() == "Auto"
+    w = panel.start(image_size=32)
+    assert w is not None
+    qtbot.waitUntil(lambda: panel._last_epoch >= 0, timeout=120_000)
+    w.stop_and_join()
+    with Project.open(path) as p:
+        want = auto_epochs(p.schema.task, p.count_training_samples(), 32)
+        assert p.run(panel._started_here).epochs_planned == want
+    assert panel.epochs_done() == (panel._last_epoch + 1, want)
+    assert settings().epochs == 0  # Auto stays the card's choice for the next run

@@ -17,6 +17,7 @@ FIELDS = {"method", "noise", "seed", "auroc", "auprc", "precision", "recall", "e
           "flagged_share", "issue_accuracy", "reliability", "test_nme", "failure_rate",
           "test_mae", "skill", "seconds", "train_images_per_s", "estep_share", "eval_share",
           "data_wait_share", "gpu_util", "gpu_memory_mb",
+          "epochs",  # the run's own number (--epochs auto: fixed per run)
           # a per-landmark protocol reports per image too
           "image_auroc", "image_precision", "image_recall"}
 
@@ -34,6 +35,7 @@ def test_bench_on_a_csv_source(tmp_path: Path) -> None:
     for r in rows:
         assert set(r) == FIELDS
         assert r["noise"] == "l-ugo:0.2" and r["seed"] == 0 and r["test_mae"] is None
+        assert r["epochs"] == 2
         assert 0 <= r["auroc"] <= 1 and 0 < r["test_nme"] < 1 and r["train_images_per_s"] > 0
         assert 0 <= r["estep_share"] < 1 and 0 < r["eval_share"] < 1  # shares, not timings
         assert 0 <= r["data_wait_share"] < 1 and r["gpu_util"] is None  # no GPU here

@@ -1,0 +1,78 @@
+"""Automatic epochs: the rule, the number a new run fixes from its project (and
+keeps on resume), and the command line's ``--epochs auto``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from core.cli.main import build_parser
+from core.project import Project
+from core.training import Callbacks, EpochEvent, TrainConfig, train
+from core.training.config import AUTO_EPOCHS_MAX, AUTO_EPOCHS_MIN, AUTO_STEPS, auto_epochs
+from tests.core.synth import make_dots_project
+
+
+def test_landmarks_get_enough_epochs_for_the_step_budget_within_bounds() -> None:
+    # FG-NET in the benchmark: 701 training faces, 21 batches of 32 -> 100 epochs
+    assert auto_epochs("landmarks", 701, 32) == 100
+    # all 1,002 faces: 31 batches -> 68 epochs (2,108 steps)
+    assert auto_epochs("landmarks", 1002, 32) == 68
+    assert 68 * (1002 // 32) >= AUTO_STEPS > 67 * (1002 // 32)
+    assert auto_epochs("landmarks", 100_000, 32) == AUTO_EPOCHS_MIN  # large sets: 30
+    assert auto_epochs("landmarks", 10, 32) == AUTO_EPOCHS_MAX  # tiny sets: capped
+    assert auto_epochs("age", 701, 32) == auto_epochs("age", 20, 32) == AUTO_EPOCHS_MIN
+
+
+def test_a_fixed_number_is_kept_and_negative_is_refused() -> None:
+    assert TrainConfig(epochs=7).with_epochs_for("landmarks", 701).epochs == 7
+    assert TrainConfig().epochs == 0  # the default is automatic
+    assert TrainConfig().with_epochs_for("landmarks", 701).epochs == 100
+    with pytest.raises(ValueError, match="epochs"):
+        TrainConfig(epochs=-1)
+
+
+class _StopAfterFirstEpoch(Callbacks):
+    def __init__(self) -> None:
+        self.now = False
+
+    def on_epoch_end(self, event: EpochEvent) -> None:
+        self.now = True
+
+
+def test_a_new_run_fixes_its_epochs_from_the_project_and_keeps_them(tmp_path: Path) -> None:
+    """180 training ellipses, 20 of them excluded: 160 / 4 = 40 steps an epoch, so
+    53 epochs (2,120 steps); the run stores 53 and its resume trains to 53."""
+    path = make_dots_project(tmp_path, n=200)  # the first 20 in val
+    with Project.open(path) as project:
+        train_ids = [s.id for s in project.samples(split="train")]
+        assert len(train_ids) == 180
+        for sid in train_ids[:20]:
+            project.set_review(sid, "excluded")
+        assert project.count_training_samples() == 160
+    stop = _StopAfterFirstEpoch()
+    cfg = TrainConfig(image_size=32, batch_size=4, score_every=0)
+    run_id = train(path, cfg, stop, lambda: stop.now)
+    with Project.open(path) as project:
+        run = project.run(run_id)
+        assert run.status == "paused"
+        assert run.params["config"]["epochs"] == 53 == run.epochs_planned
+        assert "of 53" in run.message
+    stop2 = _StopAfterFirstEpoch()
+    train(path, resume=run_id, callbacks=stop2, should_stop=lambda: stop2.now)
+    with Project.open(path) as project:
+        assert project.run(run_id).epochs_planned == 53
+        assert "of 53" in project.run(run_id).message
+
+
+def test_the_command_line_takes_auto_or_a_positive_number(capsys: pytest.CaptureFixture[str]
+                                                           ) -> None:
+    parser = build_parser(only="train")
+    assert parser.parse_args(["train", "p.gumshoe"]).epochs == 0
+    assert parser.parse_args(["train", "p.gumshoe", "--epochs", "auto"]).epochs == 0
+    assert parser.parse_args(["train", "p.gumshoe", "--epochs", "12"]).epochs == 12
+    for bad in ("0", "-3", "many"):
+        with pytest.raises(SystemExit):
+            parser.parse_args(["train", "p.gumshoe", "--epochs", bad])
+        assert "--epochs" in capsys.readouterr().err
