@@ -304,9 +304,13 @@ def test_backbones_are_checked() -> None:
 
 
 def test_head_auto_keeps_what_each_config_version_built() -> None:
-    """auto builds fc today; a run stored when auto meant heatmap for landmarks
-    resumes with the heatmap head its checkpoint holds."""
-    assert TrainConfig().head_for("landmarks") == "fc" == TrainConfig().head_for("age")
+    """auto builds heatmap for landmarks and fc for ages today; a run stored when
+    auto meant fc for landmarks (version 3) resumes with the fc head its
+    checkpoint holds, one from version 2 with heatmap."""
+    assert TrainConfig().head_for("landmarks") == "heatmap"
+    assert TrainConfig().head_for("age") == "fc"
+    v3 = TrainConfig.from_dict({**TrainConfig().to_dict(), "config_version": 3})
+    assert v3.head_for("landmarks") == "fc" and v3.head_for("age") == "fc"
     v2 = TrainConfig.from_dict({**TrainConfig().to_dict(), "config_version": 2})
     assert v2.head_for("landmarks") == "heatmap" and v2.head_for("age") == "fc"
     old = {k: v for k, v in TrainConfig().to_dict().items() if k != "config_version"}
