@@ -19,6 +19,7 @@ APP_NAME = "gumshoe"
 THEMES = ("system", "light", "dark")
 DEVICES = ("auto", "cpu", "cuda")
 MAX_RECENT = 10
+EPOCHS_KEY = "training/epoch_count"  # 0 = automatic (since automatic epochs)
 
 _folder: Path | None = None
 
@@ -135,12 +136,13 @@ class Settings:
     @property
     def epochs(self) -> int:
         """Epochs of the next run; 0 = automatic (the trainer picks them from the task
-        and the number of training samples)."""
-        return max(0, self._int("training/epochs", 0))
+        and the number of training samples). A new key: the old one, training/epochs,
+        held the old default of 20 for everyone who had trained, so it is not read."""
+        return max(0, self._int(EPOCHS_KEY, 0))
 
     @epochs.setter
     def epochs(self, value: int) -> None:
-        self.q.setValue("training/epochs", int(value))
+        self.q.setValue(EPOCHS_KEY, int(value))
 
     # recent projects ----------------------------------------------------------
     @property

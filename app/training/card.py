@@ -28,6 +28,7 @@ from app import theme
 from app.settings import DEVICES, settings
 from app.training import runner
 from core.project import LeaseInfo, Run
+from core.training.config import AUTO_EPOCHS_TEXT
 
 METHOD_LABELS = {"deepgum": "DeepGUM (robust)", "l2": "L2 (baseline)",
                  "huber": "Huber", "tukey": "Tukey biweight", "barron": "Barron adaptive"}
@@ -86,8 +87,7 @@ class RunCard(QFrame):
         self.epochs = QSpinBox()
         self.epochs.setRange(0, 1000)
         self.epochs.setSpecialValueText("Auto")  # 0
-        self.epochs.setToolTip("Auto: enough epochs for about 2,100 training steps on "
-                               "landmarks (30 to 100), 30 on ages")
+        self.epochs.setToolTip(f"Auto: {AUTO_EPOCHS_TEXT}")
         self.epochs.setValue(st.epochs)
         self.image_size = QSpinBox()
         self.image_size.setRange(32, 512)

@@ -63,6 +63,7 @@ class TrainingPanel(QWidget):
         self._scores_seen: tuple[int | None, int | None] = (None, None)
         self.holder: LeaseInfo | None = None  # who holds the project's training lease
         self._refused = ""  # why this window's last Start was refused (another trainer)
+        self._card_after: dict[str, Any] | None = None  # the card's own settings, after overrides
         self._held_seen: tuple[int, int] | None = None  # (run a holder trained, latest run)
         self._runs_stamp: tuple = ()
         self._busy: tuple[bool, str] = (False, "")
@@ -361,11 +362,14 @@ class TrainingPanel(QWidget):
             self._update_buttons()
             return None
         self._refused = ""
-        p = {**self.params(), **overrides}
+        own = self.params()
+        p = {**own, **overrides}
         self.card.show_params(p)  # the panel shows what runs (e.g. the demo's first run)
+        # ... but remembers the card's own choice: the demo's 10 epochs are not the next run's
+        self._card_after = own if overrides else None
         st = settings()
-        st.method, st.epochs, st.image_size, st.device = (p["method"], p["epochs"],
-                                                          p["image_size"], p["device"])
+        st.method, st.epochs, st.image_size, st.device = (own["method"], own["epochs"],
+                                                          own["image_size"], own["device"])
         self._stop_mode = {"stop": "pause"}  # the Stop button makes it "stop"
         self.worker = Worker(runner.train_in_worker, p, resume_run, self._stop_mode,
                              name="training", project_path=self.project.path, max_rate=10.0)
@@ -409,6 +413,9 @@ class TrainingPanel(QWidget):
             self.run_label.setText("Stopping after the current batch…")
 
     def _on_finished(self) -> None:
+        if self._card_after is not None:  # a run with overrides ended: the card's own again
+            self.card.show_params(self._card_after)
+            self._card_after = None
         self.poll()
         self._update_buttons()
         self.worker_finished.emit()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 
 from core.images import check_image_size
+from core.training.config import AUTO_EPOCHS_TEXT
 
 
 def image_size(text: str) -> int:
@@ -17,8 +18,7 @@ def image_size(text: str) -> int:
                                          else f"{text!r} is not a whole number") from None
 
 
-EPOCHS_HELP = ("a number, or auto (default): enough for about 2,100 optimiser steps on "
-               "landmarks, 30 to 100 epochs; 30 for ages")
+EPOCHS_HELP = f"a number, or auto (default): {AUTO_EPOCHS_TEXT}"
 
 
 def epochs(text: str) -> int:

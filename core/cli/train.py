@@ -62,7 +62,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="cnn (default), resnet18/resnet34/resnet50 (torchvision) or timm:NAME")
     p.add_argument("--weights", help="local ImageNet weights file for a backbone other than cnn")
     p.add_argument("--head", choices=("auto", *HEADS), default=d.head,
-                   help="auto (default: fc; heatmap predicts landmarks closer but flags more hard images), fc or heatmap")
+                   help="auto (default: heatmap for landmarks, fc for ages), fc or heatmap")
     p.add_argument("--folds", type=int, default=d.folds,
                    help="cross-fitting: judge each training label with one of K models that "
                         "did not train on it (K + 1 trainings; default: %(default)s = off)")

@@ -11,7 +11,8 @@ product of a unit-variance Laplace Q(z) and the flow ("residual" log-likelihood:
 its term (Q does not depend on them), so it still learns the normalised
 residuals' density, which the scorer uses. The flow's base is Student's t (3
 degrees of freedom), not the paper's Gaussian: the paper trained on clean labels,
-and here a wrong label tens of sigmas out costs log z, not z^2 / 2. With the
+and here a wrong label tens of sigmas out adds log z from the flow (plus the
+Laplace term's sqrt 2 z: a bounded pull), not z^2 / 2. With the
 Gaussian base, FG-NET with 10 % of points moved anywhere (l-ugo:0.1) diverged in
 the first epoch in 2 of 3 seeds (test error 48 % and 5.7 %); with the Laplace term
 alone still in one (9.6 %); with both, 1.95 and 1.98 % in those two seeds. The
@@ -67,7 +68,8 @@ class RLE(Method):
             self.flow = zuko.flows.NSF(features=1, transforms=2, hidden_features=(32, 32))
         # a heavy-tailed base: a wrong label's residual is tens of sigmas out, where a
         # Gaussian base's -z^2/2 gave one batch a loss of ~10^5 and wrecked the network in
-        # the first epoch (FG-NET l-ugo:0.1, 2 of 3 seeds); Student's t grows as log z
+        # the first epoch (FG-NET l-ugo:0.1, 2 of 3 seeds); Student's t grows as log z.
+        # A checkpoint from before (a Gaussian base) is refused: its keys differ
         self.flow.base = UnconditionalDistribution(
             _student_t, torch.full((d,), BASE_DF), torch.zeros(d), torch.ones(d), buffer=True)
 

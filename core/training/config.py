@@ -30,6 +30,10 @@ AUTO_STEPS = 2100
 AUTO_EPOCHS_MIN, AUTO_EPOCHS_MAX = 30, 100
 
 
+AUTO_EPOCHS_TEXT = (f"enough epochs for about {AUTO_STEPS:,} optimiser steps on landmarks "
+                    f"({AUTO_EPOCHS_MIN} to {AUTO_EPOCHS_MAX}), {AUTO_EPOCHS_MIN} on ages")
+
+
 def auto_epochs(task: str, n_train: int, batch_size: int) -> int:
     """The epochs of a run whose config asks for ``epochs=0`` (automatic), from its
     task and its number of training samples."""
@@ -54,9 +58,10 @@ class TrainConfig:
     # auto: heatmap (integral regression) for landmarks, fc for ages. At 30 epochs the
     # heatmap head placed FG-NET's points closer (test error 1.72 % vs 1.87-1.99 %) but
     # flagged 2.3 % of FG-NET's own faces where fc flagged 0.3-1.0 %; with the automatic
-    # epochs (100 there) it is ahead on every figure measured (test error 1.45 % vs
-    # 1.64 %, ngo:0.1 recall 0.905 vs 0.863, ngo:0.0016 image AUROC 0.979 vs 0.966, seed 1:
-    # benchmarks/results/2026-12-03-defaults). Config version 2 read auto as heatmap too,
+    # epochs (100 there), medians of 3 seeds: test error 1.43 % vs 1.64 % (ngo:0.1),
+    # ngo:0.1 recall 0.901 vs 0.860, ngo:0.0016 image AUROC 0.979 vs 0.966, and still
+    # quiet on clean faces (0.14-0.28 % flagged vs 0-0.14 %)
+    # (benchmarks/results/2026-12-03-defaults). Config version 2 read auto as heatmap too,
     # version 3 as fc: each stored run keeps the head its checkpoint holds
     head: str = "auto"  # auto | fc | heatmap
     unit: str = "auto"  # DeepGUM mixture unit: auto (landmark, or sample for age) | landmark | sample | dimension
@@ -125,7 +130,8 @@ class TrainConfig:
         """The head this run builds for ``task``."""
         if self.head != "auto":
             return self.head
-        return "heatmap" if task == "landmarks" and self.config_version in (2, 4) else "fc"
+        heatmap_era = self.config_version == 2 or self.config_version >= 4
+        return "heatmap" if task == "landmarks" and heatmap_era else "fc"
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

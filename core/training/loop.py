@@ -101,7 +101,9 @@ class Trainer:
                  should_stop: StopFn, recorder: Recorder, ck_path: Path,
                  writer: bool = True, offset: int = 0, total: int | None = None,
                  scores: bool = True, dist: Dist = SINGLE) -> None:
-        cfg = cfg.with_epochs_for(data.task, len(data.train))  # train() has fixed them
+        if cfg.epochs < 1:
+            raise ValueError("automatic epochs (0) are fixed before training: "
+                             "TrainConfig.with_epochs_for, as train() does")
         self.run_id, self.cfg, self.data = run_id, cfg, data
         self.cb, self.should_stop, self.recorder = callbacks, should_stop, recorder
         self.dist = dist
@@ -181,7 +183,10 @@ class Trainer:
             self.gen.set_state(ck["generator"])
             torch.set_rng_state(ck["torch_rng"])
         except (KeyError, RuntimeError, ValueError, TypeError, AttributeError) as exc:
-            msg = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
+            lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
+            # load_state_dict's first line only says "Error(s) in loading ...:"; the next
+            # names the keys
+            msg = " ".join(lines[:2])[:200] if lines else type(exc).__name__
             raise CheckpointError(f"{self.ck_path}: does not fit this model ({msg})") from None
         self.epoch = int(ck["epoch"])
         if self.dist.rank:

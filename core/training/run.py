@@ -91,8 +91,10 @@ def _resolve(project: Project, config: TrainConfig | None, resume: int | None,
                                "nothing to resume")
         return _Resolved(resume, TrainConfig.from_dict(run.params["config"]), True)
     cfg = config or TrainConfig()
-    if project.schema is not None:  # automatic epochs are fixed for the run's life
-        cfg = cfg.with_epochs_for(project.schema.task, project.count_training_samples())
+    if project.schema is None:  # before a run is written with no epoch count
+        raise ProjectError(f"{project.path}: the project has no labels to train on")
+    # automatic epochs become a number here, stored for the run's life (resume included)
+    cfg = cfg.with_epochs_for(project.schema.task, project.count_training_samples())
     device = str(pick_device(cfg.device)) + (f" x{dist.world}" if dist.active else "")
     run_id = project.create_run(cfg.method, {"config": cfg.to_dict()}, device=device)
     return _Resolved(run_id, cfg, False)

@@ -414,3 +414,17 @@ def test_the_card_starts_on_automatic_epochs_and_the_run_shows_its_number(demo_w
         assert p.run(panel._started_here).epochs_planned == want
     assert panel.epochs_done() == (panel._last_epoch + 1, want)
     assert settings().epochs == 0  # Auto stays the card's choice for the next run
+
+
+def test_a_run_with_overrides_leaves_the_cards_own_choice(demo_window, qtbot):
+    """The demo's first run trains 10 epochs (an override): the card shows them while
+    it runs, then reads Auto again, and the settings never took the 10."""
+    win, _ = demo_window
+    panel = win.training
+    w = panel.start(epochs=1, image_size=32)
+    assert w is not None
+    assert panel.epochs.value() == 1  # what runs
+    with qtbot.waitSignal(w.finished, timeout=120_000):
+        pass
+    assert panel.epochs.text() == "Auto" and panel.image_size.value() == 64
+    assert settings().epochs == 0 and settings().image_size == 64

@@ -3,14 +3,16 @@ keeps on resume), and the command line's ``--epochs auto``."""
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
 
 from core.cli.main import build_parser
-from core.project import Project
-from core.training import Callbacks, EpochEvent, TrainConfig, train
+from core.project import Project, ProjectError
+from core.training import Callbacks, EpochEvent, Recorder, TrainConfig, load_data, train
 from core.training.config import AUTO_EPOCHS_MAX, AUTO_EPOCHS_MIN, AUTO_STEPS, auto_epochs
+from core.training.loop import Trainer
 from tests.core.synth import make_dots_project
 
 
@@ -43,7 +45,8 @@ class _StopAfterFirstEpoch(Callbacks):
 
 def test_a_new_run_fixes_its_epochs_from_the_project_and_keeps_them(tmp_path: Path) -> None:
     """180 training ellipses, 20 of them excluded: 160 / 4 = 40 steps an epoch, so
-    53 epochs (2,120 steps); the run stores 53 and its resume trains to 53."""
+    53 epochs (2,120 steps); the run stores 53, and a resume trains to the stored
+    number (changed here to 4 by hand) rather than working it out again."""
     path = make_dots_project(tmp_path, n=200)  # the first 20 in val
     with Project.open(path) as project:
         train_ids = [s.id for s in project.samples(split="train")]
@@ -59,11 +62,33 @@ def test_a_new_run_fixes_its_epochs_from_the_project_and_keeps_them(tmp_path: Pa
         assert run.status == "paused"
         assert run.params["config"]["epochs"] == 53 == run.epochs_planned
         assert "of 53" in run.message
-    stop2 = _StopAfterFirstEpoch()
-    train(path, resume=run_id, callbacks=stop2, should_stop=lambda: stop2.now)
+    with sqlite3.connect(path) as conn:  # what the resume must read: the stored number
+        conn.execute("UPDATE runs SET params = json_set(params, '$.config.epochs', 4) "
+                     "WHERE id = ?", (run_id,))
+    train(path, resume=run_id)
     with Project.open(path) as project:
-        assert project.run(run_id).epochs_planned == 53
-        assert "of 53" in project.run(run_id).message
+        assert project.run(run_id).status == "finished"
+        assert [e.epoch for e in project.epochs(run_id)] == [0, 1, 2, 3]
+
+
+def test_a_project_without_labels_is_refused_before_a_run_is_written(tmp_path: Path) -> None:
+    path = tmp_path / "empty.gumshoe"
+    Project.create(path).close()
+    with pytest.raises(ProjectError, match="no labels to train on"):
+        train(path, TrainConfig())
+    with Project.open(path) as project:
+        assert project.runs() == []
+
+
+def test_the_trainer_refuses_epochs_left_automatic(tmp_path: Path) -> None:
+    """Only train() fixes automatic epochs (from the project, stored with the run);
+    a Trainer given 0 says so instead of choosing a number of its own."""
+    path = make_dots_project(tmp_path, n=20)
+    with Project.open(path) as project:
+        data = load_data(project, 32)
+    with pytest.raises(ValueError, match="automatic epochs"):
+        Trainer(1, TrainConfig(image_size=32), data, Callbacks(), lambda: False, Recorder(),
+                tmp_path / "ck.pt")
 
 
 def test_the_command_line_takes_auto_or_a_positive_number(capsys: pytest.CaptureFixture[str]

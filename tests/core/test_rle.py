@@ -119,3 +119,21 @@ def test_a_label_far_out_pulls_the_mean_less_than_one_near_by() -> None:
     near, far = pull(5.0), pull(50.0)
     assert far < near  # the old loss: about 10x more (it grew with z)
     assert far < 3.0  # bounded: the Laplace term's sqrt 2 and a little
+
+
+@pytest.mark.parametrize("problem", [Problem("landmarks", 2 * K, K), Problem("age", 1, 1)])
+def test_both_flows_have_the_heavy_tailed_base_and_keep_it_in_their_state(problem: Problem
+                                                                          ) -> None:
+    from torch.distributions import StudentT
+
+    torch.manual_seed(0)
+    method = make_method("rle", problem, TrainConfig())
+    assert isinstance(method, RLE)
+    assert isinstance(method.flow().base.base_dist, StudentT)
+    state = method.state_dict()
+    assert {"flow.base._0", "flow.base._1", "flow.base._2"} <= set(state)
+    torch.manual_seed(1)
+    other = make_method("rle", problem, TrainConfig())
+    other.load_state_dict(state)
+    z = torch.randn(5, problem.dims_per_point)
+    assert torch.equal(other.point_log_prob(z), method.point_log_prob(z))
