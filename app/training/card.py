@@ -146,6 +146,12 @@ class RunCard(QFrame):
         return {"method": self.method.currentData(), "epochs": self.epochs.value(),
                 "image_size": size, "device": self.device.currentData()}
 
+    def remember(self) -> None:
+        """Keep the card's settings for the next run and the next session."""
+        p, st = self.params(), settings()
+        st.method, st.epochs, st.image_size, st.device = (p["method"], p["epochs"],
+                                                          p["image_size"], p["device"])
+
     def show_params(self, p: dict[str, Any]) -> None:
         i = self.method.findData(p["method"])
         if i >= 0:

@@ -21,7 +21,6 @@ from PySide6.QtWidgets import (
 )
 
 from app import theme
-from app.settings import settings
 from app.training import runner
 from app.training.card import RunCard, clock_time, holder_phrase, who_trained
 from app.training.plots import TrainingPlots
@@ -363,13 +362,10 @@ class TrainingPanel(QWidget):
             return None
         self._refused = ""
         own = self.params()
+        self.card.remember()  # the card's own choice: the demo's 10 epochs are not the next run's
         p = {**own, **overrides}
         self.card.show_params(p)  # the panel shows what runs (e.g. the demo's first run)
-        # ... but remembers the card's own choice: the demo's 10 epochs are not the next run's
-        self._card_after = own if overrides else None
-        st = settings()
-        st.method, st.epochs, st.image_size, st.device = (own["method"], own["epochs"],
-                                                          own["image_size"], own["device"])
+        self._card_after = own if overrides else None  # ... and the card's own once it ends
         self._stop_mode = {"stop": "pause"}  # the Stop button makes it "stop"
         self.worker = Worker(runner.train_in_worker, p, resume_run, self._stop_mode,
                              name="training", project_path=self.project.path, max_rate=10.0)
