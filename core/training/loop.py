@@ -125,7 +125,7 @@ class Trainer:
             torch.manual_seed(_rank_seed(cfg.seed, dist.rank, 0))
         self.optimizer = torch.optim.AdamW(
             [*self.model.parameters(), *self.method.parameters()], lr=cfg.lr,
-            weight_decay=cfg.weight_decay)
+            weight_decay=cfg.weight_decay_for(data.task))
         self.step_module = TrainStep(self.model, self.method, data.n_dims, cfg.amp)
         self.net: nn.Module = dist.wrap(self.step_module, self.device)
         if cfg.compile:

@@ -93,8 +93,9 @@ def _resolve(project: Project, config: TrainConfig | None, resume: int | None,
     cfg = config or TrainConfig()
     if project.schema is None:  # before a run is written with no epoch count
         raise ProjectError(f"{project.path}: the project has no labels to train on")
-    # automatic epochs become a number here, stored for the run's life (resume included)
-    cfg = cfg.with_epochs_for(project.schema.task, project.count_training_samples())
+    # automatic epochs and weight decay become numbers here, stored for the run's life
+    # (resume included)
+    cfg = cfg.for_task(project.schema.task, project.count_training_samples())
     device = str(pick_device(cfg.device)) + (f" x{dist.world}" if dist.active else "")
     run_id = project.create_run(cfg.method, {"config": cfg.to_dict()}, device=device)
     return _Resolved(run_id, cfg, False)

@@ -1,5 +1,5 @@
-"""Automatic epochs: the rule, the number a new run fixes from its project (and
-keeps on resume), and the command line's ``--epochs auto``."""
+"""Automatic epochs and weight decay: the rules, the numbers a new run fixes from
+its project (and keeps on resume), and the command line's ``--epochs auto``."""
 
 from __future__ import annotations
 
@@ -11,7 +11,13 @@ import pytest
 from core.cli.main import build_parser
 from core.project import Project, ProjectError
 from core.training import Callbacks, EpochEvent, Recorder, TrainConfig, load_data, train
-from core.training.config import AUTO_EPOCHS_MAX, AUTO_EPOCHS_MIN, AUTO_STEPS, auto_epochs
+from core.training.config import (
+    AUTO_EPOCHS_MAX,
+    AUTO_EPOCHS_MIN,
+    AUTO_STEPS,
+    auto_epochs,
+    auto_weight_decay,
+)
 from core.training.loop import Trainer
 from tests.core.synth import make_dots_project
 
@@ -33,6 +39,20 @@ def test_a_fixed_number_is_kept_and_negative_is_refused() -> None:
     assert TrainConfig().with_epochs_for("landmarks", 701).epochs == 100
     with pytest.raises(ValueError, match="epochs"):
         TrainConfig(epochs=-1)
+
+
+def test_weight_decay_is_automatic_per_task_unless_given() -> None:
+    assert TrainConfig().weight_decay is None
+    assert auto_weight_decay("age") == 0.05 and auto_weight_decay("landmarks") == 1e-4
+    assert TrainConfig().for_task("age", 4000).weight_decay == 0.05
+    fixed = TrainConfig().for_task("landmarks", 701)
+    assert (fixed.weight_decay, fixed.epochs) == (1e-4, 100)
+    assert TrainConfig(weight_decay=0.0).for_task("age", 4000).weight_decay == 0.0
+    assert TrainConfig(weight_decay=0.3).weight_decay_for("landmarks") == 0.3
+    with pytest.raises(ValueError, match="weight decay"):
+        TrainConfig(weight_decay=-0.1)
+    with pytest.raises(ValueError, match="weight decay"):
+        TrainConfig(weight_decay=float("nan"))
 
 
 class _StopAfterFirstEpoch(Callbacks):
@@ -61,6 +81,7 @@ def test_a_new_run_fixes_its_epochs_from_the_project_and_keeps_them(tmp_path: Pa
         run = project.run(run_id)
         assert run.status == "paused"
         assert run.params["config"]["epochs"] == 53 == run.epochs_planned
+        assert run.params["config"]["weight_decay"] == 1e-4  # landmarks' automatic decay
         assert "of 53" in run.message
     with sqlite3.connect(path) as conn:  # what the resume must read: the stored number
         conn.execute("UPDATE runs SET params = json_set(params, '$.config.epochs', 4) "

@@ -277,7 +277,12 @@ def test_an_age_run_predicts_years(tmp_path: Path) -> None:
     stop = StopAfterEpoch()
     run_id = train(path, TrainConfig(epochs=2, **FAST), stop, stop.should_stop)
     with Project.open(path) as project:
-        before = train_res(torch.load(checkpoint_path(project, run_id), weights_only=True))
+        ck = torch.load(checkpoint_path(project, run_id), weights_only=True)
+        before = train_res(ck)
+        # ages take the automatic weight decay of their task, stored with the run and
+        # given to the optimiser
+        assert project.run(run_id).params["config"]["weight_decay"] == 0.05
+        assert ck["optimizer"]["param_groups"][0]["weight_decay"] == 0.05
     train(path, resume=run_id)
     with Project.open(path) as project:
         after = train_res(torch.load(checkpoint_path(project, run_id), weights_only=True))
