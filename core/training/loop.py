@@ -103,7 +103,7 @@ class Trainer:
                  scores: bool = True, dist: Dist = SINGLE) -> None:
         if cfg.epochs < 1:
             raise ValueError("automatic epochs (0) are fixed before training: "
-                             "TrainConfig.with_epochs_for, as train() does")
+                             "TrainConfig.for_task, as train() does")
         self.run_id, self.cfg, self.data = run_id, cfg, data
         self.cb, self.should_stop, self.recorder = callbacks, should_stop, recorder
         self.dist = dist
