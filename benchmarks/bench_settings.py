@@ -48,7 +48,7 @@ def overrides(items: list[str]) -> dict[str, Any]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("source")
-    ap.add_argument("--format", default="detect")
+    ap.add_argument("--format", default="auto", help="dataset format (default: detect)")
     ap.add_argument("--task", choices=("landmarks", "age"))
     ap.add_argument("--noise", action="append", required=True)
     ap.add_argument("--methods", default="deepgum")
