@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from workdir_analysis import run
+from workdir_analysis import imported_label, run
 
 from core.metrics import auroc
 from core.project import Project
@@ -40,7 +40,7 @@ def analyse(path: Path) -> dict[str, Any]:
             history = project.label_history(s.id)
             if row is None or history[-1].age is None:
                 continue
-            imported = next(v.age for v in history if v.origin == "import")
+            imported = imported_label(project, s.id).age
             rows.append((s.id in wrong, row.outlier_prob, row.prediction[0], history[-1].age,
                          imported))
     bad, prob, pred, stored, true = (np.array(c, dtype=np.float64) for c in zip(*rows, strict=True))

@@ -20,11 +20,17 @@ sys.path.insert(0, str(ROOT))
 
 if TYPE_CHECKING:
     from core.project import Project
+    from core.store.records import Label
+
+
+def imported_label(project: Project, sample_id: int) -> Label:
+    """The sample's label as it was imported: the clean one the noise moved."""
+    return next(v for v in project.label_history(sample_id) if v.origin == "import")
 
 
 def imported_points(project: Project, sample_id: int) -> np.ndarray:
-    """The sample's label as it was imported: the clean one the noise moved."""
-    return next(v for v in project.label_history(sample_id) if v.origin == "import").points
+    """The points of :func:`imported_label`."""
+    return imported_label(project, sample_id).points
 
 
 def run(doc: str, benchmark: str, analyse: Callable[[Path], dict[str, Any]],

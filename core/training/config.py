@@ -149,8 +149,7 @@ class TrainConfig:
         """This config with every automatic setting (epochs, weight decay) made a
         number for ``task`` and ``n_train`` training samples: what a run stores."""
         cfg = self.with_epochs_for(task, n_train)
-        return cfg if cfg.weight_decay is not None else dataclasses.replace(
-            cfg, weight_decay=auto_weight_decay(task))
+        return dataclasses.replace(cfg, weight_decay=cfg.weight_decay_for(task))
 
     def weight_decay_for(self, task: str) -> float:
         """The weight decay this run trains with for ``task``."""
