@@ -14,7 +14,12 @@ from core.metrics import auroc
 from core.robust import make_method
 from core.robust.base import Output, Problem
 from core.robust.deepgum import DeepGUM
-from core.robust.mixture import GaussianUniformMixture, landmark_log_odds, unit_of_dim
+from core.robust.mixture import (
+    MIN_INLIER_SHARE,
+    GaussianUniformMixture,
+    landmark_log_odds,
+    unit_of_dim,
+)
 from core.training import TrainConfig
 
 
@@ -135,6 +140,28 @@ def test_fit_recovers_planted_outliers() -> None:
     assert np.sqrt(mix.var).mean() == pytest.approx(0.02, rel=0.15)
     _, log_odds = mix.e_step(res, np.ones_like(res, bool))
     assert auroc(log_odds.ravel(), bad.ravel()) > 0.99
+
+
+def test_inlier_share_never_falls_under_the_floor_on_unlearnt_residuals() -> None:
+    """Residuals spread evenly over the frame (a network that has learnt nothing yet
+    and predicts the mean shape, as on a DeepLabCut project's first epochs): EM
+    rounds used to hand every label to the uniform (pi 0.04-0.12 after 50 rounds),
+    and with the loss weights gone the network never learnt. pi stops at the floor
+    and most labels keep a real weight."""
+    rng = np.random.default_rng(0)
+    res = rng.uniform(-0.4, 0.4, (81, 8))
+    mask = np.ones_like(res, bool)
+    mix = GaussianUniformMixture(unit_of_dim(8, "landmark"), 2.0)
+    for _ in range(50):  # one round per epoch
+        mix.fit(res, mask, 1)
+    assert mix.pi.min() >= MIN_INLIER_SHARE == 0.5
+    assert mix.weights(np.arange(81)).mean() > 0.3
+    # a unit whose labels are mostly right keeps its fitted share
+    good = GaussianUniformMixture(unit_of_dim(2, "landmark"), 2.0)
+    planted = np.where(rng.random((400, 1)) < 0.3, rng.uniform(-1, 1, (400, 2)),
+                       rng.normal(0, 0.02, (400, 2)))
+    good.fit(planted, np.ones_like(planted, bool), iterations=20)
+    assert good.pi[0] == pytest.approx(0.7, abs=0.05)
 
 
 def test_sample_scales_match_hand_computation() -> None:
