@@ -54,9 +54,9 @@ def doubt_level(prob: float | None, score: float | None, method: str | None) -> 
 # the fix the side card offers for each named error: (action, button text)
 ISSUE_FIXES = {
     "swap": ("swap", "Swap left/right  (S)"),
-    "shifted": ("accept_every", "Model's whole label  (Ctrl+Shift+A)"),
-    "other_person": ("accept_every", "Model's whole label  (Ctrl+Shift+A)"),
-    "many_points": ("accept_all", "Model's flagged points  (Shift+A)"),
+    "shifted": ("accept_every", "Model's label  (Ctrl+Shift+A)"),
+    "other_person": ("accept_every", "Model's label  (Ctrl+Shift+A)"),
+    "many_points": ("accept_all", "Model's flagged points (Shift+A)"),
     "points": ("accept", "Model's point  (A)"),
 }  # an age has its own "Use model's estimate" button
 
@@ -65,7 +65,8 @@ ISSUE_HINTS = {
     "points": "a few landmarks: Tab to them, A takes the model's",
     "swap": "left and right exchanged: S swaps them back",
     "shifted": "the whole label shifted: Ctrl+Shift+A takes the model's",
-    "other_person": "drawn on someone else: Ctrl+Shift+A, or X to exclude",
+    "other_person": ("label and model far apart: on someone else (Ctrl+Shift+A, or X "
+                     "to exclude), or the model lost the subject (C: label is right)"),
     "many_points": "many landmarks off: Shift+A, or Ctrl+Shift+A for all",
     "age": "the age: A takes the model's",
     "hard": "a hard image (the model is unsure, the label may be right)",

@@ -160,3 +160,30 @@ def test_the_selected_point_card_shows_a_small_probability_as_text(qtbot, tmp_pa
         assert "P(wrong) < 1 %" in doc.toPlainText(), doc.toPlainText()
     finally:
         win.close()
+
+
+def test_every_fix_is_drawn_whole_in_the_side_card_in_the_apps_own_style(qtbot, tmp_path):
+    """The suggestion's button under the style sheet the app runs with (its padding and
+    border): 'Model's whole label  (Ctrl+Shift+A)' was cut at both ends at 1280x800."""
+    from PySide6.QtWidgets import QApplication
+
+    from app import theme
+    from app.review.scores import ISSUE_FIXES
+    from tests.app.conftest import open_window
+
+    app = QApplication.instance()
+    palette, sheet = app.palette(), app.styleSheet()
+    theme.apply(app, "light")
+    path, _swapped, _shifted = _issue_project(tmp_path)
+    win = open_window(qtbot, path)
+    try:
+        btn = win.editor.side.fix_btn
+        assert btn.isVisibleTo(win.editor.side)
+        for _action, text in ISSUE_FIXES.values():
+            btn.setText(text)
+            QApplication.processEvents()
+            assert btn.sizeHint().width() <= btn.width(), (text, btn.sizeHint().width(), btn.width())
+    finally:
+        win.close()
+        app.setStyleSheet(sheet)
+        app.setPalette(palette)
