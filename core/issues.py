@@ -9,8 +9,10 @@ method judges them) its swap log-odds:
 - ``shifted``: many landmarks off, but a similarity transform (shift, scale,
   rotation) of the label onto the prediction fits it: a box or offset error;
 - ``other_person``: as ``shifted``, but the transform moves the label by more
-  than the object's own size: a plausible shape drawn on someone else, or off
-  the body;
+  than the object's own size: a plausible shape far from where the model sees
+  the subject. On people (LSP) it was mostly a skeleton drawn on a bystander; on
+  a one-animal DeepLabCut project it was the model that lost the animal (against
+  the arena's wall) and the label was right, so the name says both;
 - ``many_points``: many landmarks off and no such transform explains them;
 - ``age``: an age label called wrong;
 - ``hard``: the model's uncertainty for the image is among the widest
@@ -37,7 +39,7 @@ ISSUE_TEXT = {
     "points": "a few points off",
     "swap": "left/right swapped",
     "shifted": "shifted or scaled label",
-    "other_person": "drawn on someone else",
+    "other_person": "on someone else, or the model lost the subject",
     "many_points": "many points off",
     "age": "age looks wrong",
     "hard": "hard image (model unsure)",

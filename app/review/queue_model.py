@@ -36,7 +36,7 @@ COLUMNS = ("#", "Sample", "Split", "Status", "Score", "P(wrong)", "Likely error"
 ERROR_COLUMN = 6
 # the run's named error as the queue shows it (a few points off: the worst point's name)
 ISSUE_SHORT = {"swap": "sides swapped", "shifted": "shifted/scaled",
-               "other_person": "someone else", "many_points": "many points",
+               "other_person": "far from model", "many_points": "many points",
                "hard": "hard image"}
 STATUS_LABELS = {"unreviewed": "to review", "confirmed": "confirmed", "fixed": "fixed",
                  "excluded": "excluded"}
