@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The GPU check of the training data path, in one go, for a machine with one CUDA
-# GPU (not run yet: no GPU has been lent to this project so far).
+# GPU (not run yet; benchmarks/gpu_engine.sh, a shorter check, ran on an H200 on
+# 2026-12-04: benchmarks/results/2026-12-04-gpu-h200/).
 #
 #   bash benchmarks/gpu_check.sh            # results under $OUT (default: ./gpu-check)
 #
