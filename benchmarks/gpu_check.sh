@@ -34,28 +34,10 @@ cd "$(dirname "$0")/.."
 OUT=${OUT:-$PWD/gpu-check}
 mkdir -p "$OUT"
 PY=${PYTHON:-python3}
-export PYTHONUNBUFFERED=1
-if compgen -G ".whl/*.whl" >/dev/null; then
-  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-    --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site:${PYTHONPATH:-}
-fi
-export PYTHONPATH=$PWD:${PYTHONPATH:-}
+# shellcheck source=benchmarks/gpu_setup.sh
+source benchmarks/gpu_setup.sh
 
-{ nvidia-smi || true; } > "$OUT/machine.log" 2>&1
-"$PY" - >>"$OUT/machine.log" 2>&1 <<'EOF' || { cat "$OUT/machine.log"; exit 1; }
-import importlib, sys
-import torch
-print("torch", torch.__version__, "cuda", torch.version.cuda, "available", torch.cuda.is_available())
-if not torch.cuda.is_available():
-    sys.exit("no CUDA GPU visible to torch")
-print("gpu", torch.cuda.get_device_name(), torch.cuda.get_device_properties(0).total_memory // 2**20, "MiB")
-missing = [m for m in ("numpy", "cv2", "scipy", "platformdirs", "tqdm", "zuko")
-           if importlib.util.find_spec(m) is None]
-if missing:
-    sys.exit("missing packages: " + ", ".join(missing) + " (carry their wheels in .whl/)")
-print("pynvml", importlib.util.find_spec("pynvml") is not None)
-import core.training  # noqa: F401  (the project imports)
-EOF
+machine_check "$OUT/machine.log" cuda
 
 run() {  # name, then bench_throughput.py arguments
   local name=$1; shift

@@ -30,12 +30,8 @@ DATA=${DATA:-../shared/datasets}
 PY=${PYTHON:-python3}
 DEVICE=${DEVICE:-cuda}
 EXTRA=${EXTRA:-}
-export PYTHONUNBUFFERED=1
-if compgen -G ".whl/*.whl" >/dev/null; then
-  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-    --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site:${PYTHONPATH:-}
-fi
-export PYTHONPATH=$PWD:${PYTHONPATH:-}
+# shellcheck source=benchmarks/gpu_setup.sh
+source benchmarks/gpu_setup.sh
 LOG=$RES/gpu_engine.log
 
 pack() {  # PACK_ONLY=1 leaves only the archive under $OUT (for a device that returns few files)
@@ -44,24 +40,7 @@ pack() {  # PACK_ONLY=1 leaves only the archive under $OUT (for a device that re
 }
 trap pack EXIT
 
-{ nvidia-smi || true; } > "$RES/machine.log" 2>&1
-DEVICE=$DEVICE "$PY" - >>"$RES/machine.log" 2>&1 <<'EOF' || { cat "$RES/machine.log"; exit 1; }
-import importlib, os, sys
-import torch
-print("python", sys.version.split()[0], "torch", torch.__version__, "cuda", torch.version.cuda,
-      "available", torch.cuda.is_available())
-if os.environ["DEVICE"] == "cuda":
-    if not torch.cuda.is_available():
-        sys.exit("no CUDA GPU visible to torch")
-    print("gpu", torch.cuda.get_device_name(), torch.cuda.get_device_properties(0).total_memory // 2**20, "MiB")
-missing = [m for m in ("numpy", "cv2", "scipy", "platformdirs", "tqdm", "zuko", "matplotlib")
-           if importlib.util.find_spec(m) is None]
-if missing:
-    sys.exit("missing packages: " + ", ".join(missing) + " (carry their wheels in .whl/)")
-import core.bench, core.training  # noqa: F401,E401  (the project imports)
-print("imports ok; cpus", os.cpu_count())
-EOF
-cat "$RES/machine.log"
+machine_check "$RES/machine.log" "$DEVICE"
 
 # Every stage ends by BUDGET seconds after the start (default 520), so the pack at the
 # end runs inside the caller's own limit.
